@@ -1,0 +1,144 @@
+"""One re-initialization event: R on the parameters plus everything the model and optimizer carry.
+
+SPEC §1: at each event the optimizer state is re-created (default) or kept, or zeroed only where
+parameters were re-initialized; running statistics of re-initialized BatchNorm layers are reset to a
+fresh module's; ``layerwise`` measures the normalization after block k on a batch of training data.
+:func:`apply_event` does all of it as one pure function, jit-able with ``stage`` traced, so a run
+compiles its event once however many stages it has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from reinit_jax import masks as M
+from reinit_jax.models.base import LAYERWISE_NORM
+
+PyTree = Any
+OPTIMIZER_POLICIES = ("reset", "keep", "mask")
+BATCH_STATS_POLICIES = ("reset", "keep")
+
+
+def optimizer_state(policy: str, tx: optax.GradientTransformation, opt_state: PyTree,
+                    params: PyTree, mask: PyTree | None = None) -> PyTree:
+  """The optimizer state after an event (SPEC §1).
+
+  Args:
+    policy: 'reset' (``tx.init(params)``: momentum zero, schedule counts restart), 'keep', or
+      'mask' (zero every per-parameter state entry where ``mask`` is true; counts and other
+      non-parameter state kept). 'mask' addresses state by parameter path through
+      ``optax.tree_map_params``, so it works for any chain (e.g. add_decayed_weights + sgd with
+      momentum, adam) — never by position in the state tuple.
+    tx: the optimizer. opt_state: its state. params: the new parameters.
+    mask: where parameters were re-initialized (bool leaves, element-wise or scalar).
+  """
+  if policy == "reset":
+    return tx.init(params)
+  if policy == "keep":
+    return opt_state
+  if policy == "mask":
+    if mask is None:
+      raise ValueError("optimizer policy 'mask' needs the re-initialization mask")
+    M.check_structure(mask, params)
+    zero_where = lambda s, m: jnp.where(m, jnp.zeros_like(s), s)
+    return optax.tree_map_params(tx, zero_where, opt_state, mask,
+                                 transform_non_params=lambda x: x)
+  raise ValueError(f"optimizer_policy must be one of {OPTIMIZER_POLICIES}, got {policy!r}")
+
+
+def _module_any(mask: PyTree) -> dict[str, jax.Array]:
+  """For every module path (every proper prefix of a parameter path): does the mask touch it?"""
+  out: dict[str, jax.Array] = {}
+  for kp, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
+    parts = M.path_of(kp).split("/")
+    hit = jnp.any(m)
+    for i in range(1, len(parts)):
+      prefix = "/".join(parts[:i])
+      out[prefix] = jnp.logical_or(out[prefix], hit) if prefix in out else hit
+  return out
+
+
+def reset_batch_stats(batch_stats: PyTree, fresh_batch_stats: PyTree, mask: PyTree,
+                      policy: str = "reset") -> PyTree:
+  """Running statistics of re-initialized layers reset to a fresh module's (SPEC §1, as [AA]).
+
+  A statistic at ``a/b/mean`` belongs to module ``a/b``; it is reset when the mask selects any
+  parameter of that module (or, for a norm without parameters, of the nearest enclosing module).
+  """
+  if policy == "keep":
+    return batch_stats
+  if policy != "reset":
+    raise ValueError(f"batch_stats_policy must be one of {BATCH_STATS_POLICIES}, got {policy!r}")
+  touched = _module_any(mask)
+
+  def reset(kp, old, new):
+    parts = M.path_of(kp).split("/")[:-1]
+    for i in range(len(parts), 0, -1):
+      prefix = "/".join(parts[:i])
+      if prefix in touched:
+        return jnp.where(touched[prefix], new, old)
+    return old
+
+  return jax.tree_util.tree_map_with_path(reset, batch_stats, fresh_batch_stats)
+
+
+def measure_normalization(model, variables: dict, x: jax.Array, k) -> dict:
+  """Sets the layer-wise normalization after block ``k`` from a forward pass on ``x`` (SPEC §1.3).
+
+  ``mu``/``sigma`` are the mean and standard deviation of block k's whole raw output on ``x``
+  (B, *input_shape), measured through the current (rescaled) network in eval mode; normalizations
+  of other blocks stay as they are. ``k`` is 1-based and may be traced; k = 0 changes nothing.
+  sigma is floored at 1e-6 so a dead block cannot produce inf.
+  Returns ``variables`` with an updated ``'layerwise_norm'`` collection.
+  """
+  outs = model.block_outputs(variables, x)
+  norms = dict(variables[LAYERWISE_NORM])
+  for i, (blk, z) in enumerate(zip(model.blocks, outs), start=1):
+    z = z.astype(jnp.float32)
+    mu, sigma = jnp.mean(z), jnp.maximum(jnp.std(z), 1e-6)
+    old = norms[blk.norm]
+    hit = jnp.asarray(k) == i
+    norms[blk.norm] = {"mu": jnp.where(hit, mu, old["mu"]),
+                       "sigma": jnp.where(hit, sigma, old["sigma"])}
+  out = dict(variables)
+  out[LAYERWISE_NORM] = norms
+  return out
+
+
+def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state: PyTree,
+                tx: optax.GradientTransformation, stage, key: jax.Array, context,
+                norm_batch: jax.Array | None = None, *, optimizer_policy: str = "reset",
+                batch_stats_policy: str = "reset") -> tuple[dict, PyTree]:
+  """The whole event after stage ``stage`` (SPEC §1): returns ``(variables, opt_state)``.
+
+  Args:
+    method: a :class:`reinit_jax.methods.Method`.
+    model: the :class:`reinit_jax.models.Model` (its blocks address the normalizations).
+    variables / fresh_variables: current collections and a fresh ``model.init(key(seed, t))``.
+    opt_state, tx: the optimizer state and transformation.
+    stage: the stage just finished, t ≥ 1 (int or traced int32).
+    key: the event's PRNG key. context: the run's ``methods.Context``.
+    norm_batch: training inputs (B, *input_shape), preprocessed; needed by ``layerwise``.
+  """
+  if optimizer_policy not in OPTIMIZER_POLICIES:
+    raise ValueError(f"optimizer_policy must be one of {OPTIMIZER_POLICIES}, got "
+                     f"{optimizer_policy!r}")
+  params, fresh = variables["params"], fresh_variables["params"]
+  new_params = method(params, fresh, stage, key, context)
+  mask = method.reinit_mask(params, stage, key, context)
+  out = dict(variables)
+  out["params"] = new_params
+  if "batch_stats" in variables:
+    out["batch_stats"] = reset_batch_stats(variables["batch_stats"],
+                                           fresh_variables["batch_stats"], mask,
+                                           batch_stats_policy)
+  if method.uses_normalization and LAYERWISE_NORM in variables:
+    if norm_batch is None:
+      raise ValueError(f"method {method.name!r} measures a normalization: pass norm_batch")
+    k = jnp.minimum(method.normalize_block(stage), model.num_blocks)
+    out = measure_normalization(model, out, norm_batch, k)
+  return out, optimizer_state(optimizer_policy, tx, opt_state, new_params, mask)
