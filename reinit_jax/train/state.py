@@ -1,0 +1,75 @@
+"""The train state of a run: every seed's model, optimizer and method state, with a leading seed axis.
+
+Several seeds of one config train in one process under ``jax.vmap`` (SPEC "seeds"): every leaf of a
+:class:`TrainState` has a leading axis of size S = len(config.seeds). PRNG streams are derived from
+the seed's base key by ``fold_in`` of (stream, position), so every draw is a function of where the
+run is, and a resumed run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from reinit_jax import methods
+
+# fold_in streams of a seed's base key; the position folded in after is the stage or the step.
+INIT_STREAM, EVENT_STREAM, STEP_STREAM = 0, 1, 2
+
+
+@flax.struct.dataclass
+class TrainState:
+  """One seed's state (vmapped: every leaf gets a leading seed axis).
+
+  Attributes:
+    variables: model collections {'params', 'batch_stats'?, 'layerwise_norm'}.
+    opt_state: optax state of ``schedules.make_optimizer``.
+    context: ``methods.Context`` (first-init norms, fixed masks).
+    teacher: the variables at the end of the previous stage (distillation), else None.
+    step: global gradient steps so far (int32). step_in_stage: steps in the current stage (int32).
+    stage: the current stage, 1-based (int32). key: the seed's base PRNG key (uint32 (2,)).
+  """
+
+  variables: dict
+  opt_state: Any
+  context: Any
+  teacher: Any
+  step: jax.Array
+  step_in_stage: jax.Array
+  stage: jax.Array
+  key: jax.Array
+
+
+def stream_key(base: jax.Array, stream: int, position) -> jax.Array:
+  """Key for ``position`` (stage or step, may be traced) in one of the streams above."""
+  return jax.random.fold_in(jax.random.fold_in(base, stream), position)
+
+
+def init_key(base: jax.Array, stage) -> jax.Array:
+  """Key of a fresh ``model.init``: stage 0 draws θ_1, stage t ≥ 1 the θ_init of the event after t.
+
+  This is SPEC §1's key(seed, t): the seed's base key with the stage folded in.
+  """
+  return stream_key(base, INIT_STREAM, stage)
+
+
+def init_state(model, method, tx, base_key: jax.Array, distill: bool) -> TrainState:
+  """θ_1 from the model's own initializer, the method's context (prepared once), a fresh optimizer.
+
+  Single seed, pure and jit-able; vmap it over a stack of base keys (S, 2).
+  """
+  variables = dict(model.init(init_key(base_key, 0)))
+  context = methods.make_context(model, variables["params"])
+  context = method.prepare(stream_key(base_key, EVENT_STREAM, 0), variables["params"], context)
+  zero = jnp.zeros((), jnp.int32)
+  return TrainState(variables=variables, opt_state=tx.init(variables["params"]), context=context,
+                    teacher=dict(variables) if distill else None, step=zero, step_in_stage=zero,
+                    stage=zero + 1, key=base_key)
+
+
+def base_keys(seeds) -> jax.Array:
+  """(S, 2) uint32 base keys, one per seed (legacy raw keys: plain arrays checkpoint as-is)."""
+  return jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])

@@ -1,0 +1,164 @@
+"""The jitted pieces of a run: train steps (scanned), evaluation, teacher cache, the event (SPEC §1–2).
+
+Every function here is written for one seed and vmapped over the seed axis, then jitted once. The
+training data lives on the device; a call receives an index batch (S, n_steps, B) and gathers and
+augments inside the jit, so there is no host round trip per step. Counters (step, stage,
+step-in-stage) are traced state, so nothing retraces when a stage starts.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from reinit_jax import events
+from reinit_jax.train import loss as L
+from reinit_jax.train.state import EVENT_STREAM, STEP_STREAM, TrainState, init_key, stream_key
+
+
+def _apply_train(model, variables, x, key, has_batch_stats):
+  """Training-mode forward: (logits, updated mutable collections)."""
+  rngs = {"dropout": key}
+  if has_batch_stats:
+    logits, upd = model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+    return logits, dict(upd)
+  return model.apply(variables, x, train=True, rngs=rngs), {}
+
+
+def _teacher_probs(model, teacher, x):
+  return jax.lax.stop_gradient(jax.nn.softmax(model.apply(teacher, x, train=False).astype(jnp.float32)))
+
+
+def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, beta: float):
+  """One gradient step of one seed: ``step(state, x_raw (B, ...), y (B,), tprobs | None)``.
+
+  ``distill``: 'off' | 'cached' (``tprobs`` gathered from the stage's cache) | 'live' (teacher
+  forward on the same augmented batch, eval mode). β is applied from stage 2 on (SPEC §2).
+  Returns (state, (loss, accuracy, lr)), loss = CE + β·KL (weight decay acts in the optimizer).
+  """
+  def step(state: TrainState, x_raw, y, tprobs):
+    key = stream_key(state.key, STEP_STREAM, state.step)
+    k_aug, k_drop = jax.random.split(key)
+    x = augment(k_aug, x_raw, True)
+    with_bs = "batch_stats" in state.variables
+    if distill == "live":
+      tprobs = _teacher_probs(model, state.teacher, x)
+    beta_t = jnp.where(state.stage > 1, jnp.float32(beta), jnp.float32(0.0))
+
+    def loss_fn(params):
+      logits, upd = _apply_train(model, {**state.variables, "params": params}, x, k_drop, with_bs)
+      loss, (ce, acc) = L.objective(logits, y, None if distill == "off" else tprobs, beta_t)
+      return loss, (upd, acc)
+
+    params = state.variables["params"]
+    (loss, (upd, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, state.opt_state, params)
+    lr = lr_fn(state.step_in_stage, state.step, state.stage)
+    updates = jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates)
+    variables = {**state.variables, **upd, "params": optax.apply_updates(params, updates)}
+    new = state.replace(variables=variables, opt_state=opt_state, step=state.step + 1,
+                        step_in_stage=state.step_in_stage + 1)
+    return new, (loss, acc, lr)
+
+  return step
+
+
+def _summarize(loss, acc, lr):
+  return {"loss": jnp.mean(loss), "accuracy": jnp.mean(acc), "learning_rate": lr[-1]}
+
+
+def make_train_call(step, *, cached: bool):
+  """Jitted, vmapped, scanned training on device-resident data.
+
+  ``call(state (S,...), x_all (N, ...), y_all (N,), tprobs (S, N', C) | None, idx (S, n, B))``
+  runs n steps per seed, gathering batch ``idx[s, i]``; returns (state, metrics (S,)) with the
+  mean loss/accuracy of the call and the last learning rate. ``state`` is donated.
+  """
+
+  def one(state, x_all, y_all, tp_all, idx):
+    def body(st, ix):
+      tp = tp_all[ix] if cached else None
+      return step(st, x_all[ix], y_all[ix], tp)
+
+    state, out = jax.lax.scan(body, state, idx)
+    return state, _summarize(*out)
+
+  fn = jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0))
+  return jax.jit(fn, donate_argnums=0)
+
+
+def make_stream_call(step):
+  """Like :func:`make_train_call` for streamed batches ``xs (n, B, ...), ys (n, B)`` shared by
+  every seed (already augmented on the host: ``step``'s augment must be the identity)."""
+
+  def one(state, xs, ys):
+    state, out = jax.lax.scan(lambda st, b: step(st, b[0], b[1], None), state, (xs, ys))
+    return state, _summarize(*out)
+
+  return jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
+
+
+def make_eval(model, augment: Callable):
+  """``eval(variables (S,...), x_all, y_all, idx (nb, Be), w (nb, Be)) -> (loss (S,), acc (S,))``.
+
+  Mean cross-entropy and accuracy over the examples with weight 1 (padding has weight 0).
+  """
+  key = jax.random.PRNGKey(0)  # eval-mode augmentation is deterministic; the key is unused
+
+  def one(variables, x_all, y_all, idx, w):
+    def body(carry, iw):
+      ix, ww = iw
+      logits = model.apply(variables, augment(key, x_all[ix], False), train=False)
+      ce = L.cross_entropy(logits, y_all[ix])
+      hit = (jnp.argmax(logits, -1) == y_all[ix]).astype(jnp.float32)
+      return (carry[0] + jnp.sum(ce * ww), carry[1] + jnp.sum(hit * ww)), None
+
+    (tot_l, tot_c), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (idx, w))
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    return tot_l / n, tot_c / n
+
+  return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
+
+
+def make_teacher_cache(model, augment: Callable):
+  """``cache(teacher (S,...), x_all, idx (nb, Be)) -> probs (S, nb·Be, C)``: the teacher's class
+  probabilities on every training example, un-augmented (SPEC §2 default; row i = example i)."""
+  key = jax.random.PRNGKey(0)
+
+  def one(teacher, x_all, idx):
+    probs = jax.lax.map(lambda ix: _teacher_probs(model, teacher, augment(key, x_all[ix], False)),
+                        idx)
+    return probs.reshape(-1, probs.shape[-1])
+
+  return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+
+
+def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
+               optimizer_policy: str, batch_stats_policy: str):
+  """The event after the current stage, jitted once (stage is traced state, SPEC §1).
+
+  ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
+  own init with key(seed, t), measures layer-wise normalizations on ``norm_batch_size`` training
+  examples drawn (with replacement) from the first ``n_current`` rows of ``x_all``, applies
+  ``events.apply_event``, keeps the pre-event variables as the next teacher, and moves to stage t+1
+  with the step-in-stage counter at 0 (the schedule restarts). ``state`` is donated.
+  """
+
+  def one(state: TrainState, x_all, n_current):
+    t = state.stage
+    fresh = model.init(init_key(state.key, t))
+    ek = stream_key(state.key, EVENT_STREAM, t)
+    nk = jax.random.fold_in(ek, 0x4E)
+    ix = jax.random.randint(nk, (norm_batch_size,), 0, n_current)
+    norm_batch = augment(nk, x_all[ix], False)
+    variables, opt_state = events.apply_event(
+        method, model, state.variables, fresh, state.opt_state, tx, t, ek, state.context,
+        norm_batch, optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy)
+    return state.replace(variables=variables, opt_state=opt_state,
+                         teacher=dict(state.variables) if distill else None,
+                         stage=t + 1, step_in_stage=jnp.zeros_like(state.step_in_stage))
+
+  return jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
