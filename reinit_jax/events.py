@@ -23,6 +23,21 @@ OPTIMIZER_POLICIES = ("reset", "keep", "mask")
 BATCH_STATS_POLICIES = ("reset", "keep")
 
 
+def event_key(key: jax.Array, seed, stage) -> jax.Array:
+  """The PRNG key of the event after ``stage`` for ``seed``: fold in seed, then stage (SPEC §1).
+
+  Folding the stage in is what makes every event's θ_init a new draw (a fixed key reused at every
+  event drew identical "fresh" weights in public re-init code).
+  """
+  return jax.random.fold_in(jax.random.fold_in(key, jnp.asarray(seed, jnp.uint32)),
+                            jnp.asarray(stage, jnp.uint32))
+
+
+def fresh_variables(model, key: jax.Array, seed, stage) -> dict:
+  """θ_init for the event after ``stage``: a new draw from the model's own ``init`` (SPEC §1)."""
+  return model.init(event_key(key, seed, stage))
+
+
 def optimizer_state(policy: str, tx: optax.GradientTransformation, opt_state: PyTree,
                     params: PyTree, mask: PyTree | None = None) -> PyTree:
   """The optimizer state after an event (SPEC §1).

@@ -138,7 +138,7 @@ def _no_normalization(stage, **_):
   return jnp.zeros((), jnp.int32)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity, so jax.jit(R) works
 class Method:
   """A named re-initialization R with one calling convention (SPEC §1).
 
@@ -217,6 +217,9 @@ def register(name: str, *, mask: Callable | None = None):
 
       def factory(**hparams):
         _check_hparams(name, hparams, defaults)
+        for unit in ("shrink", "perturb", "fraction"):  # coefficients of a blend live in [0, 1]
+          if unit in hparams:
+            _check_unit(hparams[unit], unit)
         return Method(name, fn, {**defaults, **hparams}, mask_fn=mask)
 
       _REGISTRY[name] = factory

@@ -1,0 +1,107 @@
+"""Masks (SPEC §1): exact fractions, smallest magnitudes, block and path selection, combinators."""
+
+import hypothesis.extra.numpy as hnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from reinit_jax import masks, models
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+def _params(shapes, seed=0):
+  rng = np.random.default_rng(seed)
+  return {f"layer{i}": {"kernel": jnp.asarray(rng.normal(size=s), jnp.float32)}
+          for i, s in enumerate(shapes)}
+
+
+shapes_st = st.lists(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9),
+                     min_size=1, max_size=4)
+
+
+@SETTINGS
+@given(shapes=shapes_st, fraction=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_random_fraction_selects_exact_fraction_of_every_tensor(shapes, fraction, seed):
+  params = _params(shapes, seed)
+  mask = masks.random_fraction(jax.random.key(seed), params, fraction)
+  for m, p in zip(jax.tree.leaves(mask), jax.tree.leaves(params)):
+    assert m.shape == p.shape and m.dtype == jnp.bool_
+    assert abs(int(m.sum()) - fraction * p.size) <= 1
+
+
+@SETTINGS
+@given(shapes=shapes_st, fraction=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_smallest_magnitude_picks_exactly_the_smallest(shapes, fraction, seed):
+  params = _params(shapes, seed)
+  mask = masks.smallest_magnitude(params, fraction)
+  for m, p in zip(jax.tree.leaves(mask), jax.tree.leaves(params)):
+    m, a = np.asarray(m), np.abs(np.asarray(p))
+    assert abs(int(m.sum()) - fraction * p.size) <= 1
+    if m.any() and (~m).any():
+      assert a[m].max() <= a[~m].min()
+
+
+def test_smallest_magnitude_with_ties_is_exact_count():
+  params = {"b": jnp.zeros((10,))}
+  m = masks.smallest_magnitude(params, 0.3)
+  assert int(m["b"].sum()) == 3
+
+
+def test_random_fraction_differs_by_key_and_by_leaf():
+  params = {"a": jnp.zeros((50,)), "b": jnp.zeros((50,))}
+  m1 = masks.random_fraction(jax.random.key(0), params, 0.5)
+  m2 = masks.random_fraction(jax.random.key(1), params, 0.5)
+  assert not np.array_equal(m1["a"], m2["a"])
+  assert not np.array_equal(m1["a"], m1["b"])  # leaves get independent draws
+
+
+def test_by_path_regex_on_joined_path():
+  params = {"block1": {"conv": {"kernel": jnp.ones(3), "bias": jnp.ones(3)}},
+            "head": {"kernel": jnp.ones(2)}}
+  m = masks.by_path(params, r"kernel$")
+  assert bool(m["block1"]["conv"]["kernel"]) and bool(m["head"]["kernel"])
+  assert not bool(m["block1"]["conv"]["bias"])
+  m = masks.by_path(params, r"^block1/conv/")
+  assert bool(m["block1"]["conv"]["bias"]) and not bool(m["head"]["kernel"])
+  with pytest.raises(ValueError, match="pattern"):
+    masks.by_path(params, "(")
+
+
+def test_block_masks_follow_the_declaration():
+  model = models.create("mlp", 8)
+  params = model.init(jax.random.key(0))["params"]
+  up = masks.up_to_block(params, model.blocks, 2)
+  after = masks.after_block(params, model.blocks, 2)
+  assert [bool(up[f"dense{i}"]["kernel"]) for i in (1, 2, 3)] == [True, True, False]
+  assert [bool(after[f"dense{i}"]["kernel"]) for i in (1, 2, 3)] == [False, False, True]
+  only2 = masks.block(params, model.blocks, 2)
+  assert [bool(only2[f"dense{i}"]["bias"]) for i in (1, 2, 3)] == [False, True, False]
+  hd = masks.head(params, model.head)
+  assert [bool(hd[f"dense{i}"]["kernel"]) for i in (1, 2, 3)] == [False, False, True]
+  # a traced k gives the same masks: one compilation for every event
+  traced = jax.jit(lambda k: masks.after_block(params, model.blocks, k))(jnp.int32(2))
+  assert jax.tree.map(bool, traced) == jax.tree.map(bool, after)
+  with pytest.raises(ValueError, match="block index k"):
+    masks.up_to_block(params, model.blocks, 4)
+
+
+def test_combinators():
+  params = {"a": jnp.zeros((4,)), "b": jnp.zeros((4,))}
+  x = {"a": jnp.array([True, False, True, False]), "b": jnp.asarray(True)}
+  y = {"a": jnp.array([True, True, False, False]), "b": jnp.asarray(False)}
+  assert np.array_equal(masks.and_(x, y)["a"], [True, False, False, False])
+  assert np.array_equal(masks.or_(x, y)["a"], [True, True, True, False])
+  assert np.array_equal(masks.not_(x)["a"], [False, True, False, True])
+  assert int(masks.count(masks.or_(x, y), params)) == 3 + 4
+  with pytest.raises(ValueError, match="structure of params"):
+    masks.and_(x, {"a": x["a"]})
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", True])
+def test_bad_fraction_is_one_clear_line(bad):
+  with pytest.raises(ValueError, match="fraction must") as e:
+    masks.random_fraction(jax.random.key(0), {"a": jnp.ones(3)}, bad)
+  assert "\n" not in str(e.value)
