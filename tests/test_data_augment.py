@@ -70,12 +70,12 @@ def test_tf_path_equals_device_path_for_same_decisions(preset, shape, image_size
 
 @pytest.mark.parametrize("preset,top", [("cifar", 8), ("lw224", 24)])
 def test_tf_decisions_have_device_distribution(preset, top):
-  draws = [aug.tf_draw(tf.constant([3, i], tf.int64), preset) for i in range(1000)]
+  draws = [aug.tf_draw(tf.constant([3, i], tf.int64), preset) for i in range(400)]
   flips = np.array([bool(f) for f, _ in draws])
   offs = np.array([o.numpy() for _, o in draws])
   dflip, doff = aug.draw(jax.random.key(0), 1000, preset)
   for f in (flips, np.asarray(dflip)):
-    assert 0.44 < f.mean() < 0.56
+    assert 0.42 < f.mean() < 0.58
   for o in (offs, np.asarray(doff)):
     assert o.min() == 0 and o.max() == top
     assert abs(o.mean() - top / 2) < 0.1 * top

@@ -135,6 +135,7 @@ def tf_draw(seed, preset: str):
 def tf_apply(img, flip, offset, *, preset: str, train: bool, image_size: int | None = None):
   """tf.data counterpart of :func:`apply` for one image ``(H, W, C)`` → float32 ``(H', W', C)``."""
   import tensorflow as tf
+  channels = int(img.shape[-1])
   x = tf.cast(img, tf.float32) / 255.0
   size = None
   if preset == "lw224":
@@ -150,6 +151,6 @@ def tf_apply(img, flip, offset, *, preset: str, train: bool, image_size: int | N
       x = tf.pad(x, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
     else:
       size = LW_SIZE
-    x = tf.slice(x, [offset[0], offset[1], 0], [size, size, -1])
-  mean, std = mean_std(int(x.shape[-1]))
+    x = x[offset[0]:offset[0] + size, offset[1]:offset[1] + size, :]
+  mean, std = mean_std(channels)
   return (x - mean) / std

@@ -99,12 +99,13 @@ def stream(builder, split: str, *, start: int, labels: np.ndarray | None, seed: 
   ds = ds.enumerate(start=start)
   table = None if labels is None else tf.constant(np.asarray(labels, np.int32))
   if train:
-    ds = ds.shuffle(shuffle_buffer, seed=int(np.random.SeedSequence([seed, epoch]).entropy % 2**31),
+    ds = ds.shuffle(shuffle_buffer, seed=int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31),
                     reshuffle_each_iteration=False)
   ds = ds.skip(start_step * batch_size)
 
   def decode(index, ex):
     img = tf.io.decode_image(ex["image"], channels=channels, expand_animations=False)
+    img.set_shape([None, None, channels])  # decode_image leaves the channel count unknown
     label = tf.cast(ex["label"], tf.int32)
     if table is not None:  # Noisy labels; -1 marks examples that keep their stored label.
       new = tf.gather(table, index)
