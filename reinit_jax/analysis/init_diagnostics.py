@@ -94,7 +94,7 @@ def _as_variables(v):
 
 
 def squared_lengths(model, key: jax.Array, *, variables_fn: Callable | None = None, x=None,
-                    num_inputs: int = 64, num_draws: int = 16):
+                    num_inputs: int = 64, num_draws: int = 16, return_moments: bool = False):
   """``M_l(x, d) = ||z_l||² / n_l`` for every block output, input and draw.
 
   Args:
@@ -104,7 +104,8 @@ def squared_lengths(model, key: jax.Array, *, variables_fn: Callable | None = No
     x: (B, *input_shape) inputs; default ``num_inputs`` N(0, I) inputs.
     num_draws: independent draws of the initializer.
   Returns:
-    ``(M (draws, B, L) float64 numpy, widths (L,) int, names (L,) str)``.
+    ``(M (draws, B, L) float64 numpy, widths (L,) int, names (L,) str)``, and with
+    ``return_moments`` a fourth item ``{param path: E_d[mean(leaf²)]}``.
   """
   if not isinstance(num_draws, int) or num_draws < 2:
     raise ValueError(f"num_draws must be an integer ≥ 2 (variances over draws), got {num_draws!r}")
@@ -117,22 +118,26 @@ def squared_lengths(model, key: jax.Array, *, variables_fn: Callable | None = No
   if tuple(x.shape[1:]) != tuple(model.input_shape):
     raise ValueError(f"x must have shape (B, *{model.input_shape}), got {x.shape}")
 
-  @jax.jit
   def one_draw(k):
     v = _as_variables(variables_fn(k))
-    if set(v) != set(model.init(k)):  # a bare params tree: borrow the other collections
+    if len(v) == 1:  # bare params (or params only): borrow the other collections
       v = {**model.init(k), **v}
     outs = model.block_outputs(v, x)
+    moments = {path_str(q): jnp.mean(jnp.square(jnp.asarray(p, jnp.float32)))
+               for q, p in jax.tree_util.tree_flatten_with_path(v["params"])[0]}
     return [jnp.mean(jnp.square(o.reshape(o.shape[0], -1).astype(jnp.float32)), axis=1)
-            for o in outs]
+            for o in outs], moments
 
-  draws, widths = [], None
-  for d in range(num_draws):
-    outs = one_draw(jax.random.fold_in(key, d))
-    draws.append(np.stack([np.asarray(o, np.float64) for o in outs], axis=-1))
+  # lax.map, not vmap: one draw's activations in memory at a time, one compilation for all draws.
+  keys = jnp.stack([jax.random.fold_in(key, d) for d in range(num_draws)])
+  outs, moments = jax.jit(lambda ks: jax.lax.map(one_draw, ks))(keys)
+  draws = np.stack([np.asarray(o, np.float64) for o in outs], axis=-1)  # (draws, B, L)
   shapes = jax.eval_shape(lambda: model.block_outputs(model.init(key), x))
   widths = np.asarray([int(np.prod(s.shape[1:])) for s in shapes])
-  return np.stack(draws), widths, tuple(_layer_name(b) for b in model.blocks)
+  names = tuple(_layer_name(b) for b in model.blocks)
+  if return_moments:  # per leaf, mean over draws of mean(leaf²): one compilation for both
+    return draws, widths, names, {k: float(np.mean(v)) for k, v in moments.items()}
+  return draws, widths, names
 
 
 @dataclasses.dataclass
@@ -233,16 +238,6 @@ class InitComparison:
     return "\n".join(lines)
 
 
-def _second_moments(variables_fn, key, num_draws):
-  acc = None
-  for d in range(num_draws):
-    p = _as_variables(variables_fn(jax.random.fold_in(key, d)))["params"]
-    m = {path_str(k): float(jnp.mean(jnp.square(jnp.asarray(v, jnp.float32))))
-         for k, v in jax.tree_util.tree_flatten_with_path(p)[0]}
-    acc = m if acc is None else {k: acc[k] + m[k] for k in acc}
-  return {k: v / num_draws for k, v in acc.items()}
-
-
 def compare_init(model, fresh_fn: Callable, key: jax.Array, *, tolerance: float = 0.5,
                  num_draws: int = 8, num_inputs: int = 32, x=None) -> InitComparison:
   """Compares a re-initialization's fresh draws with the model's own init (SPEC §6, [HR]).
@@ -260,8 +255,12 @@ def compare_init(model, fresh_fn: Callable, key: jax.Array, *, tolerance: float 
   if not tolerance > 0:
     raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
   k_own, k_fresh = jax.random.split(key)
-  own = _second_moments(model.init, k_own, num_draws)
-  fresh = _second_moments(fresh_fn, k_fresh, num_draws)
+  if x is None:
+    x = jax.random.normal(jax.random.fold_in(key, 7), (num_inputs, *model.input_shape))
+  m_own, _, names, own = squared_lengths(model, k_own, x=x, num_draws=max(num_draws, 2),
+                                         return_moments=True)
+  m_fresh, _, _, fresh = squared_lengths(model, k_fresh, variables_fn=fresh_fn, x=x,
+                                         num_draws=max(num_draws, 2), return_moments=True)
   if set(own) != set(fresh):
     raise ValueError(f"fresh_fn must return the model's parameter structure; differs at "
                      f"{sorted(set(own) ^ set(fresh))[:3]}")
@@ -271,11 +270,6 @@ def compare_init(model, fresh_fn: Callable, key: jax.Array, *, tolerance: float 
     return (1.0 if b == 0 else math.inf) if a == 0 else b / a
 
   leaf = {k: ratio(own[k], fresh[k]) for k in own}
-  if x is None:
-    x = jax.random.normal(jax.random.fold_in(key, 7), (num_inputs, *model.input_shape))
-  m_own, _, names = squared_lengths(model, k_own, x=x, num_draws=max(num_draws, 2))
-  m_fresh, _, _ = squared_lengths(model, k_fresh, variables_fn=fresh_fn, x=x,
-                                  num_draws=max(num_draws, 2))
   layer = {n: ratio(a, b) for n, a, b in zip(names, m_own.mean(axis=(0, 1)),
                                               m_fresh.mean(axis=(0, 1)))}
   bad = lambda d: tuple(k for k, r in d.items() if not lo <= r <= hi)
