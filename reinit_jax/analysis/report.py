@@ -12,9 +12,9 @@ DIR:
   weight-decay heatmaps [Z Fig. 4] and accuracy against the number of stages [Z Fig. 5] where the
   runs span such grids.
 
-Choices: the row is ``dataset/model setting`` with the [Z] setting letters (Ø, D, DC, DCW) taken
-from ``config.setting`` or, when empty, derived from augmentation (D), a cosine schedule (C) and
-weight decay (W); label noise and online chunks are appended when present. The column is the method,
+Choices: the row is ``dataset/model setting``, the setting being [Z]'s (Ø, D, DC, DCW) where
+``config.setting`` names one, else ``aug=<augmentation> sched=<schedule>`` with learning rate and
+weight decay tuned inside the row; label noise, online chunks and the synthetic α are appended. The column is the method,
 ``+distill`` when distillation is on. A cell holding several hyperparameter configurations (learning
 rate, weight decay, stages, method options) shows the one with the best mean validation accuracy
 (marked * where no validation accuracy was recorded and test accuracy was used). Std is over seeds
@@ -107,17 +107,15 @@ def _read_jsonl(path, missing):
 
 
 def _setting(c: dict) -> str:
+  """[Z]'s setting name when ``config.setting`` gives one, else ``aug=... sched=...``.
+
+  Without a named setting, weight decay and learning rate are tuned hyperparameters inside the
+  row (so a learning-rate × weight-decay grid stays one row and gives one heatmap).
+  """
   s = c.get("setting")
   if s:
     return "Ø" if s in ("none", "0", "Ø") else str(s)
-  letters = ""
-  if c.get("augmentation") not in (None, "none", "", False):
-    letters += "D"
-  if str(c.get("schedule", "")).startswith("cosine"):
-    letters += "C"
-  if c.get("weight_decay"):
-    letters += "W"
-  return letters or "Ø"
+  return f"aug={c.get('augmentation', '?')} sched={c.get('schedule', '?')}"
 
 
 def _number(v):
@@ -255,7 +253,10 @@ def _runs_table(runs) -> str:
 
 
 def _safe(name: str) -> str:
-  return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("_") or "row"
+  """An ASCII file-name stem for a row label."""
+  name = name.replace("Ø", "0").replace("α", "alpha")
+  return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-." else "_"
+                 for ch in name).strip("_") or "row"
 
 
 def figures(runs, cells, out: str) -> list[str]:
