@@ -110,9 +110,12 @@ def train(r, c, workdir) -> dict:
     n, B, spe = r.stage_n[t - 1], r.batch[t - 1], r.spe[t - 1]
     g = feed.epochs_per_call(r.E, spe, c.max_steps_per_call)
     tprobs = None
-    if r.distill == "cached" and t > 1:
+    if r.distill == "cached":
       idx, _ = feed.eval_batches(n, c.eval_batch_size, r.place.n)
-      tprobs = r.teacher_cache(state.teacher, x_dev, jax.device_put(idx, r.place.batch(2, 1)))
+      if t > 1:
+        tprobs = r.teacher_cache(state.teacher, x_dev, jax.device_put(idx, r.place.batch(2, 1)))
+      else:  # no teacher in stage 1 (β is off): zeros of the cache's shape, so nothing retraces
+        tprobs = r.place.replicate(jnp.zeros((S, idx.size, r.data.meta.num_classes), jnp.float32))
     while meta["epoch"] < r.E:
       e = meta["epoch"]
       first = (t - 1) * r.E + e

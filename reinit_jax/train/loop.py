@@ -84,8 +84,8 @@ class Run:
                                  batch_stats_policy=c.batch_stats_policy)
     self.norm_fn = jax.jit(jax.vmap(lambda p: jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
                                                            for x in jax.tree.leaves(p)))))
-    self.init_fn = jax.jit(jax.vmap(lambda k: init_state(self.model, self.method, self.tx, k,
-                                                         bool(c.distill))))
+    self.init_fn = jax.jit(jax.vmap(lambda k, s: init_state(self.model, self.method, self.tx, k, s,
+                                                            bool(c.distill))))
     self.eval_sets = {}
     if not self.streaming:
       for name, split in (("validation", self.data.validation), ("test", self.data.test)):
@@ -97,7 +97,8 @@ class Run:
 
   def init(self):
     """The initial state (S seeds), replicated over the mesh."""
-    return self.place.replicate(self.init_fn(base_keys(self.seeds)))
+    seeds = jnp.asarray(self.seeds, jnp.int32)
+    return self.place.replicate(self.init_fn(base_keys(self.seeds), seeds))
 
 
 def run(config, workdir: str) -> dict:

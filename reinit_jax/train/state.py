@@ -14,7 +14,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from reinit_jax import methods
+from reinit_jax import events, methods
 
 # fold_in streams of a seed's base key; the position folded in after is the stage or the step.
 INIT_STREAM, EVENT_STREAM, STEP_STREAM = 0, 1, 2
@@ -30,7 +30,8 @@ class TrainState:
     context: ``methods.Context`` (first-init norms, fixed masks).
     teacher: the variables at the end of the previous stage (distillation), else None.
     step: global gradient steps so far (int32). step_in_stage: steps in the current stage (int32).
-    stage: the current stage, 1-based (int32). key: the seed's base PRNG key (uint32 (2,)).
+    stage: the current stage, 1-based (int32). key: the seed's base PRNG key (uint32 (2,)) for
+    events, augmentation and dropout. seed: the seed (int32), for the init keys.
   """
 
   variables: dict
@@ -41,6 +42,7 @@ class TrainState:
   step_in_stage: jax.Array
   stage: jax.Array
   key: jax.Array
+  seed: jax.Array
 
 
 def stream_key(base: jax.Array, stream: int, position) -> jax.Array:
@@ -48,26 +50,27 @@ def stream_key(base: jax.Array, stream: int, position) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(base, stream), position)
 
 
-def init_key(base: jax.Array, stage) -> jax.Array:
-  """Key of a fresh ``model.init``: stage 0 draws θ_1, stage t ≥ 1 the θ_init of the event after t.
-
-  This is SPEC §1's key(seed, t): the seed's base key with the stage folded in.
-  """
-  return stream_key(base, INIT_STREAM, stage)
+INIT_ROOT = 0x1417  # root of every model.init key; the seed and the stage are folded into it
 
 
-def init_state(model, method, tx, base_key: jax.Array, distill: bool) -> TrainState:
+def fresh_variables(model, seed, stage) -> dict:
+  """``model.init`` keyed by (seed, stage) as ``events.fresh_variables`` (SPEC §1): stage 0 draws
+  θ_1, stage t ≥ 1 the θ_init of the event after stage t. ``seed``/``stage`` may be traced."""
+  return dict(events.fresh_variables(model, jax.random.PRNGKey(INIT_ROOT), seed, stage))
+
+
+def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool) -> TrainState:
   """θ_1 from the model's own initializer, the method's context (prepared once), a fresh optimizer.
 
-  Single seed, pure and jit-able; vmap it over a stack of base keys (S, 2).
+  Single seed, pure and jit-able; vmap it over base keys (S, 2) and seeds (S,).
   """
-  variables = dict(model.init(init_key(base_key, 0)))
+  variables = fresh_variables(model, seed, 0)
   context = methods.make_context(model, variables["params"])
   context = method.prepare(stream_key(base_key, EVENT_STREAM, 0), variables["params"], context)
   zero = jnp.zeros((), jnp.int32)
   return TrainState(variables=variables, opt_state=tx.init(variables["params"]), context=context,
                     teacher=dict(variables) if distill else None, step=zero, step_in_stage=zero,
-                    stage=zero + 1, key=base_key)
+                    stage=zero + 1, key=base_key, seed=jnp.asarray(seed, jnp.int32))
 
 
 def base_keys(seeds) -> jax.Array:

@@ -16,7 +16,7 @@ import optax
 
 from reinit_jax import events
 from reinit_jax.train import loss as L
-from reinit_jax.train.state import EVENT_STREAM, STEP_STREAM, TrainState, init_key, stream_key
+from reinit_jax.train.state import EVENT_STREAM, STEP_STREAM, TrainState, fresh_variables, stream_key
 
 
 def _apply_train(model, variables, x, key, has_batch_stats):
@@ -149,7 +149,7 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
 
   def one(state: TrainState, x_all, n_current):
     t = state.stage
-    fresh = model.init(init_key(state.key, t))
+    fresh = fresh_variables(model, state.seed, t)
     ek = stream_key(state.key, EVENT_STREAM, t)
     nk = jax.random.fold_in(ek, 0x4E)
     ix = jax.random.randint(nk, (norm_batch_size,), 0, n_current)

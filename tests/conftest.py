@@ -1,0 +1,15 @@
+"""Shared test setup.
+
+The default test process keeps JAX's single CPU device: tests that need 8 simulated devices run in
+a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set before jax is imported
+(tests/test_train_devices.py). A persistent compilation cache makes the many tiny trainings that
+share a train step compile it once across tests and processes.
+"""
+
+import os
+
+import jax
+
+_CACHE = os.environ.get("REINIT_TEST_JAX_CACHE", "/tmp/reinit_jax_test_cache")
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
