@@ -123,7 +123,8 @@ def options(cfg) -> Options:
     if opts.synthetic_train < 1 or opts.synthetic_test < 1:
       raise ValueError(
         f"synthetic_train={opts.synthetic_train}, synthetic_test={opts.synthetic_test} must be >= 1")
-  elif DATASETS[dataset].shape is None and opts.augmentation == "cifar" and opts.image_size is None:
+  elif DATASETS[dataset].shape is None and opts.augmentation != "lw224" and not opts.image_size:
     raise ValueError(
-      f"augmentation='cifar' on {dataset} (images of varying size) needs image_size; or use lw224")
+      f"augmentation={opts.augmentation!r} on {dataset} (images of varying size) needs "
+      "image_size; or use augmentation='lw224'")
   return opts
