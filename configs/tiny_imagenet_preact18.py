@@ -1,0 +1,28 @@
+"""[Z] Tiny ImageNet study: PreAct-ResNet-18, 64×64, 200 classes, setting DCW by default.
+
+    python launch.py --config=configs/tiny_imagenet_preact18.py:method=layerwise,num_blocks=5,stages=5,distill=True
+
+lr ∈ {0.01, 0.05, 0.1}, weight decay ∈ {0, 1e-4, 5e-4, 5e-3}, β = 2 ([Z]); needs the official
+archive in TFDS's manual directory (reinit_jax.data.tiny_imagenet builder). Writes test accuracy
+(TFDS validation split) at best held-out validation accuracy.
+"""
+
+from reinit_jax.train.defaults import base_config, parse_overrides
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.name = "tiny_imagenet_preact18"
+  c.dataset = "tiny_imagenet"
+  c.model = "preact_resnet18"
+  c.model_kwargs = {"input_shape": (64, 64, 3)}
+  c.batch_size = 128
+  c.epochs = 200
+  c.stages = 5
+  c.learning_rate = 0.1
+  c.setting = "DCW"
+  c.setting_weight_decay = 5e-4
+  c.method = "shrink_perturb"
+  c.eval_every_epochs = 1
+  c.eval_batch_size = 500
+  return parse_overrides(c, arg)
