@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 from reinit_jax import data as D
 from reinit_jax import methods, models
-from reinit_jax.checkpoint import Checkpoints
 from reinit_jax.train import feed, outputs, schedules, step as S, validation
 from reinit_jax.train.state import base_keys, init_state
 
