@@ -6,15 +6,29 @@ first-init norms and fixed masks, teacher, counters and PRNG keys; every leaf wi
 ``meta`` (JSON: data position, best-validation record, metrics so far, events applied, wall time).
 Restoring the latest checkpoint and continuing gives bitwise the result of an uninterrupted run
 (tests/test_train_resume.py).
+
+Faults (tests/test_reliability_checkpoints.py): orbax writes a step into a temporary directory and
+renames it when complete, so a kill mid-write leaves the earlier steps as they were (the temporary
+directory is removed on the next start). A step that fails to restore (truncated or missing files)
+is moved to ``<checkpoints>.corrupt/`` with one log line, and the previous step is used. A failed
+write (e.g. ENOSPC) raises :class:`CheckpointError` naming the last intact step.
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from reinit_jax.train.faults import CheckpointError
+
+log = logging.getLogger("reinit_jax")
 
 
 class Checkpoints:
@@ -27,7 +41,8 @@ class Checkpoints:
   def __init__(self, directory: str, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
     opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                        enable_async_checkpointing=False)
+                                        enable_async_checkpointing=False,
+                                        cleanup_tmp_directories=True)
     self._mngr = ocp.CheckpointManager(self.directory, options=opts,
                                        item_names=("state", "meta"))
 
@@ -35,11 +50,36 @@ class Checkpoints:
     """The newest saved global step, or None."""
     return self._mngr.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """Every saved step, oldest first."""
+    return sorted(self._mngr.all_steps())
+
   def save(self, step: int, state: Any, meta: dict) -> None:
-    """Saves ``state`` (pytree of arrays) and ``meta`` (JSON-able dict) at global ``step``."""
-    self._mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                  meta=ocp.args.JsonSave(meta)), force=True)
-    self._mngr.wait_until_finished()
+    """Saves ``state`` (pytree of arrays) and ``meta`` (JSON-able dict) at global ``step``.
+
+    Raises CheckpointError (one line) when the write fails; the partial step is removed and the
+    earlier steps are untouched.
+    """
+    try:
+      self._mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                    meta=ocp.args.JsonSave(meta)), force=True)
+      self._mngr.wait_until_finished()
+    except OSError as e:
+      self._remove_partial(step)
+      prev = [s for s in self.all_steps() if s != step]
+      kept = f"the checkpoint at step {prev[-1]} is intact" if prev else "no earlier checkpoint"
+      raise CheckpointError(e.errno, f"could not write the checkpoint at step {step} to "
+                            f"{self.directory} ({e.strerror or e}); {kept}; free space and re-run "
+                            "the same command to resume") from None
+
+  def _remove_partial(self, step: int) -> None:
+    """Deletes what a failed save of ``step`` left (its temporary or unfinished directory)."""
+    for p in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+      shutil.rmtree(p, ignore_errors=True)
+    try:
+      self._mngr.reload()
+    except Exception:  # noqa: BLE001 (best effort: the error being reported matters more)
+      pass
 
   def restore(self, step: int, like: Any) -> tuple[Any, dict]:
     """Restores (state, meta) at ``step``; ``like`` gives the tree structure, shapes, dtypes and
@@ -47,7 +87,34 @@ class Checkpoints:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     out = self._mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                            meta=ocp.args.JsonRestore()))
-    return out["state"], dict(out["meta"])
+    meta = dict(out["meta"])
+    if meta.get("step") != step:
+      raise ValueError(f"meta records step {meta.get('step')!r}, not {step}")
+    return out["state"], meta
+
+  def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
+    """(step, state, meta) of the newest step that restores, or None when there is none.
+
+    A step that fails (truncated, missing or unreadable files) is logged in one line and moved
+    aside to ``<checkpoints>.corrupt/<step>-<time>`` (kept for inspection, out of orbax's view, so
+    the run can save that step again); the next older step is tried.
+    """
+    for step in reversed(self.all_steps()):
+      try:
+        state, meta = self.restore(step, like)
+        return step, state, meta
+      except Exception as e:  # noqa: BLE001 (any failure to read means: not a usable checkpoint)
+        older = [s for s in self.all_steps() if s < step]
+        dest = os.path.join(self.directory + ".corrupt", f"{step}-{int(time.time())}")
+        msg = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        log.warning("checkpoint at step %d in %s is unreadable (%s); moved to %s; %s", step,
+                    self.directory, msg, dest,
+                    f"resuming from step {older[-1]}" if older else "no older checkpoint: "
+                    "starting from the beginning")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.move(os.path.join(self.directory, str(step)), dest)
+        self._mngr.reload()
+    return None
 
   def close(self) -> None:
     self._mngr.close()

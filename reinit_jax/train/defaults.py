@@ -69,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.progress = "auto"  # 'auto' (tqdm on a terminal) | 'bar' | 'log' | 'off'
   c.distributed = False  # call jax.distributed.initialize() (multi-host)
   c.stop_after_steps = 0  # debugging: stop (after a checkpoint) once this many steps ran; 0: never
+  # --- faults (README, Reliability)
+  c.nan_policy = "stop"  # a NaN/inf loss or parameter: 'stop' (last good checkpoint kept) | 'skip'
+  c.restart = False  # True: discard the workdir's previous outputs (another config's) and start over
   return c
 
 

@@ -3,11 +3,16 @@
 Position of a run = (stage t, epochs done in t, global step); checkpoints are taken only at call
 boundaries, so a resumed run replays exactly the calls an uninterrupted one makes. Training metrics
 are fetched one call late so the host never waits on the device between calls.
+
+Faults (README, Reliability): the guarded step records the first non-finite step inside the scanned
+call; the driver reads that record with the call's metrics (one call late, no extra wait) and always
+before evaluating, checkpointing or applying an event, so no checkpoint ever holds a bad state.
+SIGTERM is checked after every call: checkpoint, then :class:`faults.Preempted`.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import time
 
@@ -16,7 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import feed, outputs
+from reinit_jax.train import faults, feed, outputs
+
+log_ = logging.getLogger("reinit_jax")
 
 
 def _fresh_meta(S: int) -> dict:
@@ -61,27 +68,47 @@ def _stage_data(r, t):
 
 
 def train(r, c, workdir) -> dict:
-  """Runs (or resumes) ``r`` to the end or to ``stop_after_steps``; returns the summary."""
+  """Runs (or resumes) ``r`` to the end or to ``stop_after_steps``; returns the summary.
+
+  Raises faults.Preempted after a SIGTERM checkpoint, faults.NonFiniteError (nan_policy='stop') and
+  faults.CheckpointError (a failed write), each with a one-line message.
+  """
+  closers = []  # what _train opened, closed here also when it raises
+  try:
+    with faults.SigtermFlag() as sigterm:
+      return _train(r, c, workdir, sigterm, closers)
+  finally:
+    for close in reversed(closers):
+      close()
+
+
+def _train(r, c, workdir, sigterm, closers) -> dict:
   from reinit_jax.train.loop import check_resumable, config_json
   check_resumable(workdir, c)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config_json(c), f, indent=2, sort_keys=True)
+  faults.write_json(os.path.join(workdir, "config.json"), config_json(c), indent=2, sort_keys=True)
   S = len(r.seeds)
   ckpt = Checkpoints(os.path.join(workdir, "checkpoints"), c.keep_checkpoints)
+  closers.append(ckpt.close)
   state = r.init()
   meta = _fresh_meta(S)
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, state)
+  restored = ckpt.restore_latest(state)
+  latest = None
+  if restored is not None:
+    latest, state, meta = restored
     state = r.place.replicate(state)
+    if not meta["done"]:
+      log_.warning("resuming %s from its checkpoint at step %d (stage %d)", workdir, latest,
+                   meta["stage"])
   log = outputs.MetricsLog(workdir, meta["records"])
   progress = outputs.Progress(c.progress if c.progress != "off" else "none", r.total_steps,
                               meta["step"], name=f"{c.name}:{c.method}")
+  closers += [log.close, progress.close]
   t0, wall0, steps0 = time.time(), meta["wall_time_s"], meta["step"]
   last_ckpt = meta["step"] if latest is not None else -1
 
   def save(state):
     nonlocal last_ckpt
+    flush()  # reads the fault record of the last call: a bad state is never saved
     meta["wall_time_s"] = wall0 + time.time() - t0
     meta["records"] = log.records
     if meta["step"] != last_ckpt:
@@ -90,14 +117,27 @@ def train(r, c, workdir) -> dict:
 
   stopped = False
   t = meta["stage"]
-  pending = None  # (metrics on device, position) of the last call, fetched one call late
+  pending = None  # (metrics, step counters, position) of the last call, fetched one call late
 
   def flush():
     nonlocal pending
     if pending is None:
       return
-    m, (step, stage, epoch) = pending
-    m = jax.device_get(m)
+    m, counters, (step, stage, epoch, first_step) = pending
+    m, counters = jax.device_get((m, counters))
+    bad = faults.first_bad_step(counters)
+    if bad:
+      pending = None
+      good = ckpt.latest_step()
+      where = (f"the last good checkpoint (step {good}) is kept in {ckpt.directory}" if good is not
+               None else "no checkpoint was written yet")
+      raise faults.NonFiniteError(
+        f"non-finite loss or parameters at step {bad[0][1]} (stage {stage}) for seed(s) "
+        f"{[r.seeds[i] for i, _ in bad]}; {where}; set config.nan_policy='skip' to skip such steps")
+    if c.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
+      log_.warning("skipped non-finite step(s) among steps %d..%d (stage %d) of seed(s) %s",
+                   first_step, step, stage,
+                   [r.seeds[s] for s in range(S) if not np.isfinite(m["loss"][s])])
     log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
                 "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
                 "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
@@ -127,9 +167,11 @@ def train(r, c, workdir) -> dict:
         idx = jax.device_put(idx, r.place.batch(3, 2))
         state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
       flush()
+      first_step = meta["step"] + 1
       meta["epoch"] = e + g
       meta["step"] += g * spe
-      pending = (m, (meta["step"], t, meta["epoch"]))
+      # A copy of the counters: the state itself is donated to the next call.
+      pending = (m, jnp.copy(state.step), (meta["step"], t, meta["epoch"], first_step))
       ev = c.eval_every_epochs
       if meta["epoch"] == r.E or (ev and (e + g) // ev > e // ev):
         flush()
@@ -147,9 +189,14 @@ def train(r, c, workdir) -> dict:
         save(state)
         stopped = True
         break
+      if sigterm.set and not meta["done"]:  # after this call's evaluation and stage record
+        save(state)
+        raise faults.Preempted(f"SIGTERM: wrote the checkpoint at step {meta['step']} (stage {t}) "
+                               f"in {ckpt.directory}; re-run the same command to resume")
     if stopped:
       break
     if t < r.T:
+      flush()
       n_now = jnp.asarray(r.stage_n[t - 1], jnp.int32)
       state = r.event_fn(state, _norm_pool(r, x_dev, split, B), n_now if not r.streaming
                          else jnp.asarray(B, jnp.int32))
@@ -157,9 +204,6 @@ def train(r, c, workdir) -> dict:
     t += 1
     meta["stage"], meta["epoch"] = t, 0
   flush()
-  progress.close()
-  log.close()
-  ckpt.close()
   wall = wall0 + time.time() - t0
   ran = meta["step"] - steps0
   best = meta["best"]
@@ -179,8 +223,7 @@ def train(r, c, workdir) -> dict:
     "params_digest": outputs.params_digest(state.variables["params"]),
     "interrupted": stopped, "workdir": os.path.abspath(workdir),
   }
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  faults.write_json(os.path.join(workdir, "summary.json"), summary, indent=2)
   return summary
 
 

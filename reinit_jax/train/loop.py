@@ -11,18 +11,24 @@ differ, the held-out split, subset and noisy labels do not.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
 
 from reinit_jax import data as D
 from reinit_jax import methods, models
-from reinit_jax.train import feed, outputs, schedules, step as S, validation
+from reinit_jax.train import faults, feed, outputs, schedules, step as S, validation
 from reinit_jax.train.state import base_keys, init_state
 
 # Fields that may differ between an interrupted run and its resumption.
-_RESUME_FREE = ("stop_after_steps", "progress", "checkpoint_every", "keep_checkpoints", "name")
+_RESUME_FREE = ("stop_after_steps", "progress", "checkpoint_every", "keep_checkpoints", "name",
+                "restart", "nan_policy")
+# What a run writes in its workdir; config.restart=True removes these (and nothing else) first.
+_OUTPUTS = ("checkpoints", "checkpoints.corrupt", "tensorboard", "metrics.jsonl", "summary.json",
+            "config.json")
 
 
 class Run:
@@ -73,6 +79,7 @@ class Run:
     self.distill = distill
     stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=distill,
                           beta=c.distill_beta)
+    stepper = faults.guard_step(stepper, c.nan_policy)  # NaN/inf record inside the scan
     self.train_call = (S.make_stream_call(stepper) if self.streaming
                        else S.make_train_call(stepper, cached=distill == "cached"))
     self.eval_fn = S.make_eval(self.model, augment)
@@ -107,11 +114,15 @@ def run(config, workdir: str) -> dict:
   per_seed} at the best validation accuracy, best_validation_accuracy, per-stage final metrics,
   wall_time_s, steps_per_second, params_digest, events, steps. Raises ValueError on a bad config
   before any compute. With ``stop_after_steps`` the run checkpoints and returns early with
-  ``interrupted: True`` once that many steps have run.
+  ``interrupted: True`` once that many steps have run. Faults (README, Reliability): raises
+  ``faults.Preempted`` after a SIGTERM checkpoint, ``faults.NonFiniteError`` on a NaN/inf
+  (nan_policy='stop'), ``faults.CheckpointError`` when a checkpoint cannot be written.
   """
   c = validation.validate(config)
   if c.distributed:
     jax.distributed.initialize()
+  if c.restart:
+    _clear_outputs(workdir)
   os.makedirs(workdir, exist_ok=True)
   from reinit_jax.train import driver
   return driver.train(Run(c, workdir), c, workdir)
@@ -134,5 +145,17 @@ def check_resumable(workdir: str, c) -> None:
                 if k not in _RESUME_FREE and old.get(k) != new.get(k))
   if diff:
     raise ValueError(f"workdir {workdir} holds a run of another config (fields {diff}); "
-                     "use a new workdir")
+                     "use a new workdir, or set config.restart=True to discard it and start over")
+
+
+def _clear_outputs(workdir: str) -> None:
+  """Removes a previous run's outputs from ``workdir`` (config.restart=True); other files stay."""
+  for name in _OUTPUTS:
+    p = os.path.join(workdir, name)
+    if os.path.isdir(p):
+      shutil.rmtree(p)
+    elif os.path.exists(p):
+      os.remove(p)
+  logging.getLogger("reinit_jax").warning("config.restart=True: cleared the previous run's "
+                                          "outputs in %s", workdir)
 

@@ -1,0 +1,116 @@
+"""Faults a run survives or reports in one line: non-finite steps, preemption, failed writes.
+
+* ``guard_step`` wraps the one-seed train step so that the scanned call itself records the first
+  non-finite step (loss or parameters after the update), with no host round trip per step: the
+  driver reads the record once per jitted call, together with the call's metrics.
+* ``SigtermFlag`` turns SIGTERM (the preemption notice of a TPU VM) into a flag the stage loop checks
+  after every jitted call; the loop then checkpoints and raises :class:`Preempted`.
+* ``write_json`` replaces a file atomically, so a kill mid-write never leaves half a config.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+
+import jax
+import jax.numpy as jnp
+
+NAN_POLICIES = ("stop", "skip")
+# Exit status of launch.py after a SIGTERM checkpoint (128 + SIGTERM, as a shell reports a process
+# that SIGTERM ended), so schedulers that requeue on SIGTERM treat both alike.
+PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+# Exit status of launch.py for any other one-line error (bad config, data, NaN, full disk).
+ERROR_EXIT_CODE = 1
+
+
+class NonFiniteError(FloatingPointError):
+  """A NaN or inf in the loss or the parameters, with nan_policy='stop'."""
+
+
+class Preempted(Exception):
+  """The run got SIGTERM, wrote a checkpoint and stopped; re-running the command resumes."""
+
+
+class CheckpointError(OSError):
+  """A checkpoint could not be written (e.g. a full disk); earlier checkpoints are intact."""
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def guard_step(step, policy: str):
+  """Wraps ``step(state, x, y, tprobs) -> (state, (loss, acc, lr))`` of one seed (SPEC §1 steps).
+
+  A step is bad when its loss or its updated parameters hold a NaN or inf.
+  ``policy='stop'``: the first bad step is recorded in the step counter as ``-(k + 1)`` (k = the
+  number of steps done before it, so step k+1 failed) and every later step of the seed is a no-op;
+  the driver sees a negative counter after the call and stops. ``'skip'``: a bad step's update is
+  not applied (parameters, optimizer and batch statistics stay), its counters still advance, so the
+  data order, PRNG streams and schedule stay those of a clean run; its loss is reported as is
+  (non-finite), so the call's mean loss shows that a step was skipped.
+  """
+  if policy not in NAN_POLICIES:
+    raise ValueError(f"config.nan_policy={policy!r} is invalid; allowed: {', '.join(NAN_POLICIES)}")
+
+  def guarded(state, x, y, tprobs):
+    if policy == "skip":
+      new, out = step(state, x, y, tprobs)
+      ok = jnp.isfinite(out[0]) & _all_finite(new.variables["params"])
+      keep = lambda a, b: jax.tree.map(lambda u, v: jnp.where(ok, u, v), a, b)
+      new = new.replace(variables=keep(new.variables, state.variables),
+                        opt_state=keep(new.opt_state, state.opt_state))
+      return new, out
+    failed = state.step < 0  # an earlier step of this seed failed: keep the record, do nothing
+    clean = state.replace(step=jnp.where(failed, -state.step - 1, state.step))
+    new, out = step(clean, x, y, tprobs)
+    ok = jnp.isfinite(out[0]) & _all_finite(new.variables["params"])
+    mark = jnp.where(failed, state.step, jnp.where(ok, new.step, -clean.step - 1))
+    return new.replace(step=mark.astype(new.step.dtype)), out
+
+  return guarded
+
+
+def first_bad_step(steps) -> list[tuple[int, int]]:
+  """[(seed index, 1-based global step that failed)] from the (S,) step counters of a call."""
+  return [(i, -int(v)) for i, v in enumerate(steps) if int(v) < 0]
+
+
+class SigtermFlag:
+  """Context manager: while active, SIGTERM sets ``self.set`` instead of killing the process.
+
+  Only the main thread can install signal handlers; elsewhere (a run started from a worker thread)
+  this is a no-op and SIGTERM keeps its default action.
+  """
+
+  def __init__(self):
+    self.set = False
+    self._old = None
+
+  def _handler(self, signum, frame):
+    self.set = True
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._old = signal.signal(signal.SIGTERM, self._handler)
+    return self
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+    return False
+
+
+def write_json(path: str, obj, **kw) -> None:
+  """Writes ``obj`` as JSON to ``path`` atomically (a temporary file, fsync, then rename)."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, **kw)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
