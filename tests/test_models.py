@@ -37,6 +37,16 @@ def _x(model, batch=2, seed=1):
   return jax.random.normal(jax.random.key(seed), (batch, *model.input_shape), jnp.float32)
 
 
+def _init(model, key=KEY):
+  # Jitted: eager init dispatches (and compiles) every primitive separately, ~10× slower.
+  return jax.jit(model.init)(key)
+
+
+def _apply(model, variables, x, **kw):
+  rngs, mutable = kw.pop("rngs", None), kw.pop("mutable", False)
+  return jax.jit(lambda v, x, r: model.apply(v, x, rngs=r, mutable=mutable, **kw))(variables, x, rngs)
+
+
 def _top_level(variables):
   return {k for col in ("params", "batch_stats") for k in variables.get(col, {})}
 
@@ -60,8 +70,8 @@ def test_full_models_trace_to_logits(name):
 @pytest.mark.parametrize("name", ["mlp", *_registered(TINY)])
 def test_tiny_models_forward(name):
   model = _tiny(name)
-  variables = model.init(KEY)
-  logits = model.apply(variables, _x(model))
+  variables = _init(model)
+  logits = _apply(model, variables, _x(model))
   assert logits.shape == (2, model.num_classes) and logits.dtype == jnp.float32
   assert bool(jnp.all(jnp.isfinite(logits)))
   # Two different inputs give different logits (the network is not collapsed at init).
@@ -104,33 +114,33 @@ def test_resnet18_merges_to_two_blocks():
 @pytest.mark.parametrize("name", ["mlp", *_registered(TINY)])
 def test_block_outputs_one_per_block(name):
   model = _tiny(name)
-  variables = model.init(KEY)
-  outs = model.block_outputs(variables, _x(model))
+  variables = _init(model)
+  outs = jax.jit(model.block_outputs)(variables, _x(model))
   assert len(outs) == model.num_blocks
   assert all(o.shape[0] == 2 for o in outs)
 
 
 def test_layerwise_norm_is_identity_until_set():
   model = _tiny("scnn_tiny")
-  variables = model.init(KEY)
+  variables = _init(model)
   for stats in variables[LAYERWISE_NORM].values():
     assert float(stats["mu"]) == 0.0 and float(stats["sigma"]) == 1.0
   z = jax.random.normal(KEY, (3, 5))
   lw_vars = LayerwiseNorm().init(KEY, z)
   np.testing.assert_array_equal(LayerwiseNorm().apply(lw_vars, z), z)
   x = _x(model)
-  before = model.apply(variables, x)
+  before = _apply(model, variables, x)
   # With identity norms a block's raw output is what the next block sees: set block 2's norm to
   # (mu, sigma) and the logits must change, proving the norm sits on the forward path.
   changed = jax.tree.map(lambda a: a, variables)
   changed[LAYERWISE_NORM]["lwnorm2"] = {"mu": jnp.float32(0.3), "sigma": jnp.float32(2.0)}
-  after = model.apply(changed, x)
+  after = _apply(model, changed, x)
   assert float(jnp.abs(after - before).max()) > 1e-4
 
 
 def _kernel_stats(name, initializer):
   model = models.create(name, 10, initializer=initializer)
-  kernel = model.init(KEY)["params"]["conv4"]["conv"]["kernel"]  # (3, 3, 64, 64)
+  kernel = _init(model)["params"]["conv4"]["conv"]["kernel"]  # (3, 3, 64, 64)
   fan_in = int(np.prod(kernel.shape[:-1]))
   return float(jnp.var(kernel)), fan_in, kernel.shape[-1]
 
@@ -152,12 +162,12 @@ def test_xavier_uniform_variance_differs_from_he():
 def test_normalization_option_changes_variables(name):
   if name not in models.names():
     pytest.skip("not registered")
-  batch = _tiny(name, normalization="batch").init(KEY)
+  batch = _init(_tiny(name, normalization="batch"))
   assert "batch_stats" in batch
-  layer = _tiny(name, normalization="layer").init(KEY)
+  layer = _init(_tiny(name, normalization="layer"))
   assert "batch_stats" not in layer
   assert any("scale" in str(p) for p in jax.tree_util.tree_leaves_with_path(layer["params"]))
-  none = _tiny(name, normalization="none").init(KEY)
+  none = _init(_tiny(name, normalization="none"))
   assert "batch_stats" not in none
   paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(none["params"])]
   assert not any("norm" in p or "scale" in p for p in paths)
@@ -165,8 +175,8 @@ def test_normalization_option_changes_variables(name):
 
 def test_batchnorm_training_updates_batch_stats():
   model = _tiny("scnn_tiny", normalization="batch")
-  variables = model.init(KEY)
-  logits, state = model.apply(variables, _x(model), train=True, mutable=["batch_stats"])
+  variables = _init(model)
+  logits, state = _apply(model, variables, _x(model), train=True, mutable=["batch_stats"])
   assert logits.shape == (2, 10)
   old = jax.tree.leaves(variables["batch_stats"])
   new = jax.tree.leaves(state["batch_stats"])
@@ -175,17 +185,17 @@ def test_batchnorm_training_updates_batch_stats():
 
 def test_dropout_changes_train_outputs_only():
   model = _tiny("scnn_tiny", dropout=0.5)
-  variables = model.init(KEY)
+  variables = _init(model)
   x = _x(model)
-  a = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
-  b = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
-  a2 = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+  a = _apply(model, variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+  b = _apply(model, variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  a2 = _apply(model, variables, x, train=True, rngs={"dropout": jax.random.key(1)})
   assert float(jnp.abs(a - b).max()) > 1e-4
   np.testing.assert_array_equal(a, a2)
-  np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
+  np.testing.assert_array_equal(_apply(model, variables, x), _apply(model, variables, x))
   plain = _tiny("scnn_tiny")
-  c = plain.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
-  d = plain.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  c = _apply(plain, variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+  d = _apply(plain, variables, x, train=True, rngs={"dropout": jax.random.key(2)})
   np.testing.assert_array_equal(c, d)
 
 
@@ -197,16 +207,16 @@ def test_width_multiplier_scales_channels():
 
 def test_scnn_accepts_one_channel_28x28():
   model = models.create("scnn_tiny", 10, input_shape=(28, 28, 1))
-  assert model.apply(model.init(KEY), jnp.zeros((1, 28, 28, 1))).shape == (1, 10)
+  assert _apply(model, _init(model), jnp.zeros((1, 28, 28, 1))).shape == (1, 10)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
   model = _tiny("scnn_tiny", dtype="bfloat16")
-  variables = model.init(KEY)
+  variables = _init(model)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
-  logits = model.apply(variables, _x(model))
+  logits = _apply(model, variables, _x(model))
   assert logits.dtype == jnp.float32
-  ref = _tiny("scnn_tiny").apply(variables, _x(model))
+  ref = _apply(_tiny("scnn_tiny"), variables, _x(model))
   assert float(jnp.abs(logits - ref).max()) < 0.1 * float(jnp.abs(ref).max()) + 0.05
 
 
@@ -255,9 +265,9 @@ def test_im2col_matches_xla_conv(kernel, stride, size):
   (l2, y2), g2 = jax.value_and_grad(lambda *a: loss(layers.im2col_conv, *a), (0, 1),
                                     has_aux=True)(x, w)
   assert y1.shape == y2.shape
-  np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-5)
-  for a, b in zip(g1, g2):
-    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+  # Float32 sums of up to kh·kw·C terms in another order: compare relative to the largest entry.
+  for a, b in [(y1, y2), *zip(g1, g2)]:
+    assert float(jnp.abs(a - b).max()) <= 1e-5 * max(1.0, float(jnp.abs(a).max()))
 
 
 @pytest.mark.parametrize("name", _registered(["scnn_tiny", "resnet18_tiny", "mobilenet_v1_tiny",
@@ -265,7 +275,7 @@ def test_im2col_matches_xla_conv(kernel, stride, size):
 def test_conv_impls_give_same_params_outputs_and_grads(name):
   xla = _tiny(name, conv_impl="xla")
   col = _tiny(name, conv_impl="im2col")
-  v1, v2 = xla.init(KEY), col.init(KEY)
+  v1, v2 = _init(xla), _init(col)
   # Same names, shapes and values: checkpoints and initializers do not depend on conv_impl.
   jax.tree.map(np.testing.assert_array_equal, v1, v2)
   x = _x(xla)
@@ -275,7 +285,12 @@ def test_conv_impls_give_same_params_outputs_and_grads(name):
       out = model.apply({**v1, "params": params}, x)
     return jnp.sum(out ** 2), out
 
-  (_, o1), g1 = jax.value_and_grad(lambda p: loss(xla, p), has_aux=True)(v1["params"])
-  (_, o2), g2 = jax.value_and_grad(lambda p: loss(col, p), has_aux=True)(v1["params"])
+  grad = lambda m: jax.jit(jax.value_and_grad(lambda p: loss(m, p), has_aux=True))
+  (_, o1), g1 = grad(xla)(v1["params"])
+  (_, o2), g2 = grad(col)(v1["params"])
   np.testing.assert_allclose(o2, o1, rtol=1e-5, atol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5), g1, g2)
+
+  def close(a, b):
+    assert float(jnp.abs(a - b).max()) <= 1e-5 * max(1.0, float(jnp.abs(a).max()))
+
+  jax.tree.map(close, g1, g2)

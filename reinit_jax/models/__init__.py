@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from reinit_jax.models import mlp, scnn
+from reinit_jax.models import mlp, mobilenet, resnet, scnn, vgg
 from reinit_jax.models.layers import CONV_IMPLS, parse_options
 from reinit_jax.models.base import (Block, INITIALIZERS, LAYERWISE_NORM, NORMALIZATIONS, LayerwiseNorm,
                                     Model, group_blocks)
@@ -106,9 +106,46 @@ def _scnn(opts, num_classes):
   return (scnn.SCNN(opts, num_classes), *scnn.declare())
 
 
-# [LW] trains scnn on 28×28×1 data sets too (MNIST-like), so it accepts one input channel.
-register_cnn("scnn", _scnn, normalization="layer", channels=(1, 3))
-register_cnn("scnn_tiny", _scnn, normalization="layer", width=0.125, channels=(1, 3))
+def _resnet18(opts, num_classes):
+  return (resnet.ResNet18(opts, num_classes), *resnet.declare18())
+
+
+def _preact_resnet18(opts, num_classes):
+  return (resnet.ResNet18(opts, num_classes, preact=True), *resnet.declare18(preact=True))
+
+
+def _resnet50(opts, num_classes):
+  return (resnet.ResNet50(opts, num_classes), *resnet.declare50())
+
+
+def _vgg16(opts, num_classes):
+  return (vgg.VGG16(opts, num_classes), *vgg.declare())
+
+
+def _mobilenet_v1(opts, num_classes):
+  return (mobilenet.MobileNetV1(opts, num_classes), *mobilenet.declare_v1())
+
+
+def _mobilenet_v2(opts, num_classes):
+  return (mobilenet.MobileNetV2(opts, num_classes), *mobilenet.declare_v2())
+
+
+# Defaults per paper (SPEC §4): [Z]'s CIFAR models use BatchNorm on 32×32; [LW]'s use LayerNorm on
+# 224×224 (scnn on 32×32). Every CNN accepts 1- or 3-channel inputs ([LW] trains on MNIST-like sets
+# too). A ``_tiny`` variant is the same code with a small width on 32×32 inputs, for tests and CPU.
+_CNNS = (  # name, make, normalization, default input, tiny width
+    ("scnn", _scnn, "layer", (32, 32, 3), 0.125),
+    ("resnet18", _resnet18, "batch", (32, 32, 3), 0.125),
+    ("preact_resnet18", _preact_resnet18, "batch", (32, 32, 3), 0.125),
+    ("mobilenet_v2", _mobilenet_v2, "batch", (32, 32, 3), 0.125),
+    ("vgg16", _vgg16, "layer", (224, 224, 3), 0.0625),
+    ("mobilenet_v1", _mobilenet_v1, "layer", (224, 224, 3), 0.125),
+    ("resnet50", _resnet50, "layer", (224, 224, 3), 0.0625),
+)
+for _name, _make, _norm, _shape, _tiny_width in _CNNS:
+  register_cnn(_name, _make, normalization=_norm, input_shape=_shape, channels=(1, 3))
+  register_cnn(f"{_name}_tiny", _make, normalization=_norm, input_shape=(32, 32, 3),
+               width=_tiny_width, channels=(1, 3))
 
 __all__ = ["CONV_IMPLS", "register_cnn", "Block", "LayerwiseNorm", "Model", "LAYERWISE_NORM", "create", "names", "register",
            "group_blocks"]

@@ -6,15 +6,16 @@ float32) and ``conv_impl``. :func:`parse_options` validates them once, so a bad 
 ``models.create`` with one line naming the option.
 
 ``conv_impl`` exists for speed on CPU only (ENVIRONMENT.md, issue 6): XLA:CPU computes convolution
-weight gradients at about 4 GFLOP/s against 66 for a matmul, so on CPU a convolution is expressed as
-``kh*kw`` shifted slices concatenated on the channel axis and one matmul (im2col). It is plugged into
-``nn.Conv`` through its ``conv_general_dilated`` hook, so parameter names, shapes and initial values
-are those of ``nn.Conv`` whichever implementation runs.
+weight gradients at about 4 GFLOP/s against 66 for a matmul, so with 'im2col' a convolution's weight
+gradient is computed from ``kh*kw`` shifted slices of its input and one matmul (see
+:func:`im2col_conv`). It is plugged into ``nn.Conv`` through its ``conv_general_dilated`` hook, so
+parameter names, shapes and initial values are those of ``nn.Conv`` whichever implementation runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -110,38 +111,72 @@ def parse_options(model: str, options: dict, *, normalization: str, input_shape:
   return opts, tuple(shape), record
 
 
+def _patches(x, kh, kw, strides, pads):
+  """The im2col matrix of NHWC ``x``: (B, H', W', kh·kw·C), columns in (i, j, c) order (HWIO)."""
+  (pt, pb), (pl, pr) = pads
+  sh, sw = strides
+  x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  b, hp, wp, c = x.shape
+  ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+  return jnp.concatenate(
+      [lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
+                 (1, sh, sw, 1)) for i in range(kh) for j in range(kw)], axis=-1)
+
+
+def _xla_conv(x, w, strides, pads):
+  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_matmul_wgrad(x, w, strides, pads):
+  return _xla_conv(x, w, strides, pads)
+
+
+def _wgrad_fwd(x, w, strides, pads):
+  return _xla_conv(x, w, strides, pads), (x, w)
+
+
+def _wgrad_bwd(strides, pads, res, g):
+  x, w = res
+  # The input gradient is a forward-type conv, fast on XLA:CPU; only the weight gradient is slow
+  # there (~4 GFLOP/s), so it becomes one matmul: patches^T @ g.
+  _, vjp = jax.vjp(lambda x: _xla_conv(x, w, strides, pads), x)
+  (dx,) = vjp(g)
+  kh, kw, cin, cout = w.shape
+  cols = _patches(x, kh, kw, strides, pads)
+  dw = lax.dot_general(cols, g.astype(cols.dtype), (((0, 1, 2), (0, 1, 2)), ((), ())),
+                       preferred_element_type=jnp.float32)
+  return dx, dw.reshape(w.shape).astype(w.dtype)
+
+
+_conv_matmul_wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
+
+
 def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                 dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-  """``lax.conv_general_dilated`` for NHWC × HWIO as shifted slices and one matmul (CPU speed).
+  """Drop-in ``lax.conv_general_dilated`` (NHWC × HWIO) whose weight gradient is an im2col matmul.
 
-  Shapes: ``lhs`` (B, H, W, C), ``rhs`` (kh, kw, C, O) → (B, H', W', O), the same as XLA's conv with
-  the same ``window_strides``/``padding``. Grouped or dilated convolutions fall back to XLA's (the
-  depthwise convs of MobileNet are cheap elementwise work anyway).
+  Shapes: ``lhs`` (B, H, W, C), ``rhs`` (kh, kw, C, O) → (B, H', W', O), exactly XLA's conv in the
+  forward pass (im2col made forward-only evaluation slower on CPU, ENVIRONMENT.md). In the backward
+  pass dW = patches(x)^T · g with patches the kh·kw shifted slices of x: one matmul instead of
+  XLA:CPU's slow weight-gradient convolution. Stride-1 convs only: measured on 2 busy cores, a
+  stride-2 weight gradient was faster in XLA (0.12 s against 0.16 s, 128×32×32×32). Grouped, dilated
+  or strided convs therefore use XLA's conv unchanged (MobileNet's depthwise convs are elementwise
+  work anyway).
   """
-  dilated = any(d != 1 for d in (lhs_dilation or (1, 1))) or any(d != 1 for d in
-                                                                    (rhs_dilation or (1, 1)))
-  if feature_group_count != 1 or dilated or lhs.ndim != 4:
+  dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+  plain = (feature_group_count == 1 and not dilated and lhs.ndim == 4 and not kwargs
+           and tuple(window_strides) == (1, 1))
+  if not plain:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                     rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
                                     feature_group_count=feature_group_count, precision=precision,
                                     **kwargs)
-  kh, kw, cin, cout = rhs.shape
-  sh, sw = window_strides
+  kh, kw = rhs.shape[:2]
   if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), (sh, sw), padding)
-  (pt, pb), (pl, pr) = padding
-  x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  b, hp, wp, _ = x.shape
-  ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-  if kh == kw == 1:
-    cols = x[:, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw, :]
-  else:
-    # Column order (i, j, c) matches rhs.reshape(kh*kw*cin, cout) for an HWIO kernel.
-    cols = jnp.concatenate(
-        [lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, cin),
-                   (1, sh, sw, 1)) for i in range(kh) for j in range(kw)], axis=-1)
-  return lax.dot_general(cols, rhs.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())),
-                         precision=precision)
+    padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), tuple(window_strides), padding)
+  pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+  return _conv_matmul_wgrad(lhs, rhs, tuple(window_strides), pads)
 
 
 def conv(opts: Options, features: int, kernel: int, stride: int = 1, *, groups: int = 1,
