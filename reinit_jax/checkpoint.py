@@ -73,9 +73,23 @@ class Checkpoints:
                             "the same command to resume") from None
 
   def _remove_partial(self, step: int) -> None:
-    """Deletes what a failed save of ``step`` left (its temporary or unfinished directory)."""
-    for p in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
-      shutil.rmtree(p, ignore_errors=True)
+    """Deletes what a failed save of ``step`` left (its temporary or unfinished directory).
+
+    The other item's writes may still be in flight when one item's write fails: wait for them,
+    then retry the removal until nothing is left (a few tries; a leftover is harmless, orbax never
+    lists a temporary directory as a step and removes it on the next start).
+    """
+    try:
+      self._mngr.wait_until_finished()
+    except Exception:  # noqa: BLE001
+      pass
+    for _ in range(20):
+      left = glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*"))
+      if not left:
+        break
+      for p in left:
+        shutil.rmtree(p, ignore_errors=True)
+      time.sleep(0.05)
     try:
       self._mngr.reload()
     except Exception:  # noqa: BLE001 (best effort: the error being reported matters more)

@@ -52,8 +52,8 @@ def guard_step(step, policy: str):
   number of steps done before it, so step k+1 failed) and every later step of the seed is a no-op;
   the driver sees a negative counter after the call and stops. ``'skip'``: a bad step's update is
   not applied (parameters, optimizer and batch statistics stay), its counters still advance, so the
-  data order, PRNG streams and schedule stay those of a clean run; its loss is reported as is
-  (non-finite), so the call's mean loss shows that a step was skipped.
+  data order, PRNG streams and schedule stay those of a clean run; its loss is reported as NaN
+  (also when only the parameters were bad), so the call's mean loss shows that a step was skipped.
   """
   if policy not in NAN_POLICIES:
     raise ValueError(f"config.nan_policy={policy!r} is invalid; allowed: {', '.join(NAN_POLICIES)}")
@@ -65,7 +65,7 @@ def guard_step(step, policy: str):
       keep = lambda a, b: jax.tree.map(lambda u, v: jnp.where(ok, u, v), a, b)
       new = new.replace(variables=keep(new.variables, state.variables),
                         opt_state=keep(new.opt_state, state.opt_state))
-      return new, out
+      return new, (jnp.where(ok, out[0], jnp.nan),) + tuple(out[1:])
     failed = state.step < 0  # an earlier step of this seed failed: keep the record, do nothing
     clean = state.replace(step=jnp.where(failed, -state.step - 1, state.step))
     new, out = step(clean, x, y, tprobs)

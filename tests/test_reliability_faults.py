@@ -1,0 +1,204 @@
+"""Numerical faults, SIGTERM, a full disk, corrupt checkpoints, another config's workdir,
+determinism (README, Reliability).
+
+Every run is the tiny synthetic config of train_helpers (6 full-batch steps in 3 stages, one step
+per jitted call so that faults land between known steps; checkpoints at the stage ends 2, 4, 6).
+The costlier variants are marked slow (.ci/run runs them).
+"""
+
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from reinit_jax import train
+from reinit_jax.checkpoint import Checkpoints
+from reinit_jax.train import faults, step as S
+from train_helpers import records, tiny_config
+
+KW = dict(method="shrink_perturb", max_steps_per_call=1)  # checkpoints at steps 2, 4, 6
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """An uninterrupted run of the tiny config (summary)."""
+  return train.run(tiny_config(**KW), str(tmp_path_factory.mktemp("ref")))
+
+
+def _inject(monkeypatch, at_step, where="loss"):
+  """Makes global step ``at_step`` (1-based) produce a NaN loss or inf parameters."""
+  orig = S.make_step
+
+  def make_step(*a, **k):
+    step = orig(*a, **k)
+
+    def faulty(state, x, y, tp):
+      new, (loss, acc, lr) = step(state, x, y, tp)
+      bad = state.step == at_step - 1
+      if where == "loss":
+        loss = jnp.where(bad, jnp.nan, loss)
+      else:
+        p = {k_: {n: jnp.where(bad, jnp.inf, v) for n, v in d.items()}
+             for k_, d in new.variables["params"].items()}
+        new = new.replace(variables={**new.variables, "params": p})
+      return new, (loss, acc, lr)
+    return faulty
+
+  monkeypatch.setattr(S, "make_step", make_step)
+
+
+def test_nan_stops_naming_step_and_stage_and_keeps_good_checkpoint(monkeypatch, tmp_path):
+  _inject(monkeypatch, at_step=4)
+  with pytest.raises(faults.NonFiniteError, match=r"at step 4 \(stage 2\) for seed\(s\) \[0\]; "
+                     r"the last good checkpoint \(step 2\) is kept") as e:
+    train.run(tiny_config(**KW), str(tmp_path))
+  assert "\n" not in str(e.value)
+  ck = Checkpoints(str(tmp_path / "checkpoints"))
+  assert ck.latest_step() == 2
+  ck.close()
+  monkeypatch.undo()  # the fault is gone: re-running resumes from step 2 and finishes
+  done = train.run(tiny_config(**KW), str(tmp_path))
+  assert done["steps"] == 6 and not done["interrupted"]
+
+
+@pytest.mark.slow
+def test_huge_learning_rate_stops_before_any_bad_checkpoint(tmp_path):
+  with pytest.raises(faults.NonFiniteError, match=r"non-finite loss or parameters at step \d+ "
+                     r"\(stage 1\)"):
+    train.run(tiny_config(learning_rate=1e30, **KW), str(tmp_path))
+  ck = Checkpoints(str(tmp_path / "checkpoints"))
+  for s in ck.all_steps():  # every checkpoint that exists holds finite parameters
+    state, _ = ck.restore(s, _like(tmp_path))
+    assert all(np.isfinite(np.asarray(x)).all() for x in _leaves(state.variables["params"]))
+  ck.close()
+
+
+def _leaves(tree):
+  import jax
+  return jax.tree.leaves(tree)
+
+
+def _like(tmp_path):
+  from reinit_jax.train import validation
+  from reinit_jax.train.loop import Run
+  c = validation.validate(tiny_config(learning_rate=1e30, **KW))
+  return Run(c, str(tmp_path / "like")).init()
+
+
+def test_skip_policy_drops_the_bad_update(monkeypatch, tmp_path, caplog):
+  """Inf parameters after the last step, skipped: the run ends with the step-5 parameters."""
+  five = train.run(tiny_config(stop_after_steps=5, **KW), str(tmp_path / "five"))
+  _inject(monkeypatch, at_step=6, where="params")
+  with caplog.at_level(logging.WARNING, logger="reinit_jax"):
+    s = train.run(tiny_config(nan_policy="skip", **KW), str(tmp_path / "skip"))
+  assert s["steps"] == 6 and not s["interrupted"]
+  assert s["params_digest"] == five["params_digest"]
+  assert any("skipped non-finite step(s) among steps 6..6 (stage 3)" in r.message
+             for r in caplog.records)
+
+
+def test_sigterm_checkpoints_then_resume_matches(monkeypatch, tmp_path, reference):
+  orig, calls = S.make_train_call, []
+
+  def make_train_call(*a, **k):
+    fn = orig(*a, **k)
+
+    def call(*args):
+      out = fn(*args)
+      calls.append(1)
+      if len(calls) == 3:  # the preemption notice arrives during step 3
+        os.kill(os.getpid(), signal.SIGTERM)
+      return out
+    return call
+
+  monkeypatch.setattr(S, "make_train_call", make_train_call)
+  with pytest.raises(faults.Preempted, match=r"SIGTERM: wrote the checkpoint at step 3 \(stage 2\)"):
+    train.run(tiny_config(**KW), str(tmp_path))
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+  monkeypatch.undo()
+  done = train.run(tiny_config(**KW), str(tmp_path))
+  assert done["params_digest"] == reference["params_digest"]
+  assert done["test_accuracy"] == reference["test_accuracy"]
+
+
+def test_full_disk_keeps_previous_checkpoint(monkeypatch, tmp_path, reference):
+  """ENOSPC while writing step 4's checkpoint (its state item already written): one line, step 2
+  intact, the partial step removed, and re-running resumes to the uninterrupted result."""
+  orig, n = ocp.handlers.JsonCheckpointHandler.async_save, []
+
+  async def full(self, *a, **k):
+    n.append(1)
+    if len(n) == 2:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return await orig(self, *a, **k)
+
+  monkeypatch.setattr(ocp.handlers.JsonCheckpointHandler, "async_save", full)
+  with pytest.raises(faults.CheckpointError, match=r"could not write the checkpoint at step 4 .*"
+                     r"No space left on device.*the checkpoint at step 2 is intact") as e:
+    train.run(tiny_config(**KW), str(tmp_path))
+  assert "\n" not in str(e.value) and e.value.errno == errno.ENOSPC
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+  monkeypatch.undo()
+  done = train.run(tiny_config(**KW), str(tmp_path))
+  assert done["params_digest"] == reference["params_digest"]
+  assert records(str(tmp_path)) == records(reference["workdir"])
+
+
+def test_same_seed_same_digest_other_seed_differs(tmp_path, reference):
+  again = train.run(tiny_config(**KW), str(tmp_path / "again"))
+  other = train.run(tiny_config(seeds=(1,), **KW), str(tmp_path / "other"))
+  assert again["params_digest"] == reference["params_digest"]
+  assert records(str(tmp_path / "again")) == records(reference["workdir"])
+  assert other["params_digest"] != reference["params_digest"]
+
+
+def _truncate_largest(step_dir):
+  files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir / "state") for f in fs]
+  big = max(files, key=os.path.getsize)
+  with open(big, "r+b") as f:
+    f.truncate(os.path.getsize(big) // 3)
+
+
+@pytest.mark.parametrize("damage", ["truncate", pytest.param("delete_meta", marks=pytest.mark.slow),
+                                    pytest.param("delete_step", marks=pytest.mark.slow)])
+def test_damaged_latest_checkpoint_falls_back_to_previous(damage, tmp_path, reference, caplog):
+  part = train.run(tiny_config(stop_after_steps=4, **KW), str(tmp_path))
+  assert part["interrupted"]
+  ck = tmp_path / "checkpoints"
+  assert sorted(os.listdir(ck)) == ["2", "4"]
+  if damage == "truncate":
+    _truncate_largest(ck / "4")
+  elif damage == "delete_meta":
+    shutil.rmtree(ck / "4" / "meta")
+  else:
+    shutil.rmtree(ck / "4")
+  with caplog.at_level(logging.WARNING, logger="reinit_jax"):
+    done = train.run(tiny_config(**KW), str(tmp_path))
+  lines = [r.getMessage() for r in caplog.records if r.name == "reinit_jax"]
+  if damage != "delete_step":
+    bad = [m for m in lines if "checkpoint at step 4" in m]
+    assert len(bad) == 1 and "unreadable" in bad[0] and "resuming from step 2" in bad[0], lines
+    assert os.listdir(tmp_path / "checkpoints.corrupt")[0].startswith("4-")
+  assert any("resuming" in m and "at step 2 (stage 1)" in m for m in lines), lines
+  assert done["params_digest"] == reference["params_digest"]
+  assert records(str(tmp_path)) == records(reference["workdir"])
+
+
+def test_other_config_refused_then_restart_starts_over(tmp_path):
+  train.run(tiny_config(stop_after_steps=2), str(tmp_path))
+  with pytest.raises(ValueError, match=r"holds a run of another config \(fields \['learning_rate'\]\)"
+                     r".*config.restart=True") as e:
+    train.run(tiny_config(learning_rate=0.01), str(tmp_path))
+  assert "\n" not in str(e.value)
+  over = train.run(tiny_config(learning_rate=0.01, restart=True), str(tmp_path))
+  assert over["steps"] == 6 and not over["interrupted"]
+  assert json.load(open(tmp_path / "config.json"))["learning_rate"] == 0.01
+  rows = records(str(tmp_path), "train")  # the old run's rows are gone: steps 1..6 once each
+  assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
