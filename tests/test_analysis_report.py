@@ -90,6 +90,32 @@ def test_report_tables_figures_and_missing(sweep, tmp_path):
     assert f"]({files[0]})" in md
 
 
+def test_report_row_by_splits_rows(sweep, tmp_path):
+  md = open(report.report([sweep], str(tmp_path / "o"), row_by=("weight_decay",))).read()
+  # wd = 1e-4 row: best validation at lr 0.05 (80.45); wd = 0 row: all validation 0.5, the first
+  # maximum (lr 0.01) is shown: 70.45.
+  assert "| synthetic/mlp aug=none sched=constant α=1 weight_decay=0.0001 | **80.45" in md
+  assert "| synthetic/mlp aug=none sched=constant α=1 weight_decay=0.0 | **70.45" in md
+  assert md.count("![heatmap_") == 2  # one lr × (single) wd heatmap per row
+
+
+@pytest.mark.slow
+def test_report_on_real_engine_workdirs(tmp_path):
+  from reinit_jax import train
+  for method in ("standard", "layerwise"):
+    c = train.base_config()
+    c.method, c.epochs, c.stages, c.seeds, c.progress = method, 6, 3, (0, 1), "off"
+    if method == "layerwise":
+      c.method_kwargs = {"events_per_block": 1}
+    train.run(c, str(tmp_path / "runs" / method))
+  out = str(tmp_path / "out")
+  md = open(report.report([str(tmp_path / "runs")], out)).read()
+  row = [l for l in md.splitlines() if l.startswith("| synthetic/mlp")]
+  assert len(row) == 1 and row[0].count("(n=2)") == 2
+  assert "| layerwise | standard | 2 |" in md
+  assert any(f.startswith("weight_norm_") for f in os.listdir(out))
+
+
 def test_report_cli(sweep, tmp_path):
   out = str(tmp_path / "cli")
   r = subprocess.run([sys.executable, "-m", "reinit_jax.analysis.report", sweep, "--out", out],
@@ -124,7 +150,7 @@ def test_setting_letters_and_defensive_reading(tmp_path):
 
 def test_plots_write_pngs_and_reject_bad_inputs(tmp_path):
   recs = _records(3, 5, (0, 1), 0.5)
-  assert plots.stage_boundaries(recs) == [6.0, 11.0]
+  assert plots.stage_boundaries(recs) == [5.0, 10.0]  # stages of steps 1-5, 6-10, 11-15
   steps, mean, std = plots.curve(recs, "accuracy", "train")
   assert steps.tolist() == list(range(1, 16)) and mean[0] == pytest.approx(0.501) and std[0] == 0
   p = plots.plot_heatmaps({"a": np.eye(2), "b": np.full((2, 2), np.nan)}, [0.1, 0.01], [0, 1e-4],

@@ -39,14 +39,18 @@ def _check_runs(runs, name="runs"):
 
 
 def stage_boundaries(records: Sequence[Mapping]) -> list[float]:
-  """Steps at which stages 2, 3, ... begin (the first step recorded in each later stage)."""
-  first = {}
+  """Steps at which stages 1..T-1 end: the last step recorded in each stage but the final one.
+
+  The engine logs ``step`` as steps done, at the end of each jitted call and evaluation, so a
+  stage's last record sits exactly on its boundary (its first record does not).
+  """
+  last = {}
   for r in records:
-    if "stage" in r and "step" in r and r["stage"] is not None:
+    if r.get("stage") is not None and r.get("step") is not None:
       s = int(r["stage"])
-      first[s] = min(first.get(s, math.inf), float(r["step"]))
-  stages = sorted(first)
-  return [first[s] for s in stages[1:]]
+      last[s] = max(last.get(s, -math.inf), float(r["step"]))
+  stages = sorted(last)
+  return [last[s] for s in stages[:-1]]
 
 
 def curve(records: Sequence[Mapping], key: str, split: str | None = None):

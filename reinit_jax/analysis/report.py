@@ -122,8 +122,12 @@ def _number(v):
   return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def load_run(path: str) -> RunInfo:
-  """Reads one workdir; never raises on missing or malformed content (it is listed instead)."""
+def load_run(path: str, row_by=()) -> RunInfo:
+  """Reads one workdir; never raises on missing or malformed content (it is listed instead).
+
+  ``row_by``: extra config fields appended to the row label (e.g. ``('weight_decay',)`` for a
+  row per L2 penalty, which then is no longer tuned inside the row).
+  """
   missing = []
   c = _read_json(os.path.join(path, "config.json"), missing, "config.json")
   s = _read_json(os.path.join(path, "summary.json"), missing, "summary.json")
@@ -147,6 +151,10 @@ def load_run(path: str) -> RunInfo:
     row.append(f"chunks={c['chunks']}")
   if c.get("synthetic_alpha") is not None and c.get("dataset") == "synthetic":
     row.append(f"α={c['synthetic_alpha']:g}")
+  for k in row_by:
+    if k not in c:
+      missing.append(f"config.{k} (asked for by row_by)")
+    row.append(f"{k}={c.get(k)}")
   info.row = " ".join(row)
   for k in ("learning_rate", "weight_decay", "stages", "seeds"):
     if k not in c:
@@ -179,7 +187,8 @@ def load_run(path: str) -> RunInfo:
     bv = float(np.mean(bv))
   info.validation = float(bv) if _number(bv) is not None else None
   if info.validation is None:
-    missing.append("summary.best_validation_accuracy")
+    missing.append("summary.best_validation_accuracy (null: no validation split?)"
+                   if "best_validation_accuracy" in s else "summary.best_validation_accuracy")
   return info
 
 
@@ -309,15 +318,24 @@ def figures(runs, cells, out: str) -> list[str]:
   return written
 
 
-def report(run_dirs, out: str, *, alpha: float = 0.05) -> str:
-  """Builds ``out/report.md`` and the figures from the workdirs under ``run_dirs``; returns the md path."""
+def report(run_dirs, out: str, *, alpha: float = 0.05, row_by=()) -> str:
+  """Builds ``out/report.md`` and the figures from the workdirs under ``run_dirs``.
+
+  Args:
+    run_dirs: workdirs or directories holding them (a sweep's parent).
+    out: output directory (created).
+    alpha: family-wise level of Holm's correction.
+    row_by: extra config fields that split rows (see :func:`load_run`).
+  Returns:
+    The path of ``report.md``.
+  """
   if isinstance(run_dirs, (str, os.PathLike)):
     run_dirs = [run_dirs]
   paths = find_runs(run_dirs)
   if not paths:
     raise ValueError(f"run_dirs: no workdir with {', '.join(_RUN_FILES)} under {list(run_dirs)}")
   os.makedirs(out, exist_ok=True)
-  runs = [load_run(p) for p in paths]
+  runs = [load_run(p, tuple(row_by)) for p in paths]
   cells = select_cells(runs)
   figs = figures(runs, cells, out)
   md = ["# Report", "", f"{len(runs)} workdirs: {', '.join(run_dirs)}.", "",
@@ -349,8 +367,11 @@ def main(argv=None) -> int:
   ap.add_argument("run_dirs", nargs="+", help="workdirs, or directories holding workdirs")
   ap.add_argument("--out", required=True, help="output directory for report.md and the PNGs")
   ap.add_argument("--alpha", type=float, default=0.05, help="family-wise level of Holm's correction")
+  ap.add_argument("--row-by", default="", help="comma-separated config fields that split rows, "
+                  "e.g. weight_decay for the L2 study (default: none)")
   a = ap.parse_args(argv)
-  print(report(a.run_dirs, a.out, alpha=a.alpha))
+  row_by = tuple(f for f in a.row_by.split(",") if f)
+  print(report(a.run_dirs, a.out, alpha=a.alpha, row_by=row_by))
   return 0
 
 
