@@ -79,10 +79,13 @@ def test_shallow_he_mlp_has_neither_failure_mode():
 
 
 @pytest.mark.slow
-def test_diagnose_every_registered_model():
-  for name in models.names():
-    kw = {}
-    model = models.create(name, 10, **kw)
-    d = D.diagnose(model, jax.random.key(0), num_inputs=4, num_draws=2)
-    assert len(d.mean) == len(model.blocks) and np.all(np.isfinite(d.mean)), name
-    assert d.fully_connected == (name == "mlp")
+@pytest.mark.parametrize("name", models.names())
+def test_diagnostics_and_weight_size_on_every_registered_model(name):
+  from reinit_jax.analysis import margins
+  model = models.create(name, 10)
+  d = D.diagnose(model, jax.random.key(0), num_inputs=2, num_draws=2)
+  assert len(d.mean) == len(model.blocks) and np.all(np.isfinite(d.mean)), name
+  assert d.fully_connected == (name == "mlp")
+  v = model.init(jax.random.key(0))
+  ws = margins.weight_size(model, v, np.zeros((2, *model.input_shape), np.float32) + 0.5)
+  assert ws.head_weight_norm > 0 and np.isfinite(ws.size)
