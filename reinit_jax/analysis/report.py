@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-from typing import Any
 
 import numpy as np
 
