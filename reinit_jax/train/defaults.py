@@ -79,7 +79,8 @@ def parse_overrides(config: ml_collections.ConfigDict, arg: str | None) -> ml_co
   """Applies ``"k=v,k=v"`` (the ``:arg`` of ``--config=file.py:arg``) to ``config``.
 
   Values are parsed as Python literals where possible (ints, floats, tuples in parentheses with
-  ``;`` between items, e.g. ``seeds=(0;1;2)``), else kept as strings. Unknown keys raise ValueError.
+  ``;`` between items, e.g. ``seeds=(0;1;2)``), else kept as strings. Unknown keys and values of
+  the wrong type raise a one-line ValueError naming the field.
   """
   import ast
   if not arg:
@@ -105,5 +106,10 @@ def parse_overrides(config: ml_collections.ConfigDict, arg: str | None) -> ml_co
       parsed = (parsed,)
     if isinstance(old, float) and isinstance(parsed, int) and not isinstance(parsed, bool):
       parsed = float(parsed)
-    target[leaf] = parsed
+    try:
+      target[leaf] = parsed
+    except (TypeError, ValueError) as e:  # ConfigDict's type check: one line naming the field
+      raise ValueError(f"config.{key}={value!r} is invalid: expected "
+                       f"{type(old).__name__ if old is not None else 'another type'} "
+                       f"({' '.join(str(e).split())})") from None
   return config

@@ -159,6 +159,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _fail("batch_stats_policy", c.batch_stats_policy, ", ".join(BATCH_STATS_POLICIES))
   if c.progress not in PROGRESS:
     _fail("progress", c.progress, ", ".join(PROGRESS))
+  if config.setting_augmentation not in data.AUGMENTATIONS:  # checked even when no preset uses it
+    _fail("setting_augmentation", config.setting_augmentation, ", ".join(data.AUGMENTATIONS))
   if c.nan_policy not in NAN_POLICIES:
     _fail("nan_policy", c.nan_policy, ", ".join(NAN_POLICIES))
   n_dev = jax.device_count()
@@ -191,6 +193,9 @@ def _checked(field, value, build):
     msg = " ".join(str(e).split())
     if msg.startswith("config."):
       raise ValueError(msg) from None
+    head = msg.split("=", 1)[0].split(" ", 1)[0]
+    if head in FIELDS:  # the data package names its own field (e.g. "augmentation='x' is ...")
+      raise ValueError(f"config.{msg}") from None
     _fail(field, value, msg or type(e).__name__)
 
 
