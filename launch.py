@@ -77,5 +77,19 @@ def _one_line_errors(fn):
   return wrapped
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, with a bad config file argument (whose ValueError config_flags wraps in
+  a traceback) reported as its one-line ValueError, exit status 1."""
+  import sys
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("ValueError: ")]
+    msg = errs[-1][len("ValueError: "):] if errs else " ".join(lines)
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 if __name__ == "__main__":
-  app.run(_one_line_errors(main))
+  app.run(_one_line_errors(main), flags_parser=_parse_flags)
