@@ -1,7 +1,7 @@
 """Models (SPEC §4, docs/CONTRACTS.md): shapes, block declarations, options, conv implementations.
 
-Full-size models are only traced with ``jax.eval_shape`` (free); real forwards use the tiny variants on
-small inputs so the file runs in seconds on 2 CPU cores.
+Full-size models are only traced with ``jax.eval_shape`` (free); real forwards use the tiny
+variants on small inputs so the file runs in seconds on 2 CPU cores.
 """
 
 import jax
@@ -53,7 +53,8 @@ def _init(model):
 
 def _apply(model, variables, x, **kw):
   rngs, mutable = kw.pop("rngs", None), kw.pop("mutable", False)
-  return jax.jit(lambda v, x, r: model.apply(v, x, rngs=r, mutable=mutable, **kw))(variables, x, rngs)
+  fn = jax.jit(lambda v, x, r: model.apply(v, x, rngs=r, mutable=mutable, **kw))
+  return fn(variables, x, rngs)
 
 
 def _top_level(variables):

@@ -10,7 +10,8 @@ from typing import Callable
 
 from reinit_jax.models import mlp, mobilenet, resnet, scnn, vgg
 from reinit_jax.models.layers import CONV_IMPLS, parse_options
-from reinit_jax.models.base import (Block, INITIALIZERS, LAYERWISE_NORM, NORMALIZATIONS, LayerwiseNorm,
+from reinit_jax.models.base import (Block, INITIALIZERS, LAYERWISE_NORM, NORMALIZATIONS,
+                                    LayerwiseNorm,
                                     Model, group_blocks)
 
 _BUILDERS: dict[str, Callable[..., Model]] = {}
@@ -97,7 +98,8 @@ def register_cnn(name: str, make: Callable, *, normalization: str, input_shape=(
     module, blocks, head = make(opts, num_classes)
     return Model(name, module, shape, num_classes, blocks, head, record)
 
-  build.__doc__ = f"Builds {name!r} (defaults: {normalization} norm, input {input_shape}, width {width})."
+  build.__doc__ = (f"Builds {name!r} (defaults: {normalization} norm, input {input_shape}, "
+                   f"width {width}).")
   register(name)(build)
   return build
 
@@ -147,5 +149,5 @@ for _name, _make, _norm, _shape, _tiny_width in _CNNS:
   register_cnn(f"{_name}_tiny", _make, normalization=_norm, input_shape=(32, 32, 3),
                width=_tiny_width, channels=(1, 3))
 
-__all__ = ["CONV_IMPLS", "register_cnn", "Block", "LayerwiseNorm", "Model", "LAYERWISE_NORM", "create", "names", "register",
-           "group_blocks"]
+__all__ = ["CONV_IMPLS", "register_cnn", "Block", "LayerwiseNorm", "Model", "LAYERWISE_NORM",
+           "create", "names", "register", "group_blocks"]

@@ -1,9 +1,9 @@
 """Shared pieces of the CNNs: option parsing, the conv implementation switch, conv → norm → ReLU.
 
 Every CNN in this package takes the same options (SPEC §4): ``normalization``, ``initializer``,
-``dropout``, ``input_shape``, ``width`` (channel multiplier), ``dtype`` (compute dtype; parameters stay
-float32) and ``conv_impl``. :func:`parse_options` validates them once, so a bad value fails at
-``models.create`` with one line naming the option.
+``dropout``, ``input_shape``, ``width`` (channel multiplier), ``dtype`` (compute dtype;
+parameters stay float32) and ``conv_impl``. :func:`parse_options` validates them once, so a bad
+value fails at ``models.create`` with one line naming the option.
 
 ``conv_impl`` exists for speed on CPU only (ENVIRONMENT.md, issue 6): XLA:CPU computes convolution
 weight gradients at about 4 GFLOP/s against 66 for a matmul, so with 'im2col' a convolution's weight
@@ -51,7 +51,7 @@ class Options:
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-  """'auto' → 'im2col' on the CPU backend only, 'xla' elsewhere (never slow the accelerator path)."""
+  """'auto' → 'im2col' on the CPU backend only, 'xla' elsewhere (never slows the accelerator)."""
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
   if conv_impl == "auto":
@@ -77,8 +77,9 @@ def parse_options(model: str, options: dict, *, normalization: str, input_shape:
                   allowed_channels: Sequence[int] = (1, 3), extra: Sequence[str] = ()):
   """Validates a CNN's options; returns ``(Options, input_shape, recorded options dict)``.
 
-  ``normalization`` and ``input_shape`` are the model's defaults (SPEC §4: BatchNorm for [Z]'s models,
-  LayerNorm for [LW]'s). Raises a one-line ValueError naming the bad option and its allowed values.
+  ``normalization`` and ``input_shape`` are the model's defaults (SPEC §4: BatchNorm for [Z]'s
+  models, LayerNorm for [LW]'s). Raises a one-line ValueError naming the bad option and its
+  allowed values.
   """
   unknown = sorted(set(options) - set(COMMON_OPTIONS) - set(extra))
   if unknown:
@@ -216,7 +217,9 @@ def activation(kind: str, x):
 
 
 class ConvNorm(nn.Module):
-  """conv k×k (stride s) → norm → activation ('relu' | 'relu6' | 'none'); submodules ``conv``, ``norm``.
+  """conv k×k (stride s) → norm → activation ('relu' | 'relu6' | 'none').
+
+  Submodules ``conv`` and ``norm``.
 
   Shapes: (B, H, W, C) → (B, ceil(H/s), ceil(W/s), features).
   """
@@ -235,7 +238,7 @@ class ConvNorm(nn.Module):
 
 
 class DenseHead(nn.Module):
-  """dense → norm → ReLU → dropout; submodules ``dense`` and ``norm`` (the scnn/VGG hidden FC layer).
+  """dense → norm → ReLU → dropout (the scnn/VGG hidden layer); submodules ``dense``, ``norm``.
 
   Shapes: (B, D) → (B, features).
   """

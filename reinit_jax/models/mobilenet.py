@@ -10,8 +10,8 @@ documented choice) pairs the 14 layers in order, two per block:
 MobileNetV2 (Sandler et al. 2018) for 32×32 inputs: stem stride 1 instead of 2 and the second
 stage's stride 1 instead of 2 (the usual CIFAR adaptation), so the last feature map is 4×4. Finest
 blocks are its 7 bottleneck stages, the stem merged into stage 1 and the final 1×1 conv (1280) into
-stage 7; [Z]'s K ∈ {2, 5} merge them with ``num_blocks``. Both heads: global average pool → dropout →
-classifier.
+stage 7; [Z]'s K ∈ {2, 5} merge them with ``num_blocks``. Both heads: global average pool →
+dropout → classifier.
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ class Stage(nn.Module):
   def __call__(self, x, train: bool = False):
     cls = PreActBlock if self.preact else BasicBlock
     for j in range(self.depth):
-      x = cls(self.opts, self.features, self.stride if j == 0 else 1, name=f"block{j + 1}")(x, train)
+      stride = self.stride if j == 0 else 1
+      x = cls(self.opts, self.features, stride, name=f"block{j + 1}")(x, train)
     return x
 
 

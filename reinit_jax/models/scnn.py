@@ -1,8 +1,9 @@
 """The small CNN of [LW] §3 (SPEC §4): four 3×3 convs, a hidden dense layer, a classifier. K = 4.
 
 conv32 → conv32 + max-pool → conv64 → conv64 + max-pool (each conv → norm → ReLU), flatten,
-dense 512 → norm → ReLU → dropout, classifier. LayerNorm (GroupNorm with one group) by default, as in
-[LW]. Every conv is a block; the head is the hidden dense layer plus the classifier ([LW]'s "FC").
+dense 512 → norm → ReLU → dropout, classifier. LayerNorm (GroupNorm with one group) by default,
+as in [LW]. Every conv is a block; the head is the hidden dense layer plus the classifier
+([LW]'s "FC").
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ HIDDEN = 512
 class SCNN(nn.Module):
   """Top-level submodules ``conv1..conv4`` (blocks), ``fc1`` and ``classifier`` (head).
 
-  Shapes: x (B, H, W, C) → logits (B, num_classes) float32. The layer-wise norm of block i is applied
-  after its max-pool, i.e. to exactly what the next block receives.
+  Shapes: x (B, H, W, C) → logits (B, num_classes) float32. The layer-wise norm of block i is
+  applied after its max-pool, i.e. to exactly what the next block receives.
   """
 
   opts: Options
