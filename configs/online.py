@@ -7,8 +7,16 @@
 Fashion-MNIST, scnn at 1/4 width, 5 stages of 4 epochs, SGD lr 0.01; writes per-stage test accuracy
 (summary.json "stages") and test accuracy at best validation. The training-set size changes every
 stage, so the train step compiles once per stage here.
+
+`reg=1` adds regularization (weight decay 5e-4 and flip + pad-4 crop augmentation, [Z] A.2's
+regularized variant); `reg=0` has none. Sweep (scratch vs warm start vs S&P, without and with
+regularization; seeds vmapped inside every point):
+
+    python launch.py --config=configs/online.py --sweep=list
+    python launch.py --config=configs/online.py:train_subset=2000,epochs=10,model_kwargs.width=0.125,seeds=2 --sweep=list   # CPU size
 """
 
+from reinit_jax.train import sweep
 from reinit_jax.train.defaults import base_config, parse_overrides
 
 
@@ -25,4 +33,16 @@ def get_config(arg=None):
   c.learning_rate = 0.01
   c.method = "shrink_perturb"
   c.methods = ()
-  return parse_overrides(c, arg)
+  c.reg = 0  # 1: weight decay 5e-4 + augmentation
+  c.eval_every_epochs = 1
+  c = parse_overrides(c, arg)
+  if c.reg:
+    c.weight_decay = 5e-4
+    c.augmentation = "cifar"
+  return c
+
+
+def get_sweep(arg=None):
+  """Without and with regularization × scratch (full), warm start (standard), S&P."""
+  del arg
+  return sweep.product(reg=(0, 1), method=("full", "standard", "shrink_perturb"))

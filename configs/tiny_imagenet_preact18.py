@@ -5,8 +5,16 @@
 lr ∈ {0.01, 0.05, 0.1}, weight decay ∈ {0, 1e-4, 5e-4, 5e-3}, β = 2 ([Z]); needs the official
 archive in TFDS's manual directory (reinit_jax.data.tiny_imagenet builder). Writes test accuracy
 (TFDS validation split) at best held-out validation accuracy.
+
+Sweep ([Z]'s Tiny ImageNet grid: lr × weight decay × {standard, S&P, layerwise K=5 M=1, full},
+each with and without distillation, T = 5; seeds vmapped per point):
+
+    python launch.py --config='configs/tiny_imagenet_preact18.py:seeds=(0;1;2)' --sweep=list
+
+(setting DCW; the presets set weight_decay, so the axis is `setting_weight_decay`.)
 """
 
+from reinit_jax.train import sweep
 from reinit_jax.train.defaults import base_config, parse_overrides
 
 
@@ -26,3 +34,14 @@ def get_config(arg=None):
   c.eval_every_epochs = 1
   c.eval_batch_size = 500
   return parse_overrides(c, arg)
+
+
+def get_sweep(arg=None):
+  """lr ∈ {0.01, 0.05, 0.1} × wd ∈ {0, 1e-4, 5e-4, 5e-3} × methods × distillation (T = 5)."""
+  del arg
+  out = []
+  for p in sweep.product(method=("standard", "shrink_perturb", "layerwise", "full"),
+                         distill=(False, True), learning_rate=(0.01, 0.05, 0.1),
+                         setting_weight_decay=(0.0, 1e-4, 5e-4, 5e-3)):
+    out.append({**p, "num_blocks": 5} if p["method"] == "layerwise" else p)
+  return out

@@ -108,3 +108,16 @@ def test_synthetic_config_grids():
   _, c = sweep.point_config("configs/synthetic.py:seeds=3,grid=rescale", 0)
   assert c.method == "rescale_only" and c.stages == 5 and c.synthetic_alpha == 0.5
   assert tuple(c.seeds) == (0, 1, 2)
+
+
+@pytest.mark.parametrize("config_path,count", [
+    ("configs/cifar_resnet18.py:grid=settings", 32), ("configs/cifar_resnet18.py:grid=stages", 36),
+    ("configs/cifar_resnet18.py:grid=hparams", 75), ("configs/tiny_imagenet_preact18.py", 96),
+    ("configs/lw_datasets.py", 72), ("configs/online.py", 6), ("configs/label_noise.py", 12)])
+def test_study_grids_validate(config_path, count):
+  """Every point of the documented study grids is a valid config (checked without data)."""
+  from reinit_jax.train.validation import validate
+  grid = sweep.points(config_path)
+  assert len(grid) == count
+  for i in range(count):
+    validate(sweep.point_config(config_path, i)[1])

@@ -1,0 +1,96 @@
+"""A pivot table of test accuracy (mean ± std over seeds, %) from the summary.json files of a sweep.
+
+    python results/tables.py runs/synthetic_l2 --row synthetic_alpha --col weight_decay
+    python results/tables.py runs/online --row augmentation --col method --stages
+
+Rows and columns are config.json fields (``method`` gets ``+distill`` when distillation is on).
+``--stages`` adds a table per column of the test accuracy at the end of every stage (online
+learning: accuracy as the chunks arrive), mean over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+
+import numpy as np
+
+
+def load(root):
+  """[(config, summary)] for every workdir under ``root`` holding both files."""
+  out = []
+  for d, dirs, files in os.walk(root):
+    dirs[:] = sorted(x for x in dirs if x not in ("checkpoints", "tensorboard"))
+    if "summary.json" in files and "config.json" in files:
+      with open(os.path.join(d, "config.json")) as f:
+        c = json.load(f)
+      with open(os.path.join(d, "summary.json")) as f:
+        s = json.load(f)
+      out.append((c, s))
+  return out
+
+
+def field(c, name):
+  if name == "method":
+    return c["method"] + ("+distill" if c.get("distill") else "")
+  v = c.get(name)
+  return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def pivot(runs, row, col) -> str:
+  cells = {}
+  for c, s in runs:
+    cells[(field(c, row), field(c, col))] = s["test_accuracy"]
+  rows = sorted({k[0] for k in cells}, key=str)
+  cols = sorted({k[1] for k in cells}, key=str)
+  lines = [f"| {row} \\ {col} | " + " | ".join(str(x) for x in cols) + " |",
+           "| --- |" + " ---: |" * len(cols)]
+  for r in rows:
+    vals = [cells.get((r, k)) for k in cols]
+    best = max((v["mean"] for v in vals if v), default=None)
+    txt = []
+    for v in vals:
+      if not v:
+        txt.append("—")
+        continue
+      t = f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f} (n={len(v['per_seed'])})"
+      txt.append(f"**{t}**" if v["mean"] == best else t)
+    lines.append(f"| {r} | " + " | ".join(txt) + " |")
+  return "\n".join(lines)
+
+
+def per_stage(runs, row, col) -> str:
+  """Test accuracy after every stage (mean over seeds), one line per (row, col)."""
+  acc = collections.OrderedDict()
+  for c, s in sorted(runs, key=lambda cs: (str(field(cs[0], row)), str(field(cs[0], col)))):
+    vals = []
+    for st in s.get("stages", []):
+      t = [m["accuracy"] for m in st["metrics"] if m.get("split") == "test"]
+      vals.append(100 * float(np.mean(t)) if t else float("nan"))
+    acc[(field(c, row), field(c, col))] = vals
+  n = max((len(v) for v in acc.values()), default=0)
+  lines = [f"| {row} | {col} | " + " | ".join(f"stage {i + 1}" for i in range(n)) + " |",
+           "| --- | --- |" + " ---: |" * n]
+  for (r, k), v in acc.items():
+    lines.append(f"| {r} | {k} | " + " | ".join(f"{x:.2f}" for x in v) + " |")
+  return "\n".join(lines)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("roots", nargs="+")
+  ap.add_argument("--row", required=True)
+  ap.add_argument("--col", required=True)
+  ap.add_argument("--stages", action="store_true")
+  a = ap.parse_args()
+  runs = [r for root in a.roots for r in load(root)]
+  print(pivot(runs, a.row, a.col))
+  if a.stages:
+    print()
+    print(per_stage(runs, a.row, a.col))
+
+
+if __name__ == "__main__":
+  main()
