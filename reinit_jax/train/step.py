@@ -12,6 +12,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from reinit_jax import events
@@ -70,13 +71,22 @@ def _summarize(loss, acc, lr):
   return {"loss": jnp.mean(loss), "accuracy": jnp.mean(acc), "learning_rate": lr[-1]}
 
 
-def make_train_call(step, *, cached: bool):
+def make_train_call(step, *, cached: bool, capacity: int | None = None,
+                    max_steps: int | None = None):
   """Jitted, vmapped, scanned training on device-resident data.
 
   ``call(state (S,...), x_all (N, ...), y_all (N,), tprobs (S, N', C) | None, idx (S, n, B))``
   runs n steps per seed, gathering batch ``idx[s, i]``; returns (state, metrics (S,)) with the
   mean loss/accuracy of the call and the last learning rate. ``state`` is donated.
+
+  With ``capacity``/``max_steps`` (online mode: the training set and the steps per call grow from
+  stage to stage) every call has one shape, so the step compiles once per run, not once per stage:
+  ``x_all``/``y_all``/``tprobs`` rows are zero-padded to ``capacity`` (never gathered: indices stay
+  below the stage's n) and ``idx`` to ``max_steps`` steps, of which a while loop runs only the
+  first n. See :func:`make_fixed_shape_call`.
   """
+  if capacity is not None or max_steps is not None:
+    return make_fixed_shape_call(step, cached=cached, capacity=capacity, max_steps=max_steps)
 
   def one(state, x_all, y_all, tp_all, idx):
     def body(st, ix):
@@ -88,6 +98,71 @@ def make_train_call(step, *, cached: bool):
 
   fn = jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0))
   return jax.jit(fn, donate_argnums=0)
+
+
+def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps: int | None):
+  """:func:`make_train_call` with one call shape for every stage (see there); same results.
+
+  The returned function has the same signature; ``.jitted`` is the underlying jitted function
+  (``jitted._cache_size()`` counts its compilations). Padding happens outside the jit: rows once per
+  distinct ``x_all`` (the driver passes one array per stage), indices on the host (a few KB).
+  """
+
+  def one(state, x_all, y_all, tp_all, idx, n):
+    def body(i, carry):
+      st, tot_l, tot_a, _ = carry
+      ix = idx[i]
+      st, (loss, acc, lr) = step(st, x_all[ix], y_all[ix], tp_all[ix] if cached else None)
+      return st, tot_l + loss, tot_a + acc, lr
+
+    zero = jnp.float32(0)
+    # n is a traced, unbatched scalar: a while loop of exactly n steps, padded steps never run.
+    state, tot_l, tot_a, lr = jax.lax.fori_loop(0, n, body, (state, zero, zero, zero))
+    nf = jnp.maximum(n, 1).astype(jnp.float32)
+    return state, {"loss": tot_l / nf, "accuracy": tot_a / nf, "learning_rate": lr}
+
+  fn = jax.jit(jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0, None)),
+               donate_argnums=0)
+  pad_x, pad_y, pad_t = _RowPad(capacity, 0), _RowPad(capacity, 0), _RowPad(capacity, 1)
+
+  def call(state, x_all, y_all, tprobs, idx):
+    n = idx.shape[1]
+    if max_steps is not None:
+      if n > max_steps:
+        raise ValueError(f"a call of {n} steps exceeds max_steps={max_steps}")
+      host = np.asarray(jax.device_get(idx))
+      host = np.pad(host, ((0, 0), (0, max_steps - n), (0, 0)))
+      idx = jax.device_put(host, idx.sharding)
+    return fn(state, pad_x(x_all), pad_y(y_all), pad_t(tprobs) if cached else None, idx,
+              np.int32(n))
+
+  call.jitted = fn
+  return call
+
+
+class _RowPad:
+  """Zero-pads (or, past ``capacity``, trims padding rows from) axis ``axis`` to ``capacity`` rows;
+  remembers the last input so a stage's array is padded once, not at every call."""
+
+  def __init__(self, capacity: int | None, axis: int):
+    self.capacity, self.axis, self.last = capacity, axis, (None, None)
+
+  def __call__(self, a):
+    if self.capacity is None or a is None:
+      return a
+    if self.last[0] is a:
+      return self.last[1]
+    rows = a.shape[self.axis]
+    if rows == self.capacity:
+      out = a
+    elif rows > self.capacity:  # only padding rows lie past capacity (teacher cache batches)
+      out = jax.lax.slice_in_dim(a, 0, self.capacity, axis=self.axis)
+    else:
+      widths = [(0, 0)] * a.ndim
+      widths[self.axis] = (0, self.capacity - rows)
+      out = jnp.pad(a, widths)
+    self.last = (a, out)
+    return out
 
 
 def make_stream_call(step):
@@ -137,14 +212,16 @@ def make_teacher_cache(model, augment: Callable):
 
 
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
-               optimizer_policy: str, batch_stats_policy: str):
+               optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None):
   """The event after the current stage, jitted once (stage is traced state, SPEC §1).
 
   ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
   own init with key(seed, t), measures layer-wise normalizations on ``norm_batch_size`` training
   examples drawn (with replacement) from the first ``n_current`` rows of ``x_all``, applies
   ``events.apply_event``, keeps the pre-event variables as the next teacher, and moves to stage t+1
-  with the step-in-stage counter at 0 (the schedule restarts). ``state`` is donated.
+  with the step-in-stage counter at 0 (the schedule restarts). ``state`` is donated. With
+  ``capacity`` (online mode) ``x_all`` is zero-padded to that many rows first, so the event
+  compiles once per run (``n_current`` keeps the draw inside the stage's rows).
   """
 
   def one(state: TrainState, x_all, n_current):
@@ -161,4 +238,13 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
                          teacher=dict(state.variables) if distill else None,
                          stage=t + 1, step_in_stage=jnp.zeros_like(state.step_in_stage))
 
-  return jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
+  fn = jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
+  if capacity is None:
+    return fn
+  pad = _RowPad(capacity, 0)
+
+  def event(state, x_all, n_current):
+    return fn(state, pad(x_all), n_current)
+
+  event.jitted = fn
+  return event

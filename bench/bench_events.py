@@ -1,0 +1,101 @@
+"""Re-initialization event time ÷ one train step's time, for every method, on scnn and ResNet-18.
+
+The event is the engine's own (``train.step.make_event``: draw θ_init from the model's init keyed by
+(seed, stage), apply R, reset optimizer/batch statistics, and for ``layerwise`` measure the new
+normalization on ``norm_batch_size`` training inputs), jitted and vmapped over one seed as in a run.
+The step is the engine's scanned train call (K steps per call, time per step), timed side by side.
+Goal: every ratio < 1 (an event costs less than one gradient step).
+
+Usage: ``python bench/bench_events.py --quick`` (< 2 min); the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from reinit_jax import methods, models  # noqa: E402
+from reinit_jax.train import schedules, step as S  # noqa: E402
+from reinit_jax.train.state import base_keys, init_state  # noqa: E402
+
+
+def identity(k, x, train):
+  return x
+
+
+def bench_model(name, width, batch, k, norm_batch, rounds, method_names):
+  model = models.create(name, 10, width=width)
+  tx = schedules.make_optimizer("sgd", 0.0, 0.9)
+  rng = np.random.default_rng(0)
+  n = batch * k
+  x = jnp.asarray(rng.standard_normal((n, *model.input_shape), np.float32))
+  y = jnp.asarray(rng.integers(0, 10, n, dtype=np.int32))
+  idx = jnp.asarray(np.arange(n, dtype=np.int32).reshape(1, k, batch))
+  n_now = jnp.asarray(n, jnp.int32)
+  fns = {}
+
+  def state_for(method):
+    init = jax.jit(jax.vmap(lambda kk, s: init_state(model, method, tx, kk, s, False)))
+    return init(base_keys([0]), jnp.zeros((1,), jnp.int32))
+
+  step = S.make_step(model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0)
+  call = S.make_train_call(step, cached=False)
+  sbox = [state_for(methods.get("standard"))]
+
+  def train_k():
+    sbox[0], m = call(sbox[0], x, y, None, idx)
+    jax.block_until_ready(m)
+
+  fns["step"] = train_k
+  for mname in method_names:
+    method = methods.get(mname)
+    ev = S.make_event(model, method, tx, identity, norm_batch_size=norm_batch, distill=False,
+                      optimizer_policy="reset", batch_stats_policy="reset")
+    box = [state_for(method)]
+    one = jnp.ones((1,), jnp.int32)
+
+    def run_event(ev=ev, box=box, one=one):
+      # Stage back to 1 after each event, so every timed event is the first one (layerwise: block 1).
+      box[0] = ev(box[0], x, n_now).replace(stage=one)
+      jax.block_until_ready(box[0].variables["params"])
+
+    fns[mname] = run_event
+  med = common.side_by_side(fns, rounds)
+  step_s = med.pop("step") / k
+  out = {"model": name, "width": width, "batch": batch, "norm_batch": norm_batch,
+         "step_ms": round(1e3 * step_s, 3),
+         "event_ms": {m: round(1e3 * v, 3) for m, v in med.items()},
+         "ratio": {m: round(v / step_s, 3) for m, v in med.items()}}
+  for m in med:
+    print(f"{name:9s} {m:15s} event {1e3 * med[m]:8.2f} ms  step {1e3 * step_s:8.2f} ms  "
+          f"ratio {med[m] / step_s:6.3f}", flush=True)
+  out["max_ratio"] = max(out["ratio"].values())
+  out["goal_met"] = out["max_ratio"] < 1.0
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--quick", action="store_true")
+  p.add_argument("--rounds", type=int, default=None)
+  a = p.parse_args()
+  rounds = a.rounds or (3 if a.quick else 7)
+  names = [m for m in methods.names() if m != "standard"]
+  figs = {"env": common.env_line(), "quick": a.quick}
+  cfgs = ((("scnn", 1.0, 32), ("resnet18", 0.25, 32)) if a.quick
+          else (("scnn", 1.0, 128), ("resnet18", 0.5, 64)))
+  for name, width, batch in cfgs:
+    figs[name] = bench_model(name, width, batch, 4, batch if a.quick else 256, rounds, names)
+  common.emit(figs)
+
+
+if __name__ == "__main__":
+  main()
