@@ -57,6 +57,15 @@ def check_structure(mask: PyTree, params: PyTree, name: str = "mask") -> None:
                      f"unexpected paths {extra} ({len(mp)} leaves vs {len(pp)})")
 
 
+def check_shapes(other: PyTree, params: PyTree, name: str = "fresh") -> None:
+  """Raises a one-line ValueError unless ``other`` has ``params``' structure and leaf shapes."""
+  check_structure(other, params, name)
+  for (kp, a), b in zip(jax.tree_util.tree_flatten_with_path(other)[0], jax.tree.leaves(params)):
+    if jnp.shape(a) != jnp.shape(b):
+      raise ValueError(f"{name} leaf {path_of(kp)!r} has shape {jnp.shape(a)}, params has "
+                       f"{jnp.shape(b)}")
+
+
 def all_true(params: PyTree) -> PyTree:
   """The mask selecting every parameter (boolean scalar leaves)."""
   return jax.tree.map(lambda _: jnp.asarray(True), params)

@@ -42,7 +42,7 @@ def _bcast(m, x):
 
 def blend(params: PyTree, fresh: PyTree, mask: PyTree) -> PyTree:
   """θ_init where ``mask`` is true, θ elsewhere (SPEC §1). Structure and dtypes of ``params``."""
-  M.check_structure(fresh, params, "fresh")
+  M.check_shapes(fresh, params, "fresh")
   M.check_structure(mask, params)
   return jax.tree.map(lambda p, f, m: jnp.where(m, f.astype(p.dtype), p), params, fresh, mask)
 
@@ -64,7 +64,7 @@ def shrink_perturb(params: PyTree, fresh: PyTree, shrink: float = 0.4, perturb: 
   """
   _check_unit(shrink, "shrink")
   _check_unit(perturb, "perturb")
-  M.check_structure(fresh, params, "fresh")
+  M.check_shapes(fresh, params, "fresh")
   mask = M.all_true(params) if mask is None else mask
   M.check_structure(mask, params)
 

@@ -181,6 +181,8 @@ def test_registered_function_method_in_a_few_lines():
     (lambda: methods.blend({"a": jnp.ones(2)}, {"b": jnp.ones(2)}, {"a": True}),
      "fresh must have the structure"),
     (lambda: models.create("nope", 10), r"model must be one of"),
+    (lambda: methods.shrink_perturb({"a": jnp.ones(2)}, {"a": jnp.ones(3)}),
+     "fresh leaf 'a' has shape"),
 ])
 def test_bad_input_fails_with_one_clear_line(call, match):
   with pytest.raises(ValueError, match=match) as e:
