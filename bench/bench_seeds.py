@@ -1,0 +1,92 @@
+"""K = 8 seeds vmapped in one jitted call against 8 sequential single-seed calls (SPEC "seeds").
+
+The engine trains every seed of a config together (``make_train_call`` vmaps the scanned step over
+the seed axis). Both contenders do the same work: 8 seeds × n steps. ``vmapped``: one call with
+S = 8; ``sequential``: the S = 1 call run 8 times. Throughput = seed-steps per second; the figure
+is ``speedup`` = vmapped throughput ÷ one run's throughput (goal for the synthetic task ≥ 0.7·K =
+5.6). Tasks: the synthetic task (MLP 128-32-32-8, 256 examples, full batch, a 200-step round per
+call; quick: 50) and scnn_tiny (32×32×3, batch 32, 4 steps per call).
+
+Usage: ``python bench/bench_seeds.py --quick``; the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from reinit_jax import methods, models  # noqa: E402
+from reinit_jax.train import schedules, step as S  # noqa: E402
+from reinit_jax.train.state import base_keys, init_state  # noqa: E402
+
+K = 8
+
+
+def contender(model, n_examples, batch, steps, seeds, lr):
+  tx = schedules.make_optimizer("sgd", 0.0, 0.9)
+  step = S.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off",
+                     beta=0.0)
+  call = S.make_train_call(step, cached=False)
+  init = jax.jit(jax.vmap(lambda k, s: init_state(model, methods.get("standard"), tx, k, s, False)))
+  box = [init(base_keys(seeds), jnp.asarray(seeds, jnp.int32))]
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((n_examples, *model.input_shape), np.float32))
+  y = jnp.asarray(rng.integers(0, model.num_classes, n_examples, dtype=np.int32))
+  idx = np.stack([np.stack([rng.permutation(n_examples)[:batch] for _ in range(steps)])
+                  for _ in seeds]).astype(np.int32)
+  idx = jnp.asarray(idx)
+
+  def fn():
+    box[0], m = call(box[0], x, y, None, idx)
+    jax.block_until_ready(m)
+
+  return fn
+
+
+def bench_task(name, model, n_examples, batch, steps, rounds, lr):
+  one = contender(model, n_examples, batch, steps, [0], lr)
+  many = contender(model, n_examples, batch, steps, list(range(K)), lr)
+
+  def sequential():
+    for _ in range(K):
+      one()
+
+  med = common.side_by_side({"vmapped": many, "sequential": sequential, "single": one}, rounds)
+  thr_one = steps / med["single"]
+  thr_vm = K * steps / med["vmapped"]
+  thr_seq = K * steps / med["sequential"]
+  out = {"task": name, "K": K, "steps_per_call": steps, "batch": batch,
+         "seed_steps_per_s": {"single": round(thr_one, 1), "vmapped": round(thr_vm, 1),
+                              "sequential": round(thr_seq, 1)},
+         "speedup_vs_one_run": round(thr_vm / thr_one, 2),
+         "vmapped_vs_sequential": round(thr_vm / thr_seq, 2)}
+  print(f"{name:10s} one {thr_one:9.1f}  vmapped×{K} {thr_vm:9.1f}  sequential×{K} {thr_seq:9.1f} "
+        f"seed-steps/s  speedup {thr_vm / thr_one:.2f}", flush=True)
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--quick", action="store_true")
+  a = p.parse_args()
+  rounds = 3 if a.quick else 7
+  figs = {"env": common.env_line(), "quick": a.quick}
+  mlp = models.create("mlp", 8)
+  figs["synthetic"] = bench_task("synthetic", mlp, 256, 256, 50 if a.quick else 200, rounds, 0.05)
+  figs["synthetic"]["goal"] = 0.7 * K
+  figs["synthetic"]["goal_met"] = figs["synthetic"]["speedup_vs_one_run"] >= 0.7 * K
+  scnn = models.create("scnn_tiny", 10)
+  figs["scnn_tiny"] = bench_task("scnn_tiny", scnn, 128, 32, 4, rounds, 0.01)
+  common.emit(figs)
+
+
+if __name__ == "__main__":
+  main()
