@@ -12,11 +12,11 @@ seeds (the synthetic task has no validation split: the final test accuracy is re
 Sweeps (reinit_jax/train/sweep.py; `grid=` picks one, seeds stay vmapped inside every point):
 
     python launch.py --config=configs/synthetic.py:seeds=100 --sweep=list            # main: α × 6 methods
-    python launch.py --config=configs/synthetic.py:seeds=100,grid=l2 --sweep=list    # α × BL × L2
+    python launch.py --config=configs/synthetic.py:seeds=100,grid=l2 --sweep=list    # α × {BL, LW} × L2
     python launch.py --config=configs/synthetic.py:seeds=100,grid=rescale --sweep=list
 
 `main`: α ∈ {0.5, 1, 2} × {standard, random_subset, magnitude, fixed_subset, head, layerwise};
-`l2`: α × standard × L2 ∈ {0, 0.005, 0.01, 0.02, 0.05, 0.1}; `rescale`: α × the
+`l2`: α × {standard, layerwise} × L2 ∈ {0, 0.005, 0.01, 0.02, 0.05, 0.1}; `rescale`: α × the
 rescaling-only ablation (`rescale_only`: 5 rounds = 5 stages of 360 steps, same 1,800-step budget,
 norms reset to θ_1's, nothing re-initialized); compare with `main`'s standard and layerwise.
 """
@@ -63,7 +63,7 @@ def get_sweep(arg=None):
   if grid == "main":
     return sweep.product(alpha=ALPHAS, method=METHODS)
   if grid == "l2":
-    return sweep.product(alpha=ALPHAS, method=("standard",), l2=L2S)
+    return sweep.product(alpha=ALPHAS, method=("standard", "layerwise"), l2=L2S)
   if grid == "rescale":
     return sweep.product(alpha=ALPHAS, method=("rescale_only",), stages=(5,))
   raise ValueError(f"config.grid must be main, l2 or rescale, got {grid!r}")

@@ -104,7 +104,7 @@ def test_index_runs_into_point_workdir(config_file, tmp_path):
 def test_synthetic_config_grids():
   main = sweep.points("configs/synthetic.py:seeds=10")
   assert len(main) == 18 and {p["method"] for p in main} >= {"layerwise", "head", "magnitude"}
-  assert len(sweep.points("configs/synthetic.py:grid=l2")) == 18
+  assert len(sweep.points("configs/synthetic.py:grid=l2")) == 36
   _, c = sweep.point_config("configs/synthetic.py:seeds=3,grid=rescale", 0)
   assert c.method == "rescale_only" and c.stages == 5 and c.synthetic_alpha == 0.5
   assert tuple(c.seeds) == (0, 1, 2)
