@@ -32,10 +32,12 @@ from reinit_jax.train import feed, schedules, step as S
 from reinit_jax.train.state import base_keys, init_state
 place = feed.Placement()
 out = {{"devices": jax.device_count()}}
-for name, n, batch, steps, lr in (("mlp", 256, 64, {steps}, 0.05), ("scnn_tiny", 128, 32, {steps}, 0.01)):
+for name, n, batch, steps, lr in (("mlp", 256, 64, {steps}, 0.05),
+                                  ("scnn_tiny", 128, 32, {steps}, 0.01)):
   model = models.create(name, 8 if name == "mlp" else 10)
   tx = schedules.make_optimizer("sgd", 0.0, 0.9)
-  step = S.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off", beta=0.0)
+  step = S.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off",
+                     beta=0.0)
   call = S.make_train_call(step, cached=False)
   init = jax.jit(jax.vmap(lambda k, s: init_state(model, methods.get("standard"), tx, k, s, False)))
   state = place.replicate(init(base_keys([0]), jnp.zeros((1,), jnp.int32)))

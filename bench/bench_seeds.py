@@ -1,11 +1,12 @@
 """K = 8 seeds vmapped in one jitted call against 8 sequential single-seed calls (SPEC "seeds").
 
 The engine trains every seed of a config together (``make_train_call`` vmaps the scanned step over
-the seed axis). Both contenders do the same work: 8 seeds × n steps. ``vmapped``: one call with
-S = 8; ``sequential``: the S = 1 call run 8 times. Throughput = seed-steps per second; the figure
-is ``speedup`` = vmapped throughput ÷ one run's throughput (goal for the synthetic task ≥ 0.7·K =
-5.6). Tasks: the synthetic task (MLP 128-32-32-8, 256 examples, full batch, a 200-step round per
-call; quick: 50) and scnn_tiny (32×32×3, batch 32, 4 steps per call).
+the seed axis). All contenders do the same work: 8 seeds × n steps. ``vmapped``: one call with
+S = 8; ``sequential``: the S = 1 call run 8 times; ``mapped``: one call with the seeds under
+``lax.map`` instead of vmap (``make_train_call(seed_axis='map')``). Throughput = seed-steps per
+second; the figure is ``speedup`` = vmapped throughput ÷ one run's throughput (goal for the
+synthetic task ≥ 0.7·K = 5.6). Tasks: the synthetic task (MLP 128-32-32-8, 256 examples, full
+batch, a 200-step round per call; quick: 50) and scnn_tiny (32×32×3, batch 32, 4 steps per call).
 
 Usage: ``python bench/bench_seeds.py --quick``; the last line is JSON.
 """
@@ -30,11 +31,11 @@ from reinit_jax.train.state import base_keys, init_state  # noqa: E402
 K = 8
 
 
-def contender(model, n_examples, batch, steps, seeds, lr):
+def contender(model, n_examples, batch, steps, seeds, lr, seed_axis="vmap"):
   tx = schedules.make_optimizer("sgd", 0.0, 0.9)
   step = S.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off",
                      beta=0.0)
-  call = S.make_train_call(step, cached=False)
+  call = S.make_train_call(step, cached=False, seed_axis=seed_axis)
   init = jax.jit(jax.vmap(lambda k, s: init_state(model, methods.get("standard"), tx, k, s, False)))
   box = [init(base_keys(seeds), jnp.asarray(seeds, jnp.int32))]
   rng = np.random.default_rng(0)
@@ -54,22 +55,26 @@ def contender(model, n_examples, batch, steps, seeds, lr):
 def bench_task(name, model, n_examples, batch, steps, rounds, lr):
   one = contender(model, n_examples, batch, steps, [0], lr)
   many = contender(model, n_examples, batch, steps, list(range(K)), lr)
+  mapped = contender(model, n_examples, batch, steps, list(range(K)), lr, "map")
 
   def sequential():
     for _ in range(K):
       one()
 
-  med = common.side_by_side({"vmapped": many, "sequential": sequential, "single": one}, rounds)
+  med = common.side_by_side({"vmapped": many, "mapped": mapped, "sequential": sequential,
+                             "single": one}, rounds)
   thr_one = steps / med["single"]
   thr_vm = K * steps / med["vmapped"]
   thr_seq = K * steps / med["sequential"]
+  thr_map = K * steps / med["mapped"]
   out = {"task": name, "K": K, "steps_per_call": steps, "batch": batch,
          "seed_steps_per_s": {"single": round(thr_one, 1), "vmapped": round(thr_vm, 1),
-                              "sequential": round(thr_seq, 1)},
+                              "sequential": round(thr_seq, 1), "mapped": round(thr_map, 1)},
          "speedup_vs_one_run": round(thr_vm / thr_one, 2),
-         "vmapped_vs_sequential": round(thr_vm / thr_seq, 2)}
+         "vmapped_vs_sequential": round(thr_vm / thr_seq, 2),
+         "mapped_vs_one_run": round(thr_map / thr_one, 2)}
   print(f"{name:10s} one {thr_one:9.1f}  vmapped×{K} {thr_vm:9.1f}  sequential×{K} {thr_seq:9.1f} "
-        f"seed-steps/s  speedup {thr_vm / thr_one:.2f}", flush=True)
+        f"mapped×{K} {thr_map:9.1f} seed-steps/s  speedup {thr_vm / thr_one:.2f}", flush=True)
   return out
 
 

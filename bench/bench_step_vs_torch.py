@@ -1,4 +1,4 @@
-"""One SGD-momentum train step (forward + backward + update): reinit_jax's jitted engine vs PyTorch eager.
+"""One SGD-momentum train step (forward, backward, update): reinit_jax's jitted engine vs PyTorch.
 
 Same model (scnn, ResNet-18 at a width multiplier), batch and input size (32×32×3, 10 classes), SGD
 with momentum 0.9, on the same CPU. JAX contenders use the engine's own step (``train.step.make_step``
@@ -136,7 +136,8 @@ def main():
   p.add_argument("--no-torch", action="store_true")
   a = p.parse_args()
   cpu = jax.default_backend() == "cpu"
-  impls = (a.impls or ("xla,im2col" if cpu and not a.quick else "im2col" if cpu else "xla")).split(",")
+  default = "xla,im2col" if cpu and not a.quick else "im2col" if cpu else "xla"
+  impls = (a.impls or default).split(",")
   k = a.steps_per_call or (4 if a.quick else 8)
   rounds = a.rounds or (3 if a.quick else 7)
   figs = {"env": common.env_line(), "quick": a.quick}
