@@ -2,6 +2,7 @@
 
     python results/tables.py runs/synthetic_l2 --row synthetic_alpha --col weight_decay
     python results/tables.py runs/online --row augmentation --col method --stages
+    python results/tables.py runs/online --metrics   # also unfinished runs
 
 Rows and columns are config.json fields (``method`` gets ``+distill`` when distillation is on).
 ``--stages`` adds a table per column of the test accuracy at the end of every stage (online
@@ -78,13 +79,44 @@ def per_stage(runs, row, col) -> str:
   return "\n".join(lines)
 
 
+def metrics_per_stage(root) -> str:
+  """Test accuracy at the end of every stage read from metrics.jsonl (finished or not), mean over seeds.
+
+  For runs that did not finish (no summary.json yet): what each reached so far.
+  """
+  lines = ["| workdir | " + " | ".join(f"stage {i}" for i in range(1, 6)) + " |",
+           "| --- |" + " ---: |" * 5]
+  for d in sorted(os.listdir(root)):
+    path = os.path.join(root, d, "metrics.jsonl")
+    if not os.path.exists(path):
+      continue
+    last = collections.defaultdict(dict)  # stage -> seed -> accuracy of its last test row
+    with open(path) as f:
+      for line in f:
+        try:
+          r = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        if r.get("split") == "test":
+          last[r["stage"]][r["seed"]] = r["accuracy"]
+    vals = [f"{100 * np.mean(list(last[t].values())):.2f}" if t in last else "—" for t in range(1, 6)]
+    done = " (finished)" if os.path.exists(os.path.join(root, d, "summary.json")) else ""
+    lines.append(f"| {d}{done} | " + " | ".join(vals) + " |")
+  return "\n".join(lines)
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("roots", nargs="+")
-  ap.add_argument("--row", required=True)
-  ap.add_argument("--col", required=True)
+  ap.add_argument("--row", default="synthetic_alpha")
+  ap.add_argument("--col", default="method")
   ap.add_argument("--stages", action="store_true")
+  ap.add_argument("--metrics", action="store_true", help="per-stage test accuracy from metrics.jsonl")
   a = ap.parse_args()
+  if a.metrics:
+    for root in a.roots:
+      print(metrics_per_stage(root))
+    return
   runs = [r for root in a.roots for r in load(root)]
   print(pivot(runs, a.row, a.col))
   if a.stages:
