@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from reinit_jax import masks, models
 
-SETTINGS = settings(max_examples=25, deadline=None)
+# Every new leaf shape compiles new sort kernels: few, small shapes keep this test cheap.
+SETTINGS = settings(max_examples=10, deadline=None)
 
 
 def _params(shapes, seed=0):
@@ -18,8 +19,8 @@ def _params(shapes, seed=0):
           for i, s in enumerate(shapes)}
 
 
-shapes_st = st.lists(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9),
-                     min_size=1, max_size=4)
+shapes_st = st.lists(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=7),
+                     min_size=1, max_size=3)
 
 
 @SETTINGS
