@@ -72,7 +72,7 @@ def _summarize(loss, acc, lr):
 
 
 def make_train_call(step, *, cached: bool, capacity: int | None = None,
-                    max_steps: int | None = None):
+                    max_steps: int | None = None, seed_axis: str = "auto"):
   """Jitted, vmapped, scanned training on device-resident data.
 
   ``call(state (S,...), x_all (N, ...), y_all (N,), tprobs (S, N', C) | None, idx (S, n, B))``
@@ -84,7 +84,14 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
   ``x_all``/``y_all``/``tprobs`` rows are zero-padded to ``capacity`` (never gathered: indices stay
   below the stage's n) and ``idx`` to ``max_steps`` steps, of which a while loop runs only the
   first n. See :func:`make_fixed_shape_call`.
+
+  ``seed_axis``: 'vmap' batches the seeds; 'map' runs them one after another inside the same call
+  (``lax.map``), which keeps every matmul unbatched: XLA:CPU runs matmuls batched over seeds far
+  slower than separate ones (bench/README.md, seeds: 3.6× for 8 scnn_tiny seeds). 'auto' (default):
+  'map' on the CPU backend, 'vmap' on accelerators.
   """
+  if seed_axis == "auto":
+    seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
   if capacity is not None or max_steps is not None:
     return make_fixed_shape_call(step, cached=cached, capacity=capacity, max_steps=max_steps)
 
@@ -96,7 +103,14 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
     state, out = jax.lax.scan(body, state, idx)
     return state, _summarize(*out)
 
-  fn = jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0))
+  if seed_axis == "map":
+    def fn(state, x_all, y_all, tp_all, idx):
+      return jax.lax.map(lambda a: one(a[0], x_all, y_all, a[1], a[2]),
+                         (state, tp_all if cached else None, idx))
+  elif seed_axis == "vmap":
+    fn = jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0))
+  else:
+    raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
   return jax.jit(fn, donate_argnums=0)
 
 
