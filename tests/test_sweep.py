@@ -84,7 +84,7 @@ def test_list_prints_one_parsable_command_per_point(config_file, tmp_path):
 
 
 def test_list_without_grid_fails(tmp_path):
-  p = _launch(["--config=configs/online.py", "--sweep=list"], timeout=120)
+  p = _launch(["--config=configs/default.py", "--sweep=list"], timeout=120)
   assert p.returncode != 0 and "declares no sweep" in p.stderr
 
 
