@@ -106,3 +106,15 @@ def test_bad_fraction_is_one_clear_line(bad):
   with pytest.raises(ValueError, match="fraction must") as e:
     masks.random_fraction(jax.random.key(0), {"a": jnp.ones(3)}, bad)
   assert "\n" not in str(e.value)
+
+
+@SETTINGS
+@given(values=hnp.arrays(np.float32, st.integers(1, 40),
+                         elements=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 1e-30, 1e30])),
+       fraction=st.floats(0, 1))
+def test_selection_equals_a_stable_argsort_ranking_with_ties(values, fraction):
+  k = int(round(fraction * values.size))
+  ref = np.zeros(values.size, bool)
+  ref[np.argsort(np.abs(values), kind="stable")[:k]] = True
+  got = masks.smallest_magnitude({"w": jnp.asarray(values)}, fraction)["w"]
+  np.testing.assert_array_equal(np.asarray(got), ref)
