@@ -96,11 +96,17 @@ def test_distillation_beta_zero_equals_no_distillation(tmp_path):
 def test_online_mode_trains_on_growing_chunks(tmp_path):
   c = tiny_config(method="standard", chunks=3, stages=3, epochs=6, batch_size=8,
                   synthetic_train=48)
-  s = train.run(c, str(tmp_path))
+  from reinit_jax.train import driver, loop, validation
+  c = validation.validate(c)
+  r = loop.Run(c, str(tmp_path))
+  s = driver.train(r, c, str(tmp_path))
   # chunks of 16: stage t sees 16·t examples → 2t steps per epoch, 2 epochs per stage.
   assert s["steps"] == 2 * (2 + 4 + 6)
-  steps = [r["step"] for r in records(str(tmp_path), "train")]
+  steps = [r_["step"] for r_ in records(str(tmp_path), "train")]
   assert steps[-1] == 24
+  # the growing view does not recompile: fixed-shape calls padded to the last stage's size
+  assert r.train_call.jitted._cache_size() == 1
+  assert r.event_fn.jitted._cache_size() == 1
 
 
 def test_label_noise_trains_and_differs(tmp_path):

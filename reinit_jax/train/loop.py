@@ -80,14 +80,21 @@ class Run:
     stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=distill,
                           beta=c.distill_beta)
     stepper = faults.guard_step(stepper, c.nan_policy)  # NaN/inf record inside the scan
+    # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
+    # largest view, steps to the longest call) keep one compilation for the whole run.
+    online = len(set(self.stage_n)) > 1 and not self.streaming
+    cap = max(self.stage_n) if online else None
+    steps = (max(feed.epochs_per_call(self.E, s, c.max_steps_per_call) * s for s in self.spe)
+             if online else None)
     self.train_call = (S.make_stream_call(stepper) if self.streaming
-                       else S.make_train_call(stepper, cached=distill == "cached"))
+                       else S.make_train_call(stepper, cached=distill == "cached", capacity=cap,
+                                              max_steps=steps))
     self.eval_fn = S.make_eval(self.model, augment)
     self.teacher_cache = S.make_teacher_cache(self.model, augment)
     self.event_fn = S.make_event(self.model, self.method, self.tx, augment,
                                  norm_batch_size=c.norm_batch_size, distill=bool(c.distill),
                                  optimizer_policy=c.optimizer_policy,
-                                 batch_stats_policy=c.batch_stats_policy)
+                                 batch_stats_policy=c.batch_stats_policy, capacity=cap)
     self.norm_fn = jax.jit(jax.vmap(lambda p: jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
                                                            for x in jax.tree.leaves(p)))))
     self.init_fn = jax.jit(jax.vmap(lambda k, s: init_state(self.model, self.method, self.tx, k, s,
