@@ -70,6 +70,8 @@ def _bad_value(field):
     return st.one_of(not_int, st.none(), st.integers(max_value=1))
   if field == "name":
     return not_str
+  if field == "in_memory":  # None (per data set) is allowed
+    return st.one_of(st.integers(), st.text(max_size=4), st.floats())
   if field in ("data_dir", "manual_dir"):
     return st.one_of(st.integers(), st.floats(), st.lists(st.text(), max_size=2))
   raise AssertionError(f"no strategy for config.{field}: add it here")

@@ -188,13 +188,15 @@ def local_rows(batch_indices: np.ndarray, process_index: int | None = None,
   return batch_indices[start:stop]
 
 
-def global_batch(local, sharding, global_batch_size: int | None = None):
-  """Assembles per-process batches into one global jax.Array (leading axis sharded).
+def global_batch(local, sharding, global_batch_size: int | None = None, axis: int = 0):
+  """Assembles per-process batches into one global jax.Array (batch axis ``axis`` sharded).
 
-  ``local`` is an array or pytree of arrays ``(B / P, ...)``; with one process it is the whole batch.
+  ``local`` is an array or pytree of arrays ``(B / P, ...)`` (batch axis ``axis``, e.g. 1 for a
+  stack of steps ``(k, B / P, ...)``); with one process it is the whole batch.
   """
   def one(a):
     a = np.asarray(a)
-    b = global_batch_size or a.shape[0] * jax.process_count()
-    return jax.make_array_from_process_local_data(sharding, a, (b,) + a.shape[1:])
+    b = global_batch_size or a.shape[axis] * jax.process_count()
+    shape = a.shape[:axis] + (b,) + a.shape[axis + 1:]
+    return jax.make_array_from_process_local_data(sharding, a, shape)
   return jax.tree.map(one, local)

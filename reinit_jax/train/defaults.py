@@ -33,6 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_noise = 0.0
   c.chunks = 1  # online mode when > 1: stage t trains on chunks 1..t (then stages must equal chunks)
   c.train_subset = ml_collections.FieldReference(None, field_type=int)
+  # None: per data set (ImageNet streams, the rest load into memory); False streams any TFDS data
+  # set through tf.data (the path of data sets that do not fit in memory), e.g. to test it.
+  c.in_memory = ml_collections.FieldReference(None, field_type=bool)
   c.synthetic_alpha = 1.0
   c.synthetic_train = 256
   c.synthetic_test = 10000

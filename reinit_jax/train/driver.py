@@ -21,13 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import faults, feed, outputs
+from reinit_jax.train import faults, feed, outputs, stream
 
 log_ = logging.getLogger("reinit_jax")
 
 
 def _fresh_meta(S: int) -> dict:
-  return {"stage": 1, "epoch": 0, "step": 0, "events": 0, "records": [], "stages": [],
+  # epoch_step: steps done in the current epoch (streaming calls may end inside an epoch).
+  return {"stage": 1, "epoch": 0, "epoch_step": 0, "step": 0, "events": 0, "records": [],
+          "stages": [],
           "best": {"validation": [-1.0] * S, "test": [None] * S, "step": [None] * S},
           "last_test": [None] * S, "wall_time_s": 0.0, "done": False}
 
@@ -39,6 +41,11 @@ def _evaluate(r, state, meta, stage, epoch, step, log):
   for name, (x, y, idx, w) in r.eval_sets.items():
     loss, acc = r.eval_fn(state.variables, x, y, idx, w)
     results[name] = (np.asarray(loss), np.asarray(acc))
+  if r.streaming:  # streamed in fixed-shape batches; an empty split (no hold-out) is skipped
+    for name, split in (("validation", r.data.validation), ("test", r.data.test)):
+      if len(split):
+        results[name] = stream.evaluate(r.eval_fn, state.variables, split, r.c.eval_batch_size,
+                                        r.place, r.data.meta.input_shape)
   norms = np.asarray(r.norm_fn(state.variables["params"]))
   recs = []
   for name, (loss, acc) in results.items():
@@ -95,6 +102,7 @@ def _train(r, c, workdir, sigterm, closers) -> dict:
   latest = None
   if restored is not None:
     latest, state, meta = restored
+    meta.setdefault("epoch_step", 0)  # checkpoints written before streaming positions existed
     state = r.place.replicate(state)
     if not meta["done"]:
       log_.warning("resuming %s from its checkpoint at step %d (stage %d)", workdir, latest,
@@ -156,11 +164,14 @@ def _train(r, c, workdir, sigterm, closers) -> dict:
         tprobs = r.teacher_cache(state.teacher, x_dev, jax.device_put(idx, r.place.batch(2, 1)))
       else:  # no teacher in stage 1 (β is off): zeros of the cache's shape, so nothing retraces
         tprobs = r.place.replicate(jnp.zeros((S, idx.size, r.data.meta.num_classes), jnp.float32))
+    # Steps per call: g whole epochs in memory; streamed, possibly a fraction of an epoch.
+    k = stream.steps_per_call(r.E, spe, c.max_steps_per_call) if r.streaming else g * spe
+    feeder = stream.TrainFeed(split, r.seeds[0], spe, B, r.place) if r.streaming else None
     while meta["epoch"] < r.E:
       e = meta["epoch"]
       first = (t - 1) * r.E + e
       if r.streaming:
-        xs, ys = _stream_batches(split, r.seeds[0], first, g, B)
+        xs, ys = feeder.take(first, meta["epoch_step"], k)
         state, m = r.train_call(state, xs, ys)
       else:
         idx = feed.train_indices(r.seeds, first, g, n, B)
@@ -168,16 +179,16 @@ def _train(r, c, workdir, sigterm, closers) -> dict:
         state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
       flush()
       first_step = meta["step"] + 1
-      meta["epoch"] = e + g
-      meta["step"] += g * spe
+      meta["epoch"], meta["epoch_step"] = divmod(e * spe + meta["epoch_step"] + k, spe)
+      meta["step"] += k
       # A copy of the counters: the state itself is donated to the next call.
       pending = (m, jnp.copy(state.step), (meta["step"], t, meta["epoch"], first_step))
       ev = c.eval_every_epochs
-      if meta["epoch"] == r.E or (ev and (e + g) // ev > e // ev):
+      if meta["epoch"] == r.E or (ev and meta["epoch"] // ev > e // ev):
         flush()
         _evaluate(r, state, meta, t, meta["epoch"], meta["step"], log)
       ce = c.checkpoint_every
-      if meta["epoch"] == r.E or (ce and meta["step"] // ce > (meta["step"] - g * spe) // ce):
+      if meta["epoch"] == r.E or (ce and meta["step"] // ce > (meta["step"] - k) // ce):
         flush()
         if meta["epoch"] == r.E:
           last = [rec for rec in log.records if rec["stage"] == t and rec["step"] == meta["step"]]
@@ -198,7 +209,7 @@ def _train(r, c, workdir, sigterm, closers) -> dict:
     if t < r.T:
       flush()
       n_now = jnp.asarray(r.stage_n[t - 1], jnp.int32)
-      state = r.event_fn(state, _norm_pool(r, x_dev, split, B), n_now if not r.streaming
+      state = r.event_fn(state, _norm_pool(r, x_dev, split, B, t), n_now if not r.streaming
                          else jnp.asarray(B, jnp.int32))
       meta["events"] += 1
     t += 1
@@ -227,21 +238,9 @@ def _train(r, c, workdir, sigterm, closers) -> dict:
   return summary
 
 
-def _norm_pool(r, x_dev, split, B):
-  """Training inputs the event measures normalizations on (streaming: one training batch)."""
+def _norm_pool(r, x_dev, split, B, t):
+  """Training inputs the event after stage t measures normalizations on; streaming: one training
+  batch of the stage's data (its last epoch's first batch), as a global array of B rows."""
   if not r.streaming:
     return x_dev
-  xs, _ = _stream_batches(split, r.seeds[0], 0, 1, B, max_steps=1)
-  return xs[0]
-
-
-def _stream_batches(split, seed, first_epoch, num_epochs, B, max_steps=None):
-  """Host batches of ``num_epochs`` epochs from a streamed split: (n, B, ...), (n, B)."""
-  xs, ys = [], []
-  for j in range(num_epochs):
-    for x, y in split.batches(seed, first_epoch + j, B):
-      xs.append(x)
-      ys.append(y)
-      if max_steps and len(xs) >= max_steps:
-        return np.stack(xs), np.stack(ys)
-  return np.stack(xs), np.stack(ys)
+  return stream.norm_batch(split, r.seeds[0], t * r.E - 1, B, r.place)

@@ -59,7 +59,9 @@ FIELDS = {
   "dataset": _STR, "data_dir": _OPT_STR, "manual_dir": _OPT_STR,
   "validation_fraction": (lambda v: v is None or (_num(v) and 0 <= v < 1), "None or in [0, 1)"),
   "batch_size": _INT0, "augmentation": _STR, "image_size": _OPT_INT1, "label_noise": _UNIT,
-  "chunks": _INT1, "train_subset": _OPT_INT1, "synthetic_alpha": (_num, "a finite number"),
+  "chunks": _INT1, "train_subset": _OPT_INT1,
+  "in_memory": (lambda v: v is None or isinstance(v, bool), "None or True or False"),
+  "synthetic_alpha": (_num, "a finite number"),
   "synthetic_train": _INT1, "synthetic_test": _INT1,
   "data_seed": (lambda v: v is None or (_int(v) and v >= 0), "None or an integer >= 0"),
   "epochs": _INT1, "stages": _INT1, "setting": _STR, "setting_weight_decay": _NUM0,
@@ -202,7 +204,7 @@ def _checked(field, value, build):
 def _data_view(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The fields ``reinit_jax.data.build`` reads, with the data seed filled in."""
   fields = ("dataset", "data_dir", "manual_dir", "validation_fraction", "augmentation",
-            "image_size", "label_noise", "chunks", "train_subset", "synthetic_alpha",
+            "image_size", "label_noise", "chunks", "train_subset", "in_memory", "synthetic_alpha",
             "synthetic_train", "synthetic_test")
   view = ml_collections.ConfigDict({f: c[f] for f in fields})
   view.batch_size = c.batch_size if c.batch_size else 1
