@@ -36,7 +36,8 @@ def _create(name, full):
   if name == "mlp":
     return name, models.create("mlp", 8)
   if name == "scnn":
-    return name, models.create("scnn" if full else "scnn_tiny", 10, input_shape=(28, 28, 1))
+    real = "scnn" if full else "scnn_tiny"
+    return real, models.create(real, 10, input_shape=(28, 28, 1))
   real = name if full else name + "_tiny"
   return real, models.create(real, 10, input_shape=(32, 32, 3))
 
