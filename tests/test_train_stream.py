@@ -151,15 +151,21 @@ def test_one_process_global_batch_is_the_local_batch():
 _SCRIPT = """
 import dataclasses, json, sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+import os
 import jax
-from reinit_jax.train import driver, loop, validation
+import numpy as np
+from reinit_jax.train import driver, feed, loop, stream, validation
 from test_train_stream import stream_config
+xs, _ = stream.place_steps(feed.Placement(), np.zeros((2, 64, 28, 28, 1), np.float32),
+                           np.zeros((2, 64), np.int32), 64)
+shards = sorted(tuple(s.data.shape) for s in xs.addressable_shards)
 c = validation.validate(stream_config(sys.argv[2], method='layerwise'))
+os.makedirs(sys.argv[1])
 r = loop.Run(c, sys.argv[1])
 r.data = dataclasses.replace(r.data, test=dataclasses.replace(r.data.test, hi=500))
 s = driver.train(r, c, sys.argv[1])
 rows = [json.loads(l) for l in open(sys.argv[1] + '/metrics.jsonl')]
-print(json.dumps({{'devices': jax.device_count(), 'steps': s['steps'],
+print(json.dumps({{'devices': jax.device_count(), 'steps': s['steps'], 'shards': shards,
                   'acc': s['test_accuracy']['mean'],
                   'loss': [r['loss'] for r in rows if r['split'] == 'train']}}))
 """
@@ -177,5 +183,6 @@ def test_streaming_on_four_devices_matches_one(fmnist_dir, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     out[n] = json.loads(p.stdout.strip().splitlines()[-1])
   assert (out[1]["devices"], out[4]["devices"]) == (1, 4) and out[4]["steps"] == 8
+  assert out[4]["shards"] == [[2, 16, 28, 28, 1]] * 4  # each device holds a quarter of a batch
   np.testing.assert_allclose(out[4]["loss"], out[1]["loss"], rtol=1e-4)
   assert abs(out[4]["acc"] - out[1]["acc"]) <= 2 / 500
