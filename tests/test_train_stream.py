@@ -4,8 +4,9 @@ Fashion-MNIST is prepared from Debian's files into the pytest cache, as in tests
 Streamed evaluation decodes every example each time, so most tests cut the 10,000-example test
 split to its first 500 (``_run``); one (slow) test goes through ``train.run`` unchanged. A run
 costs ~10 s here, mostly tracing, plus ~15 s once for importing TensorFlow: the default run keeps
-the resume test (layerwise), the event count, the feed and the placement; every method, the
-unchanged ``train.run`` and 4 simulated devices are marked slow.
+the resume test (layerwise: equal steps, one event, same digest), the feed and the placement;
+every method, the probe counting R's calls, the unchanged ``train.run`` and 4 simulated devices
+are marked slow.
 """
 
 import dataclasses
@@ -99,6 +100,7 @@ def test_methods_stream_with_equal_steps(method, fmnist_dir, tmp_path):
   assert [r["step"] for r in records(str(tmp_path), "train")] == [4, 8]
 
 
+@pytest.mark.slow  # its own compilation (a probe method, 3 stages): ~40 s on 2 loaded cores
 def test_streaming_event_applied_T_minus_1_times(fmnist_dir, tmp_path):
   _CALLS.clear()
   s = _run(stream_config(fmnist_dir, method="_test_stream_counting", epochs=3, stages=3),
@@ -114,7 +116,8 @@ def test_streaming_resume_mid_epoch_same_digest(fmnist_dir, tmp_path):
   part = _run(stream_config(fmnist_dir, stop_after_steps=6, **kw), str(tmp_path / "resumed"))
   assert part["interrupted"] and part["steps"] == 6
   done = _run(stream_config(fmnist_dir, **kw), str(tmp_path / "resumed"))
-  assert not done["interrupted"] and done["steps"] == 8
+  assert not done["interrupted"] and done["steps"] == full["steps"] == 8
+  assert done["events"] == full["events"] == 1  # T − 1
   assert done["params_digest"] == full["params_digest"]
   assert records(str(tmp_path / "resumed")) == records(str(tmp_path / "full"))
 
