@@ -273,7 +273,7 @@ def test_conv_impl_auto_picks_im2col_only_on_cpu():
 
 
 @pytest.mark.parametrize("kernel,stride,size", [(3, 1, 8), (3, 1, 7), (1, 1, 5), (5, 1, 9),
-                                                (3, 2, 7)])
+                                                (3, 2, 7), (3, 2, 8), (1, 2, 8), (7, 2, 9)])
 def test_im2col_matches_xla_conv(kernel, stride, size):
   kx, kw = jax.random.split(KEY)
   x = jax.random.normal(kx, (2, size, size, 3))

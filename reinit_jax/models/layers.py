@@ -5,9 +5,10 @@ Every CNN in this package takes the same options (SPEC §4): ``normalization``, 
 parameters stay float32) and ``conv_impl``. :func:`parse_options` validates them once, so a bad
 value fails at ``models.create`` with one line naming the option.
 
-``conv_impl`` exists for speed on CPU only (ENVIRONMENT.md, issue 6): XLA:CPU computes convolution
-weight gradients at about 4 GFLOP/s against 66 for a matmul, so with 'im2col' a convolution's weight
-gradient is computed from ``kh*kw`` shifted slices of its input and one matmul (see
+``conv_impl`` exists for speed on CPU only (issue 6, bench/README.md section 1): inside a while
+loop (the engine's ``lax.scan`` over steps) XLA:CPU leaves the backward convolutions in a generic,
+7-25x slower form. With 'im2col' (what 'auto' picks on the CPU backend) both gradients are written
+in forward form and the weight gradient of a stride-1 conv as im2col matmuls (see
 :func:`im2col_conv`). It is plugged into ``nn.Conv`` through its ``conv_general_dilated`` hook, so
 parameter names, shapes and initial values are those of ``nn.Conv`` whichever implementation runs.
 """
@@ -112,62 +113,94 @@ def parse_options(model: str, options: dict, *, normalization: str, input_shape:
   return opts, tuple(shape), record
 
 
-def _patches(x, kh, kw, strides, pads):
-  """The im2col matrix of NHWC ``x``: (B, H', W', kh·kw·C), columns in (i, j, c) order (HWIO)."""
-  (pt, pb), (pl, pr) = pads
-  sh, sw = strides
-  x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  b, hp, wp, c = x.shape
-  ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-  return jnp.concatenate(
-      [lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
-                 (1, sh, sw, 1)) for i in range(kh) for j in range(kw)], axis=-1)
+_DN = ("NHWC", "HWIO", "NHWC")
 
 
 def _xla_conv(x, w, strides, pads):
-  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_DN)
+
+
+def _weight_grad_rows(x, g, kh, kw, pads):
+  """dW of a stride-1 conv as kh matmuls, one per kernel row: (kh, kw, C, O).
+
+  Row i contracts the kw shifted slices of the padded input (B, H', W', kw·C) with g over
+  (B, H', W'); a third of the full im2col matrix lives at a time, which measured faster than both
+  XLA's weight-gradient conv and one big im2col matmul (bench/README.md, section 1).
+  """
+  (pt, pb), (pl, pr) = pads
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  b, ho, wo, _ = g.shape
+  c = x.shape[-1]
+  rows = []
+  for i in range(kh):
+    cols = jnp.concatenate([lax.slice(xp, (0, i, j, 0), (b, i + ho, j + wo, c))
+                            for j in range(kw)], axis=-1)
+    rows.append(lax.dot_general(cols, g.astype(cols.dtype), (((0, 1, 2), (0, 1, 2)), ((), ())),
+                                preferred_element_type=jnp.float32))
+  return jnp.stack(rows).reshape(kh, kw, c, g.shape[-1])
+
+
+def _input_grad(g, w, x_hw, strides, pads):
+  """dx as a forward-form (NHWC × HWIO) conv of g with the flipped, in/out-swapped kernel."""
+  kh, kw = w.shape[:2]
+  lo_h, lo_w = kh - 1 - pads[0][0], kw - 1 - pads[1][0]
+  hi_h = x_hw[0] + kh - 1 - lo_h - ((g.shape[1] - 1) * strides[0] + 1)
+  hi_w = x_hw[1] + kw - 1 - lo_w - ((g.shape[2] - 1) * strides[1] + 1)
+  wt = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  return lax.conv_general_dilated(g, wt.astype(g.dtype), (1, 1), ((lo_h, hi_h), (lo_w, hi_w)),
+                                  lhs_dilation=strides, dimension_numbers=_DN)
+
+
+def _weight_grad_conv(x, g, kh, kw, strides, pads):
+  """dW as a forward-form conv: the input's channels act as the batch, its batch as features."""
+  hi_h = kh - 1 + (g.shape[1] - 1) * strides[0] + 1 - x.shape[1] - pads[0][0]
+  hi_w = kw - 1 + (g.shape[2] - 1) * strides[1] + 1 - x.shape[2] - pads[1][0]
+  dw = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3).astype(x.dtype),
+                                (1, 1), ((pads[0][0], hi_h), (pads[1][0], hi_w)),
+                                rhs_dilation=strides, dimension_numbers=_DN,
+                                preferred_element_type=jnp.float32)
+  return dw.transpose(1, 2, 0, 3)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_matmul_wgrad(x, w, strides, pads):
+def _conv_cpu(x, w, strides, pads):
   return _xla_conv(x, w, strides, pads)
 
 
-def _wgrad_fwd(x, w, strides, pads):
+def _conv_cpu_fwd(x, w, strides, pads):
   return _xla_conv(x, w, strides, pads), (x, w)
 
 
-def _wgrad_bwd(strides, pads, res, g):
+def _conv_cpu_bwd(strides, pads, res, g):
+  # Why not jax.vjp of the conv: XLA:CPU rewrites a backward conv into the fast forward form only
+  # when it sits in the entry computation; inside a while loop (lax.scan / lax.map, how the engine
+  # runs steps) it falls back to a generic loop nest, 7-25x slower (bench/README.md, section 1).
+  # Both gradients are therefore written in forward form here.
   x, w = res
-  # The input gradient is a forward-type conv, fast on XLA:CPU; only the weight gradient is slow
-  # there (~4 GFLOP/s), so it becomes one matmul: patches^T @ g.
-  _, vjp = jax.vjp(lambda x: _xla_conv(x, w, strides, pads), x)
-  (dx,) = vjp(g)
-  kh, kw, cin, cout = w.shape
-  cols = _patches(x, kh, kw, strides, pads)
-  dw = lax.dot_general(cols, g.astype(cols.dtype), (((0, 1, 2), (0, 1, 2)), ((), ())),
-                       preferred_element_type=jnp.float32)
-  return dx, dw.reshape(w.shape).astype(w.dtype)
+  kh, kw = w.shape[:2]
+  dx = _input_grad(g, w, x.shape[1:3], strides, pads)
+  if strides == (1, 1):
+    dw = _weight_grad_rows(x, g, kh, kw, pads)
+  else:
+    dw = _weight_grad_conv(x, g, kh, kw, strides, pads)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
-_conv_matmul_wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
+_conv_cpu.defvjp(_conv_cpu_fwd, _conv_cpu_bwd)
 
 
 def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                 dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-  """Drop-in ``lax.conv_general_dilated`` (NHWC × HWIO) whose weight gradient is an im2col matmul.
+  """Drop-in ``lax.conv_general_dilated`` (NHWC × HWIO) with a backward pass written for XLA:CPU.
 
-  Shapes: ``lhs`` (B, H, W, C), ``rhs`` (kh, kw, C, O) → (B, H', W', O), exactly XLA's conv in the
-  forward pass (im2col made forward-only evaluation slower on CPU, ENVIRONMENT.md). In the backward
-  pass dW = patches(x)^T · g with patches the kh·kw shifted slices of x: one matmul instead of
-  XLA:CPU's slow weight-gradient convolution. Stride-1 convs only: measured on 2 busy cores, a
-  stride-2 weight gradient was faster in XLA (0.12 s against 0.16 s, 128×32×32×32). Grouped, dilated
-  or strided convs therefore use XLA's conv unchanged (MobileNet's depthwise convs are elementwise
-  work anyway).
+  Shapes: ``lhs`` (B, H, W, C), ``rhs`` (kh, kw, C, O) → (B, H', W', O); the forward pass is XLA's
+  conv unchanged, and the gradients equal XLA's (tested). Backward: dx is a forward-form conv
+  of g with the flipped kernel (lhs-dilated by the stride); dW is, at stride 1, kh im2col
+  matmuls (one per kernel row), at larger strides a forward-form conv with the channels as batch.
+  Grouped (MobileNet's depthwise) and dilated convs use XLA's conv unchanged.
   """
   dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-  plain = (feature_group_count == 1 and not dilated and lhs.ndim == 4 and not kwargs
-           and tuple(window_strides) == (1, 1))
+  plain = feature_group_count == 1 and not dilated and lhs.ndim == 4 and not kwargs
   if not plain:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                     rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
@@ -177,7 +210,7 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), tuple(window_strides), padding)
   pads = tuple(tuple(int(p) for p in pair) for pair in padding)
-  return _conv_matmul_wgrad(lhs, rhs, tuple(window_strides), pads)
+  return _conv_cpu(lhs, rhs, tuple(int(s) for s in window_strides), pads)
 
 
 def conv(opts: Options, features: int, kernel: int, stride: int = 1, *, groups: int = 1,
