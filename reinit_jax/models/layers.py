@@ -129,15 +129,16 @@ def _weight_grad_rows(x, g, kh, kw, pads):
   """
   (pt, pb), (pl, pr) = pads
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  b, ho, wo, _ = g.shape
+  b, ho, wo, o = g.shape
   c = x.shape[-1]
   rows = []
   for i in range(kh):
     cols = jnp.concatenate([lax.slice(xp, (0, i, j, 0), (b, i + ho, j + wo, c))
                             for j in range(kw)], axis=-1)
-    rows.append(lax.dot_general(cols, g.astype(cols.dtype), (((0, 1, 2), (0, 1, 2)), ((), ())),
-                                preferred_element_type=jnp.float32))
-  return jnp.stack(rows).reshape(kh, kw, c, g.shape[-1])
+    # 2-D operands: XLA:CPU picked a faster layout for them (15-30% on scnn's shapes).
+    rows.append(lax.dot_general(cols.reshape(-1, kw * c), g.astype(cols.dtype).reshape(-1, o),
+                                (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32))
+  return jnp.stack(rows).reshape(kh, kw, c, o)
 
 
 def _input_grad(g, w, x_hw, strides, pads):
@@ -227,6 +228,21 @@ def conv(opts: Options, features: int, kernel: int, stride: int = 1, *, groups: 
                  feature_group_count=groups, use_bias=use_bias,
                  kernel_init=kernel_init(opts.initializer), dtype=opts.dtype,
                  param_dtype=jnp.float32, conv_general_dilated=hook, name=name)
+
+
+def max_pool_2x2(opts: Options, x):
+  """2×2 max-pool, stride 2, SAME padding: (B, H, W, C) → (B, ceil(H/2), ceil(W/2), C).
+
+  On the CPU path (``conv_impl='im2col'``) with even H, W it is a max over a reshape: XLA:CPU's
+  gradient of ``reduce_window`` (select-and-scatter, expanded with four index arrays) cost about
+  9 ms of scnn's 65 ms step at batch 16, the reshape's about 2 ms. The values are identical; the
+  gradient differs only where two window entries tie exactly (jnp.max shares it among them), which
+  after a ReLU means zeros, whose gradient the ReLU discards.
+  """
+  b, h, w, c = x.shape
+  if opts.conv_impl == "im2col" and h % 2 == 0 and w % 2 == 0:
+    return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
 
 
 def dense(opts: Options, features: int, name: str | None = None, dtype=None) -> nn.Dense:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from reinit_jax.models.base import Block, LayerwiseNorm
-from reinit_jax.models.layers import ConvNorm, DenseHead, Options, classifier
+from reinit_jax.models.layers import max_pool_2x2, ConvNorm, DenseHead, Options, classifier
 
 CHANNELS = (32, 32, 64, 64)
 POOL_AFTER = (False, True, False, True)
@@ -34,7 +34,7 @@ class SCNN(nn.Module):
     for i, (channels, pool) in enumerate(zip(CHANNELS, POOL_AFTER), start=1):
       x = ConvNorm(self.opts, self.opts.ch(channels), name=f"conv{i}")(x, train)
       if pool:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(self.opts, x)
       x = LayerwiseNorm(name=f"lwnorm{i}")(x)
     x = x.reshape((x.shape[0], -1))
     x = DenseHead(self.opts, self.opts.ch(HIDDEN), name="fc1")(x, train)

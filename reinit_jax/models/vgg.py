@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from reinit_jax.models.base import Block, LayerwiseNorm
-from reinit_jax.models.layers import ConvNorm, DenseHead, Options, classifier
+from reinit_jax.models.layers import max_pool_2x2, ConvNorm, DenseHead, Options, classifier
 
 CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 POOL_AFTER = (2, 4, 7, 10, 13)
@@ -36,7 +36,7 @@ class VGG16(nn.Module):
     for i, channels in enumerate(CHANNELS, start=1):
       x = ConvNorm(o, o.ch(channels), name=f"conv{i}")(x, train)
       if i in POOL_AFTER:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        x = max_pool_2x2(o, x)
       x = LayerwiseNorm(name=f"lwnorm{i}")(x)
     x = jnp.mean(x, axis=(1, 2))
     x = DenseHead(o, o.ch(HIDDEN), name="fc1")(x, train)
