@@ -18,6 +18,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+# What train.run does on the CPU backend (reinit_jax/train/host.py). It is process-wide, so PyTorch
+# contenders in the same process get the same allocator; REINIT_BENCH_MALLOC=system measures without.
+from reinit_jax.train import host as _host  # noqa: E402
+
+_TUNED = os.environ.get("REINIT_BENCH_MALLOC", "tuned") != "system" and _host.tune_cpu_allocator()
+
 
 def side_by_side(contenders: dict[str, Callable[[], None]], rounds: int, inner: int = 1,
                  warmup: int = 1) -> dict[str, float]:
@@ -83,4 +89,4 @@ def env_line() -> dict:
   """Where the figures come from (the JSON records it)."""
   import jax
   return {"backend": jax.default_backend(), "devices": jax.device_count(), "cpus": os.cpu_count(),
-          "jax": jax.__version__}
+          "jax": jax.__version__, "cpu_allocator_tuned": bool(_TUNED)}

@@ -21,6 +21,7 @@ from reinit_jax.models.base import LAYERWISE_NORM
 PyTree = Any
 OPTIMIZER_POLICIES = ("reset", "keep", "mask")
 BATCH_STATS_POLICIES = ("reset", "keep")
+IDLE_NORM_POLICIES = ("set", "skip")
 
 
 def event_key(key: jax.Array, seed, stage) -> jax.Array:
@@ -127,7 +128,8 @@ def measure_normalization(model, variables: dict, x: jax.Array, k) -> dict:
 def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state: PyTree,
                 tx: optax.GradientTransformation, stage, key: jax.Array, context,
                 norm_batch: jax.Array | None = None, *, optimizer_policy: str = "reset",
-                batch_stats_policy: str = "reset") -> tuple[dict, PyTree]:
+                batch_stats_policy: str = "reset",
+                idle_norm_policy: str = "set") -> tuple[dict, PyTree]:
   """The whole event after stage ``stage`` (SPEC §1): returns ``(variables, opt_state)``.
 
   Args:
@@ -138,7 +140,15 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     stage: the stage just finished, t ≥ 1 (int or traced int32).
     key: the event's PRNG key. context: the run's ``methods.Context``.
     norm_batch: training inputs (B, *input_shape), preprocessed; needed by ``layerwise``.
+    idle_norm_policy: at a layer-wise event that re-initializes no parameter (k = K on a model
+      whose last block is its output layer, e.g. the synthetic MLP), 'set' measures the
+      normalization after block K anyway (SPEC §1 read literally: it then divides the logits by a
+      fixed σ) and 'skip' leaves the normalizations as they are. Not fixed by [LW]; with strong
+      L2 the literal reading collapses the synthetic MLP (results/README.md, (a)).
   """
+  if idle_norm_policy not in IDLE_NORM_POLICIES:
+    raise ValueError(f"idle_norm_policy must be one of {IDLE_NORM_POLICIES}, got "
+                     f"{idle_norm_policy!r}")
   if optimizer_policy not in OPTIMIZER_POLICIES:
     raise ValueError(f"optimizer_policy must be one of {OPTIMIZER_POLICIES}, got "
                      f"{optimizer_policy!r}")
@@ -155,5 +165,9 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     if norm_batch is None:
       raise ValueError(f"method {method.name!r} measures a normalization: pass norm_batch")
     k = jnp.minimum(method.normalize_block(stage), model.num_blocks)
+    if idle_norm_policy == "skip":
+      # Nothing fresh downstream means there is no new layer whose input scale needs matching.
+      any_fresh = jnp.any(jnp.stack([jnp.any(m) for m in jax.tree.leaves(mask)]))
+      k = jnp.where(any_fresh, k, 0)
     out = measure_normalization(model, out, norm_batch, k)
   return out, optimizer_state(optimizer_policy, tx, opt_state, new_params, mask)

@@ -119,3 +119,56 @@ def test_event_compiles_once_for_every_stage():
     v, opt_state = event(v, opt_state, jnp.int32(t))
   # after stage 5 with M = 2: block ceil(5/2) = 3 normalized
   assert float(v["layerwise_norm"]["lwnorm3"]["sigma"]) != 1.0
+
+
+@pytest.mark.parametrize("policy", ["set", "skip"])
+def test_idle_norm_policy_only_changes_an_event_that_reinitializes_nothing(policy):
+  # MLP 128-32-32-8 with K = 3: the event after stage 3 keeps every layer (the output layer is
+  # block 3), so 'skip' leaves lwnorm3 at identity while 'set' divides the logits by their std.
+  model = models.create("mlp", 8)
+  v = model.init(jax.random.key(0))
+  ctx = methods.make_context(model, v["params"])
+  tx = optax.sgd(0.05)
+  R = methods.get("layerwise")
+  x = jax.random.normal(jax.random.key(1), (64, 128))
+  fresh = events.fresh_variables(model, jax.random.key(9), 0, 1)
+  out = {}
+  for t in (1, 3):
+    out[t], _ = events.apply_event(R, model, v, fresh, tx.init(v["params"]), tx, jnp.int32(t),
+                                   jax.random.key(3), ctx, x, idle_norm_policy=policy)
+  # k = 1 re-initializes blocks 2-3: both policies measure lwnorm1 (sigma of a ReLU layer's output)
+  z1 = model.block_outputs(v, x)[0]
+  np.testing.assert_allclose(out[1]["layerwise_norm"]["lwnorm1"]["sigma"], jnp.std(z1), rtol=1e-5)
+  sigma3 = float(out[3]["layerwise_norm"]["lwnorm3"]["sigma"])
+  logits_std = float(jnp.std(model.block_outputs(v, x)[2]))
+  if policy == "set":
+    np.testing.assert_allclose(sigma3, logits_std, rtol=1e-5)
+    assert abs(sigma3 - 1.0) > 1e-3
+  else:
+    assert sigma3 == 1.0 and float(out[3]["layerwise_norm"]["lwnorm3"]["mu"]) == 0.0
+
+
+def test_idle_norm_skip_still_normalizes_before_a_reinitialized_head():
+  # scnn's head (fc1, classifier) is fresh after the k = K event, so 'skip' must still set lwnorm4.
+  model = models.create("scnn_tiny", 10)
+  v = model.init(jax.random.key(0))
+  ctx = methods.make_context(model, v["params"])
+  tx = optax.sgd(0.05)
+  x = jax.random.normal(jax.random.key(1), (8, *model.input_shape))
+  fresh = events.fresh_variables(model, jax.random.key(9), 0, 4)
+  out, _ = events.apply_event(methods.get("layerwise"), model, v, fresh, tx.init(v["params"]), tx,
+                              jnp.int32(model.num_blocks), jax.random.key(3), ctx, x,
+                              idle_norm_policy="skip")
+  z = model.block_outputs(v, x)[-1]
+  np.testing.assert_allclose(out["layerwise_norm"][model.blocks[-1].norm]["sigma"], jnp.std(z),
+                             rtol=1e-4)
+
+
+def test_idle_norm_policy_rejects_unknown_values():
+  model = models.create("mlp", 8)
+  v = model.init(jax.random.key(0))
+  tx = optax.sgd(0.05)
+  with pytest.raises(ValueError, match="idle_norm_policy must be one of"):
+    events.apply_event(methods.get("layerwise"), model, v, v, tx.init(v["params"]), tx, 1,
+                       jax.random.key(3), methods.make_context(model, v["params"]),
+                       jnp.zeros((4, 128)), idle_norm_policy="never")

@@ -20,10 +20,11 @@ INT1 = ("chunks", "synthetic_train", "synthetic_test", "epochs", "stages", "eval
         "norm_batch_size", "max_steps_per_call")
 OPT_INT1 = ("num_blocks", "image_size", "train_subset")
 NUM0 = ("setting_weight_decay", "weight_decay", "distill_beta")
-BOOL = ("distill", "distill_live", "distributed", "restart")
+BOOL = ("distill", "distill_live", "distributed", "restart", "tune_cpu_allocator")
 DICT = ("model_kwargs", "method_kwargs", "optimizer_kwargs")
 NAMES = ("model", "method", "dataset", "augmentation", "setting", "setting_augmentation",
-         "optimizer", "schedule", "optimizer_policy", "batch_stats_policy", "progress", "nan_policy")
+         "optimizer", "schedule", "optimizer_policy", "batch_stats_policy", "idle_norm_policy", "progress",
+         "nan_policy")
 
 not_int = st.one_of(st.text(max_size=5), st.floats(allow_nan=True).filter(lambda f: f != int(f)
                     if f == f and abs(f) < 1e300 else True), st.booleans(), st.lists(st.integers(),

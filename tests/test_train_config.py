@@ -2,6 +2,7 @@
 
 import time
 
+import jax
 import pytest
 
 from reinit_jax import train
@@ -60,3 +61,30 @@ def test_parse_overrides():
   assert c.method_kwargs.events_per_block == 3
   with pytest.raises(ValueError, match="no field 'nope'"):
     defaults.parse_overrides(train.base_config(), "nope=1")
+
+
+def test_cpu_allocator_tuning_applies_on_cpu_only_and_is_idempotent():
+  import ctypes
+  import sys
+  from reinit_jax.train import host
+  assert host.tune_cpu_allocator(False) is False
+  if jax.default_backend() != "cpu" or not sys.platform.startswith("linux"):
+    assert host.tune_cpu_allocator() is False
+    return
+  assert host.tune_cpu_allocator() is True and host.tune_cpu_allocator() is True
+  # With mmap disabled, a 64 MiB block comes from the heap: glibc's mallinfo2 counts it in arena
+  # bytes (uordblks), not in mmapped bytes (hblkhd).
+  libc = ctypes.CDLL("libc.so.6")
+
+  class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                               "keepcost")]
+  libc.mallinfo2.restype = MallInfo2
+  libc.malloc.restype = ctypes.c_void_p
+  before = libc.mallinfo2().hblkhd
+  p = libc.malloc(64 << 20)
+  try:
+    assert libc.mallinfo2().hblkhd == before
+  finally:
+    libc.free(ctypes.c_void_p(p))

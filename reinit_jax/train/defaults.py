@@ -57,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.weight_decay = 0.0  # L2 added to the gradient before the optimizer (PyTorch SGD style)
   c.optimizer_policy = "reset"  # at events: 'reset' | 'keep' | 'mask'
   c.batch_stats_policy = "reset"  # at events: 'reset' | 'keep'
+  # layerwise event that re-initializes nothing (k = K, last block = output layer): 'set' measures
+  # the normalization after block K anyway (SPEC §1 literally), 'skip' does not (events.py)
+  c.idle_norm_policy = "set"
   # --- self-distillation (SPEC §2)
   c.distill = False
   c.distill_beta = 2.0
@@ -66,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 0  # 0: evaluate at the end of every stage only
   c.eval_batch_size = 1000
   c.norm_batch_size = 256  # training examples measuring layer-wise normalizations
+  c.tune_cpu_allocator = True  # CPU backend only: malloc keeps freed pages (train/host.py)
   c.max_steps_per_call = 256  # steps per jitted call (a lax.scan over whole epochs)
   c.checkpoint_every = 0  # steps; 0: only at the end of every stage
   c.keep_checkpoints = 2

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from reinit_jax import data as D
 from reinit_jax import methods, models
-from reinit_jax.train import faults, feed, outputs, schedules, step as S, validation
+from reinit_jax.train import faults, feed, host, outputs, schedules, step as S, validation
 from reinit_jax.train.state import base_keys, init_state
 
 # Fields that may differ between an interrupted run and its resumption.
@@ -94,7 +94,8 @@ class Run:
     self.event_fn = S.make_event(self.model, self.method, self.tx, augment,
                                  norm_batch_size=c.norm_batch_size, distill=bool(c.distill),
                                  optimizer_policy=c.optimizer_policy,
-                                 batch_stats_policy=c.batch_stats_policy, capacity=cap)
+                                 batch_stats_policy=c.batch_stats_policy, capacity=cap,
+                                 idle_norm_policy=c.idle_norm_policy)
     self.norm_fn = jax.jit(jax.vmap(lambda p: jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
                                                            for x in jax.tree.leaves(p)))))
     self.init_fn = jax.jit(jax.vmap(lambda k, s: init_state(self.model, self.method, self.tx, k, s,
@@ -131,6 +132,7 @@ def run(config, workdir: str) -> dict:
   if c.restart:
     _clear_outputs(workdir)
   os.makedirs(workdir, exist_ok=True)
+  host.tune_cpu_allocator(c.tune_cpu_allocator)
   from reinit_jax.train import driver
   return driver.train(Run(c, workdir), c, workdir)
 

@@ -226,7 +226,8 @@ def make_teacher_cache(model, augment: Callable):
 
 
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
-               optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None):
+               optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None,
+               idle_norm_policy: str = "set"):
   """The event after the current stage, jitted once (stage is traced state, SPEC §1).
 
   ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
@@ -247,7 +248,8 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
     norm_batch = augment(nk, x_all[ix], False)
     variables, opt_state = events.apply_event(
         method, model, state.variables, fresh, state.opt_state, tx, t, ek, state.context,
-        norm_batch, optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy)
+        norm_batch, optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
+        idle_norm_policy=idle_norm_policy)
     return state.replace(variables=variables, opt_state=opt_state,
                          teacher=dict(state.variables) if distill else None,
                          stage=t + 1, step_in_stage=jnp.zeros_like(state.step_in_stage))

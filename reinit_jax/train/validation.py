@@ -23,6 +23,7 @@ OPTIMIZERS = tuple(n for n in ("sgd", "adam", "adamw", "nadam", "nadamw", "radam
                    if hasattr(optax, n))
 OPTIMIZER_POLICIES = ("reset", "keep", "mask")
 BATCH_STATS_POLICIES = ("reset", "keep")
+IDLE_NORM_POLICIES = ("set", "skip")
 PROGRESS = ("auto", "bar", "log", "off")
 
 
@@ -69,6 +70,7 @@ FIELDS = {
   "momentum": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
   "learning_rate": (lambda v: _num(v) and v > 0, "a finite number > 0"),
   "schedule": _STR, "weight_decay": _NUM0, "optimizer_policy": _STR, "batch_stats_policy": _STR,
+  "idle_norm_policy": _STR, "tune_cpu_allocator": _BOOL,
   "distill": _BOOL, "distill_beta": _NUM0, "distill_live": _BOOL,
   "seeds": (lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
             and all(_int(s) and s >= 0 for s in v), "a non-empty tuple of distinct integers >= 0"),
@@ -159,6 +161,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _fail("optimizer_policy", c.optimizer_policy, ", ".join(OPTIMIZER_POLICIES))
   if c.batch_stats_policy not in BATCH_STATS_POLICIES:
     _fail("batch_stats_policy", c.batch_stats_policy, ", ".join(BATCH_STATS_POLICIES))
+  if c.idle_norm_policy not in IDLE_NORM_POLICIES:
+    _fail("idle_norm_policy", c.idle_norm_policy, ", ".join(IDLE_NORM_POLICIES))
   if c.progress not in PROGRESS:
     _fail("progress", c.progress, ", ".join(PROGRESS))
   if config.setting_augmentation not in data.AUGMENTATIONS:  # checked even when no preset uses it
