@@ -8,6 +8,9 @@ second; the figure is ``speedup`` = vmapped throughput ÷ one run's throughput (
 synthetic task ≥ 0.7·K = 5.6). Tasks: the synthetic task (MLP 128-32-32-8, 256 examples, full
 batch, a 200-step round per call; quick: 50) and scnn_tiny (32×32×3, batch 32, 4 steps per call).
 
+The JSON also gives XLA's FLOP count per seed-step, one run's achieved GFLOP/s and this CPU's
+matmul peak (a 1024² jitted matmul): their ratio bounds what any batching of K seeds can gain.
+
 Usage: ``python bench/bench_seeds.py --quick``; the last line is JSON.
 """
 
@@ -49,7 +52,29 @@ def contender(model, n_examples, batch, steps, seeds, lr, seed_axis="vmap"):
     box[0], m = call(box[0], x, y, None, idx)
     jax.block_until_ready(m)
 
+  fn.flops = _flops(call, box[0], x, y, idx) / (steps * len(seeds))
   return fn
+
+
+def _flops(call, state, x, y, idx) -> float:
+  """XLA's FLOP count of one call (0 where the backend does not report it)."""
+  try:
+    cost = call.lower(state, x, y, None, idx).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0))
+  except Exception:  # best effort
+    return 0.0
+
+
+def matmul_peak_gflops(n: int = 1024, rounds: int = 5) -> float:
+  """This machine's float32 GFLOP/s on one large jitted matmul: the ceiling any run can reach."""
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
+  f = jax.jit(lambda a: a @ a)
+
+  def fn():
+    jax.block_until_ready(f(a))
+
+  return 2 * n ** 3 / common.side_by_side({"mm": fn}, rounds)["mm"] / 1e9
 
 
 def bench_task(name, model, n_examples, batch, steps, rounds, lr):
@@ -72,7 +97,9 @@ def bench_task(name, model, n_examples, batch, steps, rounds, lr):
                               "sequential": round(thr_seq, 1), "mapped": round(thr_map, 1)},
          "speedup_vs_one_run": round(thr_vm / thr_one, 2),
          "vmapped_vs_sequential": round(thr_vm / thr_seq, 2),
-         "mapped_vs_one_run": round(thr_map / thr_one, 2)}
+         "mapped_vs_one_run": round(thr_map / thr_one, 2),
+         "flops_per_seed_step": one.flops,
+         "one_run_gflops": round(thr_one * one.flops / 1e9, 2)}
   print(f"{name:10s} one {thr_one:9.1f}  vmapped×{K} {thr_vm:9.1f}  sequential×{K} {thr_seq:9.1f} "
         f"mapped×{K} {thr_map:9.1f} seed-steps/s  speedup {thr_vm / thr_one:.2f}", flush=True)
   return out
@@ -88,6 +115,14 @@ def main():
   figs["synthetic"] = bench_task("synthetic", mlp, 256, 256, 50 if a.quick else 200, rounds, 0.05)
   figs["synthetic"]["goal"] = 0.7 * K
   figs["synthetic"]["goal_met"] = figs["synthetic"]["speedup_vs_one_run"] >= 0.7 * K
+  # The most K seeds can gain over one run on this CPU: its matmul peak over one run's FLOP/s.
+  peak = matmul_peak_gflops()
+  figs["synthetic"]["matmul_peak_gflops"] = round(peak, 1)
+  if figs["synthetic"]["one_run_gflops"]:
+    figs["synthetic"]["speedup_bound"] = round(peak / figs["synthetic"]["one_run_gflops"], 2)
+    print(f"synthetic: one run reaches {figs['synthetic']['one_run_gflops']} GFLOP/s of a "
+          f"{peak:.0f} GFLOP/s matmul peak: K seeds can gain at most "
+          f"{figs['synthetic']['speedup_bound']}x", flush=True)
   scnn = models.create("scnn_tiny", 10)
   figs["scnn_tiny"] = bench_task("scnn_tiny", scnn, 128, 32, 4, rounds, 0.01)
   common.emit(figs)
