@@ -15,6 +15,7 @@ import argparse
 import concurrent.futures
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -73,9 +74,13 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names):
     fns[mname] = run_event
   # Every method is its own compilation (≈ 10 s each on this CPU); XLA compiles without the GIL,
   # so warming the contenders up on a thread per core halves the quick mode's wall time.
+  t0 = time.perf_counter()
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
     list(pool.map(lambda f: f(), fns.values()))
+  t1 = time.perf_counter()
   med = common.side_by_side(fns, rounds)
+  print(f"{name}: warm-up (compilations) {t1 - t0:.0f} s, timing {time.perf_counter() - t1:.0f} s",
+        flush=True)
   step_s = med.pop("step") / k
   out = {"model": name, "width": width, "batch": batch, "norm_batch": norm_batch,
          "step_ms": round(1e3 * step_s, 3),
@@ -93,16 +98,23 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--quick", action="store_true")
   p.add_argument("--rounds", type=int, default=None)
+  p.add_argument("--model", choices=("scnn", "resnet18", "both"), default="both")
+  p.add_argument("--batch", type=int, default=None, help="train batch (default 16 quick, else "
+                 "scnn 128 / resnet18 64)")
+  p.add_argument("--methods", default=None, help="comma list (default: every method but standard; "
+                 "--quick on ResNet-18: layerwise)")
   a = p.parse_args()
   rounds = a.rounds or (3 if a.quick else 7)
   names = [m for m in methods.names() if m != "standard"]
   figs = {"env": common.env_line(), "quick": a.quick}
   cfgs = ((("scnn", 1.0, 16), ("resnet18", 0.125, 16)) if a.quick
           else (("scnn", 1.0, 128), ("resnet18", 0.5, 64)))
+  cfgs = tuple((n, w, a.batch or b) for n, w, b in cfgs if a.model in ("both", n))
   for name, width, batch in cfgs:
-    # --quick: every method on scnn; on ResNet-18 the three with the most work (a full fresh draw,
-    # the layer-wise measuring pass, a blend of every tensor): each method is one more compilation.
-    todo = names if name == "scnn" or not a.quick else ["full", "layerwise", "shrink_perturb"]
+    # --quick: every method on scnn; on ResNet-18 the one with the most work (a full fresh draw plus
+    # the layer-wise measuring pass): each method is one more compilation (≈ 25 s there).
+    todo = names if name == "scnn" or not a.quick else ["layerwise"]
+    todo = a.methods.split(",") if a.methods else todo
     figs[name] = bench_model(name, width, batch, 4, batch if a.quick else 256, rounds, todo)
   figs["goal_met"] = all(figs[n]["goal_met"] for n, _, _ in cfgs)
   common.emit(figs)
