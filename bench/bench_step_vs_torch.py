@@ -56,7 +56,9 @@ def jax_contender(name, width, batch, dtype, impl, steps_per_call):
   try:
     cost = call.lower(state, x, y, None, idx).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) / steps_per_call or None
+    # XLA counts a while loop's body once, not once per trip: the scanned call's count is already
+    # one step's (checked: 1 and 4 steps per call report the same number).
+    flops = float(cost.get("flops", 0.0)) or None
   except Exception:  # cost analysis is best effort (not every backend reports it)
     pass
   box = [state]
