@@ -45,7 +45,9 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names):
   fns = {}
 
   def state_for(method):
-    init = jax.jit(jax.vmap(lambda kk, s: init_state(model, method, tx, kk, s, False)))
+    # Eager (op by op): the primitives compile once and are shared by every method, where a
+    # jitted init would be one more whole-graph compilation per method.
+    init = jax.vmap(lambda kk, s: init_state(model, method, tx, kk, s, False))
     return init(base_keys([0]), jnp.zeros((1,), jnp.int32))
 
   step = S.make_step(model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0)
