@@ -10,7 +10,7 @@ import pytest
 from reinit_jax import methods
 from reinit_jax import train
 from reinit_jax.train import schedules
-from train_helpers import records, tiny_config
+from train_helpers import COUNTING_CALLS, records, tiny_config
 
 
 @pytest.mark.parametrize("method", methods.SPEC_METHODS)
@@ -30,23 +30,12 @@ def test_every_method_trains_with_equal_steps(method, tmp_path):
   assert [r["step"] for r in tr] == [2, 4, 6]
 
 
-_CALLS = []
-
-
-def _counting(params, fresh, stage, key, context):
-  jax.debug.callback(lambda t: _CALLS.append(int(t)), stage)
-  return jax.tree.map(lambda p, f: 0.5 * p + 0.5 * f, params, fresh)
-
-
-# An explicit mask, so that apply_event's mask does not call R a second time (as a probe).
-methods.register("_test_counting", mask=lambda params, stage, key, context: jax.tree.map(
-    lambda p: np.ones(p.shape, bool), params))(_counting)
 
 
 def test_event_applied_exactly_T_minus_1_times(tmp_path):
-  _CALLS.clear()
+  COUNTING_CALLS.clear()
   s = train.run(tiny_config(method="_test_counting", epochs=8, stages=4), str(tmp_path))
-  assert sorted(_CALLS) == [1, 2, 3]  # once after each of stages 1..T−1, with that stage
+  assert sorted(COUNTING_CALLS) == [1, 2, 3]  # once after each of stages 1..T−1, with that stage
   assert s["events"] == 3
 
 

@@ -22,7 +22,7 @@ import pytest
 from reinit_jax import data, methods, train
 from reinit_jax.data import fashion_mnist
 from reinit_jax.train import driver, feed, loop, stream, validation
-from train_helpers import records
+from train_helpers import COUNTING_CALLS, records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_debian = pytest.mark.skipif(
@@ -69,16 +69,6 @@ def _run(c, workdir, test_n=500):
   return driver.train(r, c, workdir)
 
 
-_CALLS = []
-
-
-def _counting(params, fresh, stage, key, context):
-  jax.debug.callback(lambda t: _CALLS.append(int(t)), stage)
-  return jax.tree.map(lambda p, f: 0.5 * p + 0.5 * f, params, fresh)
-
-
-methods.register("_test_stream_counting", mask=lambda params, stage, key, context: jax.tree.map(
-    lambda p: np.ones(p.shape, bool), params))(_counting)
 
 
 @pytest.mark.slow  # the full 10,000-example test split streamed twice (~80 s on 2 loaded cores)
@@ -102,10 +92,10 @@ def test_methods_stream_with_equal_steps(method, fmnist_dir, tmp_path):
 
 @pytest.mark.slow  # its own compilation (a probe method, 3 stages): ~40 s on 2 loaded cores
 def test_streaming_event_applied_T_minus_1_times(fmnist_dir, tmp_path):
-  _CALLS.clear()
-  s = _run(stream_config(fmnist_dir, method="_test_stream_counting", epochs=3, stages=3),
+  COUNTING_CALLS.clear()
+  s = _run(stream_config(fmnist_dir, method="_test_counting", epochs=3, stages=3),
            str(tmp_path))
-  assert sorted(_CALLS) == [1, 2] and s["events"] == 2 and s["steps"] == 12
+  assert sorted(COUNTING_CALLS) == [1, 2] and s["events"] == 2 and s["steps"] == 12
 
 
 def test_streaming_resume_mid_epoch_same_digest(fmnist_dir, tmp_path):

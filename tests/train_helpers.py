@@ -1,9 +1,12 @@
-"""A tiny synthetic-task config shared by the engine tests (MLP, 64 examples, a few steps)."""
+"""Shared by the engine tests: a tiny synthetic-task config, metrics rows, a counting R."""
 
 import json
 import os
 
-from reinit_jax import train
+import jax
+import numpy as np
+
+from reinit_jax import methods, train
 
 
 def tiny_config(**overrides):
@@ -27,3 +30,17 @@ def records(workdir, split=None):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   return [r for r in rows if split is None or r["split"] == split]
+
+
+# Stages at which the "_test_counting" R was called (clear it before a run).
+COUNTING_CALLS = []
+
+
+def _counting(params, fresh, stage, key, context):
+  jax.debug.callback(lambda t: COUNTING_CALLS.append(int(t)), stage)
+  return jax.tree.map(lambda p, f: 0.5 * p + 0.5 * f, params, fresh)
+
+
+# An explicit mask, so that apply_event's mask does not call R a second time (as a probe).
+methods.register("_test_counting", mask=lambda params, stage, key, context: jax.tree.map(
+    lambda p: np.ones(p.shape, bool), params))(_counting)
