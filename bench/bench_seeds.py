@@ -52,19 +52,9 @@ def contender(model, n_examples, batch, steps, seeds, lr, seed_axis="vmap"):
     box[0], m = call(box[0], x, y, None, idx)
     jax.block_until_ready(m)
 
-  # XLA counts the scan's body once (not per trip), so the call's count is one step of all seeds.
-  fn.flops = _flops(call, box[0], x, y, idx) / len(seeds)
+  # One step of all seeds (the scan's body is counted once): per seed-step.
+  fn.flops = common.call_flops(call, box[0], x, y, None, idx) / len(seeds)
   return fn
-
-
-def _flops(call, state, x, y, idx) -> float:
-  """XLA's FLOP count of one call (0 where the backend does not report it)."""
-  try:
-    cost = call.lower(state, x, y, None, idx).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", 0.0))
-  except Exception:  # best effort
-    return 0.0
 
 
 def matmul_peak_gflops(n: int = 1024, rounds: int = 5) -> float:

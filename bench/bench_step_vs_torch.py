@@ -52,15 +52,7 @@ def jax_contender(name, width, batch, dtype, impl, steps_per_call):
   x = jnp.asarray(rng.standard_normal((n, *model.input_shape), np.float32))
   y = jnp.asarray(rng.integers(0, 10, n, dtype=np.int32))
   idx = jnp.asarray(np.arange(n, dtype=np.int32).reshape(1, steps_per_call, batch))
-  flops = None
-  try:
-    cost = call.lower(state, x, y, None, idx).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    # XLA counts a while loop's body once, not once per trip: the scanned call's count is already
-    # one step's (checked: 1 and 4 steps per call report the same number).
-    flops = float(cost.get("flops", 0.0)) or None
-  except Exception:  # cost analysis is best effort (not every backend reports it)
-    pass
+  flops = common.call_flops(call, state, x, y, None, idx) or None
   box = [state]
 
   def fn():

@@ -167,7 +167,6 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     k = jnp.minimum(method.normalize_block(stage), model.num_blocks)
     if idle_norm_policy == "skip":
       # Nothing fresh downstream means there is no new layer whose input scale needs matching.
-      any_fresh = jnp.any(jnp.stack([jnp.any(m) for m in jax.tree.leaves(mask)]))
-      k = jnp.where(any_fresh, k, 0)
+      k = jnp.where(M.count(mask, new_params) > 0, k, 0)
     out = measure_normalization(model, out, norm_batch, k)
   return out, optimizer_state(optimizer_policy, tx, opt_state, new_params, mask)

@@ -13,6 +13,7 @@ import jax
 import ml_collections
 import optax
 
+from reinit_jax.events import BATCH_STATS_POLICIES, IDLE_NORM_POLICIES, OPTIMIZER_POLICIES
 from reinit_jax.train.faults import NAN_POLICIES
 
 SETTINGS = ("", "none", "D", "DC", "DCW")
@@ -21,9 +22,6 @@ OPTIMIZERS = tuple(n for n in ("sgd", "adam", "adamw", "nadam", "nadamw", "radam
                                "adagrad", "adamax", "adamaxw", "amsgrad", "adabelief", "lamb",
                                "lars", "lion", "yogi", "novograd", "noisy_sgd", "sm3", "fromage")
                    if hasattr(optax, n))
-OPTIMIZER_POLICIES = ("reset", "keep", "mask")
-BATCH_STATS_POLICIES = ("reset", "keep")
-IDLE_NORM_POLICIES = ("set", "skip")
 PROGRESS = ("auto", "bar", "log", "off")
 
 
