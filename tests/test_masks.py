@@ -118,3 +118,49 @@ def test_selection_equals_a_stable_argsort_ranking_with_ties(values, fraction):
   ref[np.argsort(np.abs(values), kind="stable")[:k]] = True
   got = masks.smallest_magnitude({"w": jnp.asarray(values)}, fraction)["w"]
   np.testing.assert_array_equal(np.asarray(got), ref)
+
+
+def _large_cases():
+  # Sizes past masks._BRACKET_MIN, so the sampled bracket and the interpolation passes run.
+  rng = np.random.default_rng(0)
+  n = 40_000
+  pos = (np.arange(masks._SAMPLE, dtype=np.int64) * 2654435761) % n  # the bracket's sample
+  huge_sample = np.abs(rng.standard_normal(n)).astype(np.float32)
+  huge_sample[pos] = 1e6 + np.arange(pos.size)  # the bracket misses: the answer lies below it
+  zero_sample = np.abs(rng.standard_normal(n)).astype(np.float32)
+  zero_sample[pos] = 0.0  # ... and above it
+  return {
+      "normal": rng.standard_normal(n),
+      "ties_at_the_cut": np.round(rng.standard_normal(n) * 10) / 10,
+      "half_zeros": np.where(rng.random(n) < 0.5, 0.0, rng.standard_normal(n)),
+      "heavy_tailed": np.exp(rng.standard_normal(n) * 10),  # interpolation is poor: halving takes over
+      "sorted": np.sort(np.abs(rng.standard_normal(n))),
+      "huge_sample": huge_sample,
+      "zero_sample": zero_sample,
+      "inf_and_nan": np.concatenate([rng.standard_normal(n - 4000), [np.inf] * 2000, [np.nan] * 2000]),
+  }
+
+
+@pytest.mark.parametrize("case", sorted(_large_cases()))
+def test_large_tensor_selection_equals_a_stable_argsort(case):
+  values = _large_cases()[case].astype(np.float32)
+  scores = np.where(np.isnan(values), np.inf, np.abs(values))  # NaN ranks as +inf
+  select = jax.jit(lambda w, f: masks.smallest_magnitude({"w": w}, f)["w"], static_argnums=1)
+  for fraction in (0.0001, 0.2, 0.5, 0.9999):
+    k = int(round(fraction * values.size))
+    ref = np.zeros(values.size, bool)
+    ref[np.argsort(scores, kind="stable")[:k]] = True
+    got = np.asarray(select(jnp.asarray(values.reshape(200, -1)), fraction)).reshape(-1)
+    np.testing.assert_array_equal(got, ref, err_msg=f"{case} at fraction {fraction}")
+
+
+def test_random_fraction_agrees_with_ranking_uniform_draws():
+  # The keys are 30 random bits whose top 23 are jax.random.uniform's: without a tie at the cut
+  # the selection is the k smallest uniforms of the leaf's own key, on large tensors too.
+  params = {"a": jnp.zeros((64, 64)), "b": jnp.zeros((300, 100))}
+  mask = masks.random_fraction(jax.random.key(7), params, 0.3)
+  for leaf_key, name in zip(jax.random.split(jax.random.key(7), 2), ("a", "b")):
+    u = np.asarray(jax.random.uniform(leaf_key, params[name].shape)).reshape(-1)
+    k = int(round(0.3 * u.size))
+    assert np.sort(u)[k - 1] < np.sort(u)[k]  # no tie at the cut for this seed
+    np.testing.assert_array_equal(np.asarray(mask[name]).reshape(-1), u <= np.sort(u)[k - 1])
