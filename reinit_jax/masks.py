@@ -189,18 +189,20 @@ def _lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
   smallest = -jax.lax.top_k(-band, width)[0]  # ascending
   kth = jax.lax.bitcast_convert_type(smallest[jnp.clip(k - c_lo - 1, 0, width - 1)], jnp.int32)
   t = jnp.where(lo == hi, lo, kth)  # a band wider than _CAP is left only when lo == hi
-  less, equal = keys < t, keys == t
-  pos = jnp.arange(n, dtype=jnp.int32)
   start = jnp.where(_count_le(keys, t) == k, n - 1, 0)
 
-  def body(lo_hi):  # smallest p with #less + #(equal at positions <= p) >= k
+  def first(p):  # keys below t, and those equal to t at positions <= p
+    # The iota is built where it is used, so it fuses instead of being a 2 M-entry loop operand.
+    return (keys < t) | ((keys == t) & (jax.lax.iota(jnp.int32, n) <= p))
+
+  def body(lo_hi):  # the smallest p with #first(p) >= k
     lo, hi = lo_hi
     mid = lo + (hi - lo) // 2
-    ok = jnp.sum(less | (equal & (pos <= mid)), dtype=jnp.int32) >= k
+    ok = jnp.sum(first(mid), dtype=jnp.int32) >= k
     return jnp.where(ok, lo, mid + 1), jnp.where(ok, mid, hi)
 
   last = jax.lax.while_loop(lambda s: s[0] < s[1], body, (start, jnp.int32(n - 1)))[0]
-  return (less | (equal & (pos <= last))).reshape(shape)
+  return first(last).reshape(shape)
 
 
 def random_fraction(key: jax.Array, params: PyTree, fraction: float) -> PyTree:
