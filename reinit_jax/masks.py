@@ -138,8 +138,9 @@ def _narrow(keys, k, lo, hi, c_lo, c_hi):
   """Shrink [lo, hi] (invariant c_lo = #keys < lo < k <= c_hi = #keys <= hi) to <= _CAP keys.
 
   Each pass counts at one probe: the linear interpolation of the count between lo and hi, moved
-  3·√B (the empirical CDF's typical wobble over a band of B keys) towards the farther end, so the
-  band falls from B to ≈ 6√B per pass on continuous data (107 k → 2 k → 270 on scnn's fc1). After
+  3·√B (the empirical CDF's typical wobble over a band of B keys) towards the farther end, so each
+  pass cuts the far side off just beyond the answer. On scnn's 2.1 M-entry fc1 kernel (|θ| or
+  random keys, p = 0.2 or 0.5) three passes suffice, e.g. 114 k → 26 k → 1.7 k → 551 keys. After
   _PROBES passes it halves instead, so adversarial data costs at most 31 more passes. Under vmap
   the loop runs the most passes any member needs.
   """

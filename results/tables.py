@@ -3,8 +3,9 @@
     python results/tables.py runs/synthetic_l2 --row synthetic_alpha --col weight_decay
     python results/tables.py runs/online --row augmentation --col method --stages
     python results/tables.py runs/online --metrics   # also unfinished runs
+    python results/tables.py runs/synthetic_l2_100 --row synthetic_alpha,method --col weight_decay
 
-Rows and columns are config.json fields (``method`` gets ``+distill`` when distillation is on).
+Rows and columns are config.json fields, or several joined by commas (``method`` gets ``+distill`` when distillation is on).
 ``--stages`` adds a table per column of the test accuracy at the end of every stage (online
 learning: accuracy as the chunks arrive), mean over seeds.
 """
@@ -34,6 +35,8 @@ def load(root):
 
 
 def field(c, name):
+  if "," in name:  # a composite row or column, e.g. synthetic_alpha,method
+    return ", ".join(str(field(c, n)) for n in name.split(","))
   if name == "method":
     return c["method"] + ("+distill" if c.get("distill") else "")
   v = c.get(name)
