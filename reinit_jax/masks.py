@@ -179,12 +179,15 @@ def _lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
     return jnp.zeros(shape, bool)
   if k >= n:
     return jnp.ones(shape, bool)
+  if n <= _CAP:  # small (biases, norms): one stable sort compiles to less than the search below
+    ranks = jnp.zeros((n,), jnp.int32).at[jnp.argsort(keys, stable=True)].set(
+        jnp.arange(n, dtype=jnp.int32))
+    return (ranks < k).reshape(shape)
   lo, hi, c_lo, c_hi = jnp.int32(0), jnp.int32(_MAX_KEY), jnp.int32(0), jnp.int32(n)
-  if n > _CAP:
-    if n >= _BRACKET_MIN:
-      lo, hi, c_lo, c_hi = _bracket(keys, k)
-    lo, hi, c_lo = _narrow(keys, k, lo, hi, c_lo, c_hi)
-  width = min(_CAP, n)
+  if n >= _BRACKET_MIN:
+    lo, hi, c_lo, c_hi = _bracket(keys, k)
+  lo, hi, c_lo = _narrow(keys, k, lo, hi, c_lo, c_hi)
+  width = _CAP
   in_band = (keys >= lo) & (keys <= hi)
   band = jax.lax.bitcast_convert_type(jnp.where(in_band, keys, _MAX_KEY), jnp.float32)
   smallest = -jax.lax.top_k(-band, width)[0]  # ascending
