@@ -164,3 +164,16 @@ def test_random_fraction_agrees_with_ranking_uniform_draws():
     k = int(round(0.3 * u.size))
     assert np.sort(u)[k - 1] < np.sort(u)[k]  # no tie at the cut for this seed
     np.testing.assert_array_equal(np.asarray(mask[name]).reshape(-1), u <= np.sort(u)[k - 1])
+
+
+@pytest.mark.parametrize("n", [masks._CAP, masks._CAP + 1, 5000])
+def test_sizes_around_the_search_paths_equal_a_stable_argsort(n):
+  # <= _CAP: one stable sort; above it without the sampled bracket (n < _BRACKET_MIN): probes from
+  # the whole key range, where the interpolation is poor and halving has to finish.
+  values = (np.round(np.random.default_rng(n).standard_normal(n) * 8) / 8).astype(np.float32)
+  for fraction in (0.1, 0.5):
+    k = int(round(fraction * n))
+    ref = np.zeros(n, bool)
+    ref[np.argsort(np.abs(values), kind="stable")[:k]] = True
+    got = masks.smallest_magnitude({"w": jnp.asarray(values)}, fraction)["w"]
+    np.testing.assert_array_equal(np.asarray(got), ref)
