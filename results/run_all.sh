@@ -14,6 +14,7 @@ python launch.py --config=configs/synthetic.py:seeds=100,grid=l2 --workdir=runs/
 
 # (b) online learning, Fashion-MNIST, without / with regularization.
 python launch.py --config='configs/online.py:train_subset=2000,epochs=10,batch_size=32,learning_rate=0.05,eval_every_epochs=0,model_kwargs.width=0.125,seeds=(0;1;2)' --workdir=runs/online_s3 --sweep=list $L | results/run_points.sh
+python launch.py --config='configs/online.py:train_subset=2000,epochs=50,batch_size=32,learning_rate=0.05,eval_every_epochs=0,model_kwargs.width=0.125,seeds=(0;1;2)' --workdir=runs/online_long --sweep=list $L | results/run_points.sh
 
 # (c) label noise q ∈ {0, 0.4}, Fashion-MNIST, ± distillation.
 python launch.py --config='configs/label_noise.py:train_subset=1500,epochs=6,stages=3,batch_size=32,learning_rate=0.05,model_kwargs.width=0.125,seeds=(0;1;2)' --workdir=runs/label_noise_s3 --sweep=list $L | results/run_points.sh
@@ -26,9 +27,11 @@ python -m reinit_jax.analysis.report runs/synthetic_main_100 --out results/synth
 python -m reinit_jax.analysis.report runs/synthetic_l2_100 --out results/synthetic_l2
 python -m reinit_jax.analysis.report runs/synthetic_rescale_100 runs/synthetic_main_100 --out results/synthetic_rescale
 python -m reinit_jax.analysis.report runs/online_s3 --out results/online
+python -m reinit_jax.analysis.report runs/online_long --out results/online_long
 python -m reinit_jax.analysis.report runs/label_noise_s3 --out results/label_noise
 python results/tables.py runs/synthetic_main_100 runs/synthetic_rescale_100 --row synthetic_alpha --col method
 python results/tables.py runs/synthetic_l2_100 --row synthetic_alpha,method --col weight_decay
 python results/tables.py runs/synthetic_l2_skip_100 --row synthetic_alpha,method --col weight_decay
 python results/tables.py runs/online_s3 --row augmentation --col method --stages
+python results/tables.py runs/online_long --row augmentation --col method --stages
 python results/tables.py runs/label_noise_s3 --row label_noise --col method
