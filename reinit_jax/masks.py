@@ -187,11 +187,10 @@ def _lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
   if n >= _BRACKET_MIN:
     lo, hi, c_lo, c_hi = _bracket(keys, k)
   lo, hi, c_lo = _narrow(keys, k, lo, hi, c_lo, c_hi)
-  width = _CAP
   in_band = (keys >= lo) & (keys <= hi)
   band = jax.lax.bitcast_convert_type(jnp.where(in_band, keys, _MAX_KEY), jnp.float32)
-  smallest = -jax.lax.top_k(-band, width)[0]  # ascending
-  kth = jax.lax.bitcast_convert_type(smallest[jnp.clip(k - c_lo - 1, 0, width - 1)], jnp.int32)
+  smallest = -jax.lax.top_k(-band, _CAP)[0]  # ascending
+  kth = jax.lax.bitcast_convert_type(smallest[jnp.clip(k - c_lo - 1, 0, _CAP - 1)], jnp.int32)
   t = jnp.where(lo == hi, lo, kth)  # a band wider than _CAP is left only when lo == hi
   start = jnp.where(_count_le(keys, t) == k, n - 1, 0)
 
