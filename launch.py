@@ -1,15 +1,20 @@
 """Launches a study: ``python launch.py --config=configs/<study>.py:<k=v,...> --workdir=DIR``.
 
-Any field can also be overridden with ``--config.<field>=<value>``. With no flags it runs
-configs/default.py (Fashion-MNIST, standard vs shrink_perturb vs layerwise on a small CNN) in
-./runs/default. Ends with a table of test accuracy per method and the paths of the outputs.
+Any field can be overridden with ``--config.<section>.<field>=<value>`` (``--help`` lists them).
+With no flags it runs configs/default.py (Fashion-MNIST, standard vs shrink_perturb vs layerwise
+on a small CNN) in ./runs/default and ends with a table of test accuracy per method.
+``--sweep=list|<i>|all`` lists, runs one point of, or runs every point of the config's grid.
 
-Exit status (README, Reliability): 0 when every run finished; 143 (128 + SIGTERM) after a SIGTERM
-checkpoint (re-run the same command to resume); 1 after a one-line error on stderr (bad config or
-data, a NaN/inf with nan_policy='stop', a checkpoint that could not be written), not a traceback.
+Path of a run: this file (flags → config) → reinit_jax.launch (sweeps, studies) →
+reinit_jax.train.run (validation → setup → stage loop → step/event → outputs).
+
+Exit status (README, Reliability): 0 when every run finished; 143 after a SIGTERM checkpoint and
+130 after Ctrl-C (re-run the same command to resume); 1 after a one-line error on stderr (bad
+config or data, a NaN/inf with nan_policy='stop', a checkpoint that could not be written).
 """
 
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -20,76 +25,18 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: ./runs/<config name>)")
 _SWEEP = flags.DEFINE_string(
     "sweep", None, "'list': print one command per point of the config's get_sweep grid; an index: "
-    "run that point into <workdir>/<point name>/ (reinit_jax/train/sweep.py)")
+    "run that point into <workdir>/<point name>/; 'all': run every point in this process")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from absl import logging
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  from reinit_jax.train import study
-  config = _CONFIG.value
-  workdir = _WORKDIR.value or os.path.join("runs", config.name)
-  if _SWEEP.value is not None:
-    config, workdir = _sweep_point(workdir)
-    if config is None:
-      return
-  summaries = study.run_study(config, workdir)
-  print("\n" + study.table(summaries))
-  print("\noutputs (config.json, metrics.jsonl, summary.json, tensorboard/, checkpoints/):")
-  for s in summaries.values():
-    print("  " + s["workdir"])
-
-
-def _sweep_point(workdir):
-  """--sweep=list prints the commands (returns None); --sweep=<i> gives point i's config, workdir."""
-  import sys
-  from reinit_jax.train import sweep
-  flag = flags.FLAGS["config"]
-  path = config_flags.get_config_filename(flag)
-  if _SWEEP.value == "list":
-    for line in sweep.commands(path, workdir, sweep.config_override_flags(sys.argv[1:])):
-      print(line)
-    return None, None
-  try:
-    index = int(_SWEEP.value)
-  except ValueError:
-    raise app.UsageError(f"--sweep must be 'list' or an integer index, got {_SWEEP.value!r}")
-  name, config = sweep.point_config(path, index)
-  sweep.set_overrides(config, config_flags.get_override_values(flag))
-  return config, os.path.join(workdir, name)
-
-
-def _one_line_errors(fn):
-  """``fn(argv)`` with the run's expected failures as one stderr line and an exit status."""
-  def wrapped(argv):
-    import sys
-    from reinit_jax.train import faults
-    try:
-      return fn(argv)
-    except faults.Preempted as e:
-      print(f"preempted: {e}", file=sys.stderr, flush=True)
-      sys.exit(faults.PREEMPTED_EXIT_CODE)
-    except (ValueError, FloatingPointError, OSError) as e:
-      print(f"error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
-      sys.exit(faults.ERROR_EXIT_CODE)
-  return wrapped
-
-
-def _parse_flags(argv):
-  """absl's flag parsing, with a bad config file argument (whose ValueError config_flags wraps in
-  a traceback) reported as its one-line ValueError, exit status 1."""
-  import sys
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("ValueError: ")]
-    msg = errs[-1][len("ValueError: "):] if errs else " ".join(lines)
-    print(f"error: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
+  from reinit_jax.launch import cli
+  path = config_flags.get_config_filename(flags.FLAGS["config"])
+  overrides = config_flags.get_override_values(flags.FLAGS["config"])
+  cli.main(_CONFIG.value, path, overrides, _WORKDIR.value, _SWEEP.value, sys.argv[1:])
 
 
 if __name__ == "__main__":
-  app.run(_one_line_errors(main), flags_parser=_parse_flags)
+  from reinit_jax.launch import cli
+  app.run(cli.one_line_errors(main), flags_parser=cli.parse_flags)

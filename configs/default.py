@@ -10,24 +10,24 @@ Writes runs/default/<method>/ (config.json, metrics.jsonl, summary.json, tensorb
 checkpoints/) and prints test accuracy per method (at best validation; expect roughly 70–80%).
 """
 
-from reinit_jax.train.defaults import base_config, parse_overrides
+from reinit_jax import launch
 
 
 def get_config(arg=None):
-  c = base_config()
+  c = launch.base_config()
   c.name = "default"
-  c.dataset = "fashion_mnist"
-  c.model = "scnn_tiny"
-  c.train_subset = 3000
-  c.batch_size = 100
-  c.eval_batch_size = 1000
-  c.epochs = 4
-  c.stages = 2
-  c.learning_rate = 0.05
-  c.schedule = "constant"
-  c.method = "standard"
-  c.methods = ("standard", "shrink_perturb", "layerwise")
-  c.num_blocks = 2  # layerwise: K = T = 2 block groups of scnn's four blocks
-  c.eval_every_epochs = 1
-  c.max_steps_per_call = 30
-  return parse_overrides(c, arg)
+  c.data.dataset = "fashion_mnist"
+  c.data.train_subset = 3000
+  c.data.batch_size = 100
+  c.model.name = "scnn_tiny"
+  c.model.num_blocks = 2  # layerwise: K = T = 2 block groups of scnn's four blocks
+  c.optim.epochs = 4
+  c.optim.learning_rate = 0.05
+  c.reinit.stages = 2
+  c.reinit.method = "standard"
+  c.reinit.methods = ("standard", "shrink_perturb", "layerwise")
+  c.run.eval_every_epochs = 1
+  c.run.eval_batch_size = 1000
+  c.run.max_steps_per_call = 30
+  launch.apply(c, arg)
+  return c

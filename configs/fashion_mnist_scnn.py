@@ -8,22 +8,21 @@ best validation (evaluated every epoch). `width=` scales the channels (1.0 is [L
 `train_subset=` caps the training set. Writes the usual outputs; layerwise needs stages = 4·M.
 """
 
-from reinit_jax.train.defaults import base_config, parse_overrides
+from reinit_jax import launch
 
 
 def get_config(arg=None):
-  c = base_config()
+  c = launch.base_config()
   c.name = "fashion_mnist_scnn"
-  c.dataset = "fashion_mnist"
-  c.model = "scnn"
-  c.width = 1.0
-  c.batch_size = 256
-  c.epochs = 40
-  c.stages = 4
-  c.learning_rate = 0.003
-  c.weight_decay = 1e-5
-  c.method = "layerwise"
-  c.eval_every_epochs = 1
-  c = parse_overrides(c, arg)
-  c.model_kwargs = {"width": float(c.width)}
+  c.data.dataset = "fashion_mnist"
+  c.data.batch_size = 256
+  c.model.name = "scnn"
+  c.optim.epochs = 40
+  c.optim.learning_rate = 0.003
+  c.optim.weight_decay = 1e-5
+  c.reinit.stages = 4
+  c.reinit.method = "layerwise"
+  c.run.eval_every_epochs = 1
+  k = launch.apply(c, arg, width=1.0)
+  c.model.options.width = float(k["width"])
   return c

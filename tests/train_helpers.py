@@ -6,22 +6,25 @@ import os
 import jax
 import numpy as np
 
-from reinit_jax import methods, train
+from reinit_jax import launch, methods, train
 
 
 def tiny_config(**overrides):
-  """Synthetic task, 64 training / 256 test examples, full batch, 6 steps in 3 stages."""
+  """Synthetic task, 64 training / 256 test examples, full batch, 6 steps in 3 stages.
+
+  ``overrides`` name fields by their unique leaf name (``learning_rate=0.1``) or, with ``__`` for
+  the dot, by section (``model__options={...}``)."""
   c = train.base_config()
   c.name = "tiny"
-  c.synthetic_train = 64
-  c.synthetic_test = 256
-  c.epochs = 6
-  c.stages = 3
-  c.eval_batch_size = 256
-  c.norm_batch_size = 32
-  c.progress = "off"
+  c.data.synthetic_train = 64
+  c.data.synthetic_test = 256
+  c.optim.epochs = 6
+  c.reinit.stages = 3
+  c.run.eval_batch_size = 256
+  c.reinit.norm_batch_size = 32
+  c.run.progress = "off"
   for k, v in overrides.items():
-    c[k] = v
+    launch.set_field(c, k.replace("__", "."), v)
   return c
 
 

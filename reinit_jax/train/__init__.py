@@ -1,13 +1,24 @@
-"""Staged training with re-initialization events (SPEC §1–3): ``run(config, workdir)``.
+"""Staged training with re-initialization events ([AA] §4, [LW] §3, [Z] §3): ``run(config, workdir)``.
 
-Modules: ``defaults`` (every config field), ``validation`` (checks + setting presets), ``schedules``
-(optimizer, learning rates), ``loss``, ``state``, ``step`` (jitted pieces), ``feed`` (devices and
-batches), ``loop``/``driver`` (the stage loop), ``outputs`` (metrics, summary), ``study`` (several
-methods, one table).
+Read top-down: ``config`` (every field, defined once) → ``validation`` (checks, [Z] §4 presets) →
+``setup`` (data, model, method, optimizer and jitted functions, built once) → ``loop`` (the stage
+loop: train, evaluate, checkpoint, event) → ``step`` (the jitted step, evaluation, event) with
+``state``, ``loss``, ``schedules``, ``feed``/``stream`` (data on the devices) → ``outputs`` (metrics,
+progress, summary) and ``workdir`` (config.json, resumability, atomic writes). ``faults`` holds
+what a run survives or reports in one line.
 """
 
-from reinit_jax.train.defaults import base_config, parse_overrides
-from reinit_jax.train.loop import run
-from reinit_jax.train.validation import validate
+from reinit_jax.train.config import base_config
 
-__all__ = ["base_config", "parse_overrides", "run", "validate"]
+__all__ = ["base_config", "run", "validate"]
+
+
+def __getattr__(name):
+  # Lazy: importing the config schema (configs/, launch.py --help) must not import JAX.
+  if name == "run":
+    from reinit_jax.train.loop import run
+    return run
+  if name == "validate":
+    from reinit_jax.train.validation import validate
+    return validate
+  raise AttributeError(name)

@@ -3,14 +3,14 @@
 * ``guard_step`` wraps the one-seed train step so that the scanned call itself records the first
   non-finite step (loss or parameters after the update), with no host round trip per step: the
   driver reads the record once per jitted call, together with the call's metrics.
-* ``SigtermFlag`` turns SIGTERM (the preemption notice of a TPU VM) into a flag the stage loop checks
-  after every jitted call; the loop then checkpoints and raises :class:`Preempted`.
-* ``write_json`` replaces a file atomically, so a kill mid-write never leaves half a config.json.
+* ``StopFlag`` turns SIGTERM (the preemption notice of a TPU VM) and SIGINT (Ctrl-C) into a flag
+  the stage loop checks after every jitted call; the loop then checkpoints and raises
+  :class:`Preempted`. No KeyboardInterrupt is ever raised inside a JAX call or an XLA compilation:
+  the signal waits for the next safe point.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -31,7 +31,13 @@ class NonFiniteError(FloatingPointError):
 
 
 class Preempted(Exception):
-  """The run got SIGTERM, wrote a checkpoint and stopped; re-running the command resumes."""
+  """The run got SIGTERM or SIGINT, wrote a checkpoint and stopped; re-running resumes.
+
+  ``signum`` is the signal (launch.py exits with 128 + signum)."""
+
+  def __init__(self, message: str, signum: int | None = None):
+    super().__init__(message)
+    self.signum = signum
 
 
 class CheckpointError(OSError):
@@ -81,36 +87,38 @@ def first_bad_step(steps) -> list[tuple[int, int]]:
   return [(i, -int(v)) for i, v in enumerate(steps) if int(v) < 0]
 
 
-class SigtermFlag:
-  """Context manager: while active, SIGTERM sets ``self.set`` instead of killing the process.
+class StopFlag:
+  """Context manager: while active, SIGTERM and SIGINT set ``self.set`` (and ``name``/``signum``)
+  instead of ending the process; a second SIGINT ends it at once (exit 130), for a user who insists.
 
   Only the main thread can install signal handlers; elsewhere (a run started from a worker thread)
-  this is a no-op and SIGTERM keeps its default action.
+  this is a no-op and the signals keep their default actions.
   """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.set = False
-    self._old = None
+    self.name, self.signum = None, None
+    self._old = {}
 
   def _handler(self, signum, frame):
-    self.set = True
+    if self.set and signum == signal.SIGINT:
+      os._exit(128 + signal.SIGINT)
+    self.set, self.signum = True, signum
+    self.name = signal.Signals(signum).name
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._old = signal.signal(signal.SIGTERM, self._handler)
+      self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
     return self
 
   def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
+    for s, old in self._old.items():
+      signal.signal(s, old)
     return False
 
 
-def write_json(path: str, obj, **kw) -> None:
-  """Writes ``obj`` as JSON to ``path`` atomically (a temporary file, fsync, then rename)."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, **kw)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+def exit_code(signum: int | None) -> int:
+  """128 + the signal, as a shell reports a process the signal ended (130 for SIGINT)."""
+  return 128 + (signum or signal.SIGTERM)

@@ -1,170 +1,297 @@
-"""``run(config, workdir)``: staged training with re-initialization events (SPEC §1–3).
+"""``run(config, workdir)``: the stage loop of training with re-initialization ([AA] §4, [LW] §3, [Z] §3).
 
-For t = 1..T: train E = floor(N/T) epochs (an epoch of full-batch data is one gradient step, as the
-synthetic task's rounds), evaluate on validation and test, checkpoint, then apply the event
-θ ← R(θ, θ_init(key(seed, t)), t) — T−1 events in all, so every method gets T·E epochs of steps.
-All seeds of the config train together under vmap. Data is built once from ``data_seed`` (default
-the first seed) and shared by the seeds: their init, batch order, augmentation, dropout and events
-differ, the held-out split, subset and noisy labels do not.
+For t = 1..T: train E = floor(N/T) epochs (with a full batch an epoch is one gradient step, as in
+[LW] §1.1's rounds), evaluate on validation and test, checkpoint, then apply the event
+θ ← R(θ, θ_init(key(seed, t)), t): T − 1 events, so every method gets the same T·E epochs of steps.
+
+Training metrics are fetched one call late so the host never waits on the device between calls.
+The guarded step records the first non-finite step inside the scanned call; the loop reads that
+record with the call's metrics and always before evaluating, checkpointing or applying an event, so
+no checkpoint ever holds a bad state. SIGTERM is checked after every call: checkpoint, then
+:class:`faults.Preempted` (README, Reliability).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from reinit_jax import data as D
-from reinit_jax import methods, models
-from reinit_jax.train import faults, feed, host, outputs, schedules, step as S, validation
-from reinit_jax.train.state import base_keys, init_state
+from reinit_jax.checkpoint import Checkpoints
+from reinit_jax.train import faults, feed, host, outputs, stream, validation, workdir as W
+from reinit_jax.train.position import Position
+from reinit_jax.train.setup import Run
 
-# Fields that may differ between an interrupted run and its resumption.
-_RESUME_FREE = ("stop_after_steps", "progress", "checkpoint_every", "keep_checkpoints", "name",
-                "restart", "nan_policy")
-# What a run writes in its workdir; config.restart=True removes these (and nothing else) first.
-_OUTPUTS = ("checkpoints", "checkpoints.corrupt", "tensorboard", "metrics.jsonl", "summary.json",
-            "config.json")
-
-
-class Run:
-  """Everything built for one run before training: data, model, method, jitted functions."""
-
-  def __init__(self, c, workdir):
-    self.c, self.workdir = c, workdir
-    self.place = feed.Placement()
-    self.data = D.build(validation.data_config(c))
-    meta = self.data.meta
-    self.streaming = not meta.in_memory
-    if self.streaming and c.distill and not c.distill_live:
-      validation._fail("distill_live", c.distill_live, "True for a streamed data set (no cache)")
-    opts = c.model_kwargs.to_dict()
-    opts.setdefault("input_shape", tuple(meta.input_shape))
-    self.model = models.create(c.model, meta.num_classes, num_blocks=c.num_blocks, **opts)
-    self.method = methods.get(c.method, **c.method_kwargs.to_dict())
-    self.seeds = [int(s) for s in c.seeds]
-    self.T, self.E = c.stages, c.epochs // c.stages
-    self.stage_n = [len(self.data.train(t)) for t in range(1, self.T + 1)]
-    self.batch = [c.batch_size or n for n in self.stage_n]
-    for n, b in zip(self.stage_n, self.batch):
-      if b % self.place.n or b > n:
-        validation._fail("batch_size", c.batch_size, f"a multiple of the device count "
-                         f"{self.place.n}, at most the {n} training examples of a stage")
-    self.spe = [n // b for n, b in zip(self.stage_n, self.batch)]
-    self.total_steps = sum(self.spe) * self.E
-    self.tx = schedules.make_optimizer(c.optimizer, c.weight_decay, c.momentum,
-                                       c.optimizer_kwargs.to_dict())
-    self.lr_fn = schedules.make_schedule(c.schedule, c.learning_rate, self.spe[-1] * self.E,
-                                         self.total_steps)
-    if len(set(self.spe)) > 1 and c.schedule == "cosine_per_stage":
-      # Online stages differ in length: the per-stage cosine spans each stage's own steps.
-      lens = jnp.asarray([s * self.E for s in self.spe], jnp.int32)
-      base = c.learning_rate
-
-      def lr_fn(step_in_stage, step_, stage):
-        n = lens[jnp.clip(stage - 1, 0, len(self.spe) - 1)].astype(jnp.float32)
-        frac = jnp.minimum(step_in_stage.astype(jnp.float32) / n, 1.0)
-        return jnp.float32(base) * 0.5 * (1 + jnp.cos(jnp.pi * frac))
-
-      self.lr_fn = lr_fn
-    else:
-      plain = self.lr_fn
-      self.lr_fn = lambda sis, st, stage: plain(sis, st)
-    augment = (lambda k, x, train: x.astype(jnp.float32)) if self.streaming else self.data.augment
-    distill = "off" if not c.distill else ("live" if c.distill_live else "cached")
-    self.distill = distill
-    stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=distill,
-                          beta=c.distill_beta)
-    stepper = faults.guard_step(stepper, c.nan_policy)  # NaN/inf record inside the scan
-    # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
-    # largest view, steps to the longest call) keep one compilation for the whole run.
-    online = len(set(self.stage_n)) > 1 and not self.streaming
-    cap = max(self.stage_n) if online else None
-    steps = (max(feed.epochs_per_call(self.E, s, c.max_steps_per_call) * s for s in self.spe)
-             if online else None)
-    self.train_call = (S.make_stream_call(stepper) if self.streaming
-                       else S.make_train_call(stepper, cached=distill == "cached", capacity=cap,
-                                              max_steps=steps))
-    self.eval_fn = S.make_eval(self.model, augment)
-    self.teacher_cache = S.make_teacher_cache(self.model, augment)
-    self.event_fn = S.make_event(self.model, self.method, self.tx, augment,
-                                 norm_batch_size=c.norm_batch_size, distill=bool(c.distill),
-                                 optimizer_policy=c.optimizer_policy,
-                                 batch_stats_policy=c.batch_stats_policy, capacity=cap,
-                                 idle_norm_policy=c.idle_norm_policy)
-    self.norm_fn = jax.jit(jax.vmap(lambda p: jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
-                                                           for x in jax.tree.leaves(p)))))
-    self.init_fn = jax.jit(jax.vmap(lambda k, s: init_state(self.model, self.method, self.tx, k, s,
-                                                            bool(c.distill))))
-    self.eval_sets = {}
-    if not self.streaming:
-      for name, split in (("validation", self.data.validation), ("test", self.data.test)):
-        if len(split):
-          idx, w = feed.eval_batches(len(split), c.eval_batch_size, self.place.n)
-          sh = self.place.batch(2, 1)
-          self.eval_sets[name] = (self.place.replicate(split.x), self.place.replicate(split.y),
-                                  jax.device_put(idx, sh), jax.device_put(w, sh))
-
-  def init(self):
-    """The initial state (S seeds), replicated over the mesh."""
-    seeds = jnp.asarray(self.seeds, jnp.int32)
-    return self.place.replicate(self.init_fn(base_keys(self.seeds), seeds))
+log_ = logging.getLogger("reinit_jax")
 
 
 def run(config, workdir: str) -> dict:
-  """Trains ``config`` (SPEC §1–3) in ``workdir``; resumes from its latest checkpoint if any.
+  """Trains ``config`` in ``workdir``; resumes from its latest checkpoint if there is one.
 
   Returns the summary (also written to ``workdir/summary.json``): test_accuracy {mean, std,
   per_seed} at the best validation accuracy, best_validation_accuracy, per-stage final metrics,
-  wall_time_s, steps_per_second, params_digest, events, steps. Raises ValueError on a bad config
-  before any compute. With ``stop_after_steps`` the run checkpoints and returns early with
-  ``interrupted: True`` once that many steps have run. Faults (README, Reliability): raises
+  wall_time_s, a time breakdown (``times``), steps_per_second, params_digest, events, steps. Raises
+  ValueError (one line) on a bad config before any compute. With ``run.stop_after_steps`` the run
+  checkpoints and returns early with ``interrupted: True``. Faults (README, Reliability): raises
   ``faults.Preempted`` after a SIGTERM checkpoint, ``faults.NonFiniteError`` on a NaN/inf
-  (nan_policy='stop'), ``faults.CheckpointError`` when a checkpoint cannot be written.
+  (nan_policy='stop'), ``CheckpointError`` when a checkpoint cannot be written.
   """
-  c = validation.validate(config)
-  if c.distributed:
-    jax.distributed.initialize()
-  if c.restart:
-    _clear_outputs(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  host.tune_cpu_allocator(c.tune_cpu_allocator)
-  from reinit_jax.train import driver
-  return driver.train(Run(c, workdir), c, workdir)
+  t_start = time.time()
+  with faults.StopFlag() as stop:  # from here on Ctrl-C waits for a safe point
+    c = validation.validate(config)
+    if c.run.distributed:
+      jax.distributed.initialize()
+    W.prepare(workdir, c)
+    host.tune_cpu_allocator(c.run.tune_cpu_allocator)
+    with outputs.CompileTimer() as compile_timer:
+      r = Run(c)
+      if stop.set:
+        raise faults.Preempted(f"{stop.name} before training started; nothing to save",
+                               stop.signum)
+      return _Loop(r, c, workdir, t_start, compile_timer).run(stop)
 
 
-def config_json(c) -> dict:
-  """The resolved config as JSON-able dict (tuples as lists)."""
-  return json.loads(json.dumps(c.to_dict(), default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+class _Loop:
+  """One run's stage loop over a built :class:`Run`; ``run()`` returns the summary."""
 
+  def __init__(self, r: Run, c, workdir: str, t_start: float, compile_timer):
+    self.r, self.c, self.workdir = r, c, workdir
+    self.t_start, self.compile_timer = t_start, compile_timer
+    self.pending = None  # (metrics, step counters, position) of the last call, fetched late
 
-def check_resumable(workdir: str, c) -> None:
-  """Refuses to resume a workdir whose config differs in a field that changes the result."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    old = json.load(f)
-  new = config_json(c)
-  diff = sorted(k for k in set(old) | set(new)
-                if k not in _RESUME_FREE and old.get(k) != new.get(k))
-  if diff:
-    raise ValueError(f"workdir {workdir} holds a run of another config (fields {diff}); "
-                     "use a new workdir, or set config.restart=True to discard it and start over")
+  def run(self, stop) -> dict:
+    closers = []  # closed also when the loop raises
+    try:
+      return self._run(stop, closers)
+    finally:
+      for close in reversed(closers):
+        close()
 
+  # ----------------------------------------------------------------------------- setup
 
-def _clear_outputs(workdir: str) -> None:
-  """Removes a previous run's outputs from ``workdir`` (config.restart=True); other files stay."""
-  for name in _OUTPUTS:
-    p = os.path.join(workdir, name)
-    if os.path.isdir(p):
-      shutil.rmtree(p)
-    elif os.path.exists(p):
-      os.remove(p)
-  logging.getLogger("reinit_jax").warning("config.restart=True: cleared the previous run's "
-                                          "outputs in %s", workdir)
+  def _restore(self, closers):
+    r, c = self.r, self.c
+    self.ckpt = Checkpoints(os.path.join(self.workdir, "checkpoints"), c.run.keep_checkpoints)
+    closers.append(self.ckpt.close)
+    state = r.init()
+    pos = Position.fresh(len(r.seeds))
+    restored = self.ckpt.restore_latest(state)
+    self.last_ckpt = -1
+    if restored is not None:
+      self.last_ckpt, state, meta = restored
+      pos = Position.from_json(meta)
+      state = r.place.replicate(state)
+      if not pos.done:
+        log_.warning("resuming %s from its checkpoint at step %d (stage %d)", self.workdir,
+                     self.last_ckpt, pos.stage)
+    return state, pos
 
+  def _run(self, stop, closers) -> dict:
+    r, c = self.r, self.c
+    state, pos = self._restore(closers)
+    self.pos = pos
+    self.log = outputs.MetricsLog(self.workdir, pos.records)
+    self.progress = outputs.Progress(c.run.progress if c.run.progress != "off" else "none",
+                                     r.total_steps, pos.step, name=f"{c.name}:{c.reinit.method}",
+                                     examples_per_step=r.batch[0] * len(r.seeds))
+    closers += [self.log.close, self.progress.close]
+    self.times = outputs.PhaseTimes(pos.times, self.compile_timer)
+    # Start-up: imports aside, validation, data, model and first-state setup, restore.
+    self.times.add("startup", time.time() - self.t_start - self.compile_timer.seconds)
+    self.t0, self.wall0, self.steps0 = time.time(), pos.wall_time_s, pos.step
+    stopped = False
+    t = pos.stage
+    while t <= r.T and not pos.done:
+      state, stopped = self._stage(state, t, stop)
+      if stopped:
+        break
+      if t < r.T:
+        with self.times.phase("event"):
+          self._flush()
+          state = self._event(state, t)
+          jax.block_until_ready(state)
+        pos.events += 1
+      t += 1
+      pos.stage, pos.epoch = t, 0
+    self._flush()
+    return self._summary(state, stopped)
+
+  # ----------------------------------------------------------------------------- one stage
+
+  def _stage(self, state, t, stop):
+    """Trains stage t from the current position; returns (state, stopped early)."""
+    r, c, pos = self.r, self.c, self.pos
+    split = r.data.train(t)
+    x_dev = y_dev = None
+    if not r.streaming:
+      x_dev, y_dev = r.place.replicate(split.x), r.place.replicate(split.y)
+    self.stage_inputs = (split, x_dev)
+    n, B, spe = r.stage_n[t - 1], r.batch[t - 1], r.spe[t - 1]
+    g = feed.epochs_per_call(r.E, spe, c.run.max_steps_per_call)
+    tprobs = self._teacher_probs(state, t, n, x_dev) if r.distill == "cached" else None
+    # Steps per call: g whole epochs in memory; streamed, possibly a fraction of an epoch.
+    k = stream.steps_per_call(r.E, spe, c.run.max_steps_per_call) if r.streaming else g * spe
+    feeder = stream.TrainFeed(split, r.seeds[0], spe, B, r.place) if r.streaming else None
+    while pos.epoch < r.E:
+      e = pos.epoch
+      first = (t - 1) * r.E + e
+      with self.times.phase("train"):
+        if r.streaming:
+          xs, ys = feeder.take(first, pos.epoch_step, k)
+          state, m = r.train_call(state, xs, ys)
+        else:
+          idx = feed.train_indices(r.seeds, first, g, n, B)
+          idx = jax.device_put(idx, r.place.batch(3, 2))
+          state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
+        self._flush()
+      first_step = pos.step + 1
+      pos.epoch, pos.epoch_step = divmod(e * spe + pos.epoch_step + k, spe)
+      pos.step += k
+      # A copy of the counters: the state itself is donated to the next call.
+      self.pending = (m, jnp.copy(state.step), (pos.step, t, pos.epoch, first_step))
+      ev = c.run.eval_every_epochs
+      if pos.epoch == r.E or (ev and pos.epoch // ev > e // ev):
+        self._flush()
+        with self.times.phase("evaluate"):
+          self._evaluate(state, t)
+      ce = c.run.checkpoint_every
+      if pos.epoch == r.E or (ce and pos.step // ce > (pos.step - k) // ce):
+        self._flush()
+        if pos.epoch == r.E:
+          last = [rec for rec in self.log.records if rec["stage"] == t and rec["step"] == pos.step]
+          pos.stages.append({"stage": t, "step": pos.step, "metrics": last})
+          pos.done = t == r.T
+        self._save(state)
+      if c.run.stop_after_steps and pos.step >= c.run.stop_after_steps and not pos.done:
+        self._flush()
+        self._save(state)
+        return state, True
+      if stop.set and not pos.done:  # after this call's evaluation and stage record
+        self._save(state)
+        raise faults.Preempted(f"{stop.name}: wrote the checkpoint at step {pos.step} (stage "
+                               f"{t}) in {self.ckpt.directory}; re-run the same command to resume",
+                               stop.signum)
+    return state, False
+
+  def _teacher_probs(self, state, t, n, x_dev):
+    """Stage t's cached teacher probabilities ([Z] §3.1): the network at the end of stage t − 1 on
+    the un-augmented training inputs; zeros in stage 1 (β is off), so nothing retraces."""
+    r = self.r
+    idx, _ = feed.eval_batches(n, self.c.run.eval_batch_size, r.place.n)
+    if t > 1:
+      return r.teacher_cache(state.teacher, x_dev, jax.device_put(idx, r.place.batch(2, 1)))
+    return r.place.replicate(jnp.zeros((len(r.seeds), idx.size, r.data.meta.num_classes),
+                                       jnp.float32))
+
+  def _event(self, state, t):
+    """The event after stage t: R, BatchNorm resets, normalizations, optimizer state (events.py)."""
+    r = self.r
+    split, x_dev = self.stage_inputs
+    if r.streaming:  # one training batch of the stage's data (its last epoch's first batch)
+      pool = stream.norm_batch(split, r.seeds[0], t * r.E - 1, r.batch[t - 1], r.place)
+      n_now = jnp.asarray(r.batch[t - 1], jnp.int32)
+    else:
+      pool, n_now = x_dev, jnp.asarray(r.stage_n[t - 1], jnp.int32)
+    return r.event_fn(state, pool, n_now)
+
+  # ----------------------------------------------------------------------------- records
+
+  def _flush(self):
+    """Writes the last call's training metrics; raises NonFiniteError if a step went bad."""
+    if self.pending is None:
+      return
+    r, c = self.r, self.c
+    m, counters, (step, stage, epoch, first_step) = self.pending
+    self.pending = None
+    m, counters = jax.device_get((m, counters))
+    bad = faults.first_bad_step(counters)
+    if bad:
+      good = self.ckpt.latest_step()
+      where = (f"the last good checkpoint (step {good}) is kept in {self.ckpt.directory}"
+               if good is not None else "no checkpoint was written yet")
+      raise faults.NonFiniteError(
+        f"non-finite loss or parameters at step {bad[0][1]} (stage {stage}) for seed(s) "
+        f"{[r.seeds[i] for i, _ in bad]}; {where}; set config.run.nan_policy='skip' to skip "
+        "such steps")
+    S = len(r.seeds)
+    if c.run.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
+      log_.warning("skipped non-finite step(s) among steps %d..%d (stage %d) of seed(s) %s",
+                   first_step, step, stage,
+                   [r.seeds[s] for s in range(S) if not np.isfinite(m["loss"][s])])
+    self.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
+                     "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
+                     "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
+                     "seed": r.seeds[s]} for s in range(S)])
+    self.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
+                         float(np.mean(m["accuracy"])))
+
+  def _evaluate(self, state, stage):
+    """Validation and test of every seed (one host transfer); updates the best-validation record
+    (model selection, [LW] §3: test accuracy at the best validation accuracy)."""
+    r, pos = self.r, self.pos
+    S = len(r.seeds)
+    on_device = {name: r.eval_fn(state.variables, x, y, idx, w)
+                 for name, (x, y, idx, w) in r.eval_sets.items()}
+    results, norms = jax.device_get((on_device, r.norm_fn(state.variables["params"])))
+    if r.streaming:  # streamed in fixed-shape batches; an empty split (no hold-out) is skipped
+      for name, split in (("validation", r.data.validation), ("test", r.data.test)):
+        if len(split):
+          results[name] = stream.evaluate(r.eval_fn, state.variables, split,
+                                          self.c.run.eval_batch_size, r.place,
+                                          r.data.meta.input_shape)
+    recs = []
+    for name, (loss, acc) in results.items():
+      for s in range(S):
+        recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": name,
+                     "loss": float(loss[s]), "accuracy": float(acc[s]), "learning_rate": None,
+                     "param_norm": float(norms[s]), "seed": r.seeds[s]})
+    self.log.write(recs)
+    best = pos.best
+    for s in range(S):
+      if "test" in results:
+        pos.last_test[s] = float(results["test"][1][s])
+      if "validation" in results and results["validation"][1][s] > best.validation[s]:
+        best.validation[s] = float(results["validation"][1][s])
+        best.test[s] = float(results["test"][1][s]) if "test" in results else None
+        best.step[s] = pos.step
+
+  def _save(self, state):
+    self._flush()  # reads the fault record of the last call: a bad state is never saved
+    pos = self.pos
+    pos.wall_time_s = self.wall0 + time.time() - self.t0
+    pos.records = self.log.records
+    pos.times = self.times.totals()
+    if pos.step != self.last_ckpt:
+      with self.times.phase("checkpoint"):
+        self.ckpt.save(pos.step, state, pos.to_json())
+      self.last_ckpt = pos.step
+
+  def _summary(self, state, stopped: bool) -> dict:
+    r, c, pos = self.r, self.c, self.pos
+    now = time.time()
+    wall = self.wall0 + now - self.t0
+    ran = pos.step - self.steps0
+    best = pos.best
+    has_val = any(v >= 0 for v in best.validation)
+    # Without a validation split (synthetic task) the test accuracy is the final one.
+    test = best.test if has_val else pos.last_test
+    nan = float("nan")
+    summary = {
+      "name": c.name, "method": c.reinit.method, "seeds": r.seeds,
+      "test_accuracy": outputs.mean_std([nan if v is None else v for v in test]),
+      "best_validation_accuracy": outputs.mean_std(best.validation) if has_val else None,
+      "best_step": best.step if has_val else None,
+      "final_test_accuracy": outputs.mean_std([nan if v is None else v for v in pos.last_test]),
+      "stages": pos.stages, "events": pos.events, "steps": pos.step,
+      "total_steps": r.total_steps, "wall_time_s": wall,
+      "times": self.times.totals(),
+      "steps_per_second": ran / max(now - self.t0, 1e-9),
+      "params_digest": outputs.params_digest(state.variables["params"]),
+      "interrupted": stopped, "workdir": os.path.abspath(self.workdir),
+    }
+    W.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
+    return summary

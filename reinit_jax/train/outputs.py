@@ -11,6 +11,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -26,11 +27,9 @@ def params_digest(params) -> str:
   return h.hexdigest()
 
 
-def param_norms(params) -> np.ndarray:
-  """Global L2 norm of every seed's parameters; params with a seed axis → (S,) float."""
-  sq = sum(np.sum(np.square(np.asarray(p, np.float64)).reshape(p.shape[0], -1), axis=1)
-           for p in jax.tree.leaves(params))
-  return np.sqrt(sq)
+def param_norm(params) -> jax.Array:
+  """Global L2 norm of one seed's parameters ([Z] Fig. 3), in float32; jit- and vmap-able."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(params)))
 
 
 class MetricsLog:
@@ -102,33 +101,101 @@ class _EventWriter:
 
 
 class Progress:
-  """tqdm bar on a terminal (stage, epoch, loss, acc, ETA), plain log lines otherwise."""
+  """tqdm bar on a terminal (stage, epoch, loss, acc, examples/s, ETA), plain log lines otherwise."""
 
-  def __init__(self, mode: str, total_steps: int, initial: int = 0, name: str = ""):
+  def __init__(self, mode: str, total_steps: int, initial: int = 0, name: str = "",
+               examples_per_step: int = 0):
     self.mode = mode
     if mode == "auto":
       self.mode = "bar" if sys.stderr.isatty() else "log"
     self.bar = None
     self.name = name
     self.total = total_steps
+    self.per_step = examples_per_step  # all seeds: what the devices process per step
     self.t0, self.s0 = time.time(), initial
     if self.mode == "bar":
       from tqdm import tqdm
       self.bar = tqdm(total=total_steps, initial=initial, desc=name, unit="step", leave=True)
 
+  def _rate(self, step):
+    steps = (step - self.s0) / max(time.time() - self.t0, 1e-9)
+    return steps, (f"{steps * self.per_step:.0f} ex/s" if self.per_step else f"{steps:.1f} steps/s")
+
   def update(self, step: int, stage: int, epoch: int, loss: float, acc: float) -> None:
     if self.bar is not None:
       self.bar.update(step - self.bar.n)
-      self.bar.set_postfix(stage=stage, epoch=epoch, loss=f"{loss:.4f}", acc=f"{acc:.3f}")
+      self.bar.set_postfix(stage=stage, epoch=epoch, loss=f"{loss:.4f}", acc=f"{acc:.3f}",
+                           rate=self._rate(step)[1])
     elif self.mode == "log":
-      rate = (step - self.s0) / max(time.time() - self.t0, 1e-9)
-      eta = (self.total - step) / max(rate, 1e-9)
+      steps, rate = self._rate(step)
+      eta = (self.total - step) / max(steps, 1e-9)
       print(f"[{self.name}] step {step}/{self.total} stage {stage} epoch {epoch} "
-            f"loss {loss:.4f} acc {acc:.3f} eta {eta:.0f}s", flush=True)
+            f"loss {loss:.4f} acc {acc:.3f} {rate} eta {eta:.0f}s", flush=True)
 
   def close(self) -> None:
     if self.bar is not None:
       self.bar.close()
+
+
+class CompileTimer:
+  """Context manager summing XLA compilation time (JAX's own monitoring events) while active."""
+
+  _EVENTS = ("/jax/core/compile/backend_compile_duration",)
+
+  def __init__(self):
+    self.seconds = 0.0
+    self._on = False
+
+  def _listen(self, event, duration, **kw):
+    if self._on and event in self._EVENTS:
+      self.seconds += duration
+
+  def __enter__(self):
+    import jax.monitoring
+    self._on = True
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+    return self
+
+  def __exit__(self, *exc):
+    import jax.monitoring
+    self._on = False
+    jax.monitoring.unregister_event_duration_listener(self._listen)
+    return False
+
+
+class PhaseTimes:
+  """Seconds by phase of a run (startup, compile, train, evaluate, checkpoint, event), disjoint:
+  compilation inside a phase is counted under 'compile', not under the phase."""
+
+  def __init__(self, totals: dict | None = None, compile_timer: CompileTimer | None = None):
+    self.t = {k: 0.0 for k in ("startup", "compile", "train", "evaluate", "checkpoint", "event")}
+    self.t.update(totals or {})
+    self.compile = compile_timer
+    self._compile0 = self.t["compile"] - (compile_timer.seconds if compile_timer else 0.0)
+
+  def add(self, name: str, seconds: float) -> None:
+    self.t[name] = self.t.get(name, 0.0) + seconds
+
+  def phase(self, name: str):
+    import contextlib
+
+    @contextlib.contextmanager
+    def timed():
+      c0 = self.compile.seconds if self.compile else 0.0
+      t0 = time.time()
+      try:
+        yield
+      finally:
+        dc = (self.compile.seconds if self.compile else 0.0) - c0
+        self.add(name, time.time() - t0 - dc)
+
+    return timed()
+
+  def totals(self) -> dict:
+    out = dict(self.t)
+    if self.compile is not None:
+      out["compile"] = self._compile0 + self.compile.seconds
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 def mean_std(values) -> dict:

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedules (SPEC §3).
+"""Optimizer and learning-rate schedules ([Z] §4: constant, cosine restarted per stage, one cosine).
 
 The learning rate is computed outside the optax state from the engine's own step counters and
 multiplied onto the optimizer's update (optimizers are built with ``learning_rate=1``). Two reasons:
@@ -31,25 +31,33 @@ def make_optimizer(name: str, weight_decay: float, momentum: float = 0.9,
   return opt
 
 
-def make_schedule(kind: str, base_lr: float, steps_per_stage: int,
-                  total_steps: int) -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
-  """``lr(step_in_stage, step) -> float32`` for 'constant', 'cosine_per_stage' or 'cosine'.
+def make_schedule(kind: str, base_lr: float, stage_steps, total_steps: int) -> Callable:
+  """``lr(step_in_stage, step, stage) -> float32`` for 'constant', 'cosine_per_stage' or 'cosine'.
 
   'cosine_per_stage' anneals from ``base_lr`` to 0 over every stage and restarts at each event
-  (a cyclical schedule; SGDR for ``standard``); 'cosine' is one annealing over the whole budget.
-  Both counters are int32 scalars (traced); the first step of every stage gets ``base_lr`` under
-  'cosine_per_stage'.
+  (a cyclical schedule [Z] §4; SGDR for ``standard``, [Z] §5.3); 'cosine' is one annealing over the
+  whole budget. ``stage_steps``: the steps of each stage (an int when all stages are equal; a list
+  when they differ, as online stages do). The counters are int32 scalars (traced, so a new stage
+  never retraces); the first step of every stage gets ``base_lr`` under 'cosine_per_stage'.
   """
+  lens = [stage_steps] if isinstance(stage_steps, int) else list(stage_steps)
   if kind == "constant":
-    sched, use_stage = optax.constant_schedule(base_lr), True
-  elif kind == "cosine_per_stage":
-    sched, use_stage = optax.cosine_decay_schedule(base_lr, max(steps_per_stage, 1)), True
-  elif kind == "cosine":
-    sched, use_stage = optax.cosine_decay_schedule(base_lr, max(total_steps, 1)), False
-  else:
-    raise ValueError(f"schedule={kind!r} is invalid; allowed: constant, cosine_per_stage, cosine")
+    sched = optax.constant_schedule(base_lr)
+    return lambda step_in_stage, step, stage: jnp.asarray(sched(step_in_stage), jnp.float32)
+  if kind == "cosine":
+    sched = optax.cosine_decay_schedule(base_lr, max(total_steps, 1))
+    return lambda step_in_stage, step, stage: jnp.asarray(sched(step), jnp.float32)
+  if kind != "cosine_per_stage":
+    raise ValueError(f"config.optim.schedule={kind!r} is invalid; allowed: constant, "
+                     "cosine_per_stage, cosine")
+  if len(set(lens)) == 1:
+    sched = optax.cosine_decay_schedule(base_lr, max(lens[0], 1))
+    return lambda step_in_stage, step, stage: jnp.asarray(sched(step_in_stage), jnp.float32)
+  table = jnp.asarray([max(n, 1) for n in lens], jnp.float32)
 
-  def lr(step_in_stage, step):
-    return jnp.asarray(sched(step_in_stage if use_stage else step), jnp.float32)
+  def lr(step_in_stage, step, stage):  # each stage's own length (online: stages grow)
+    n = table[jnp.clip(stage - 1, 0, len(lens) - 1)]
+    frac = jnp.minimum(step_in_stage.astype(jnp.float32) / n, 1.0)
+    return jnp.float32(base_lr) * 0.5 * (1 + jnp.cos(jnp.pi * frac))
 
   return lr

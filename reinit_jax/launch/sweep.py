@@ -1,4 +1,4 @@
-"""Sweeps: a config file declares a grid of points; launch.py lists or runs them one at a time.
+"""Sweeps: a config file declares a grid of points; launch.py lists them, runs one, or runs all.
 
 A config file that supports sweeps defines, next to ``get_config(arg)``::
 
@@ -8,16 +8,16 @@ A config file that supports sweeps defines, next to ``get_config(arg)``::
 returning a list of points, each a dict of ``:arg`` overrides (the keys ``get_config`` accepts, so
 short study knobs such as ``alpha=`` or ``q=`` go through the config's own post-processing). A point
 runs exactly as ``--config=<file>:<arg>,<point>``: its overrides are appended after the command's
-own, so they win. Seeds are not a grid axis: every point trains all of ``config.seeds`` in one
-process under vmap (the engine's seed axis), so the grid multiplies only what cannot share a
-compilation (methods, settings, stages, learning rates, weight decays, noise levels, ...).
+own, so they win. Seeds are not a grid axis: every point trains all of ``config.run.seeds`` on the
+engine's run axis.
 
     python launch.py --config=configs/synthetic.py:seeds=100 --sweep=list   # one command per point
     python launch.py --config=configs/synthetic.py:seeds=100 --sweep=3      # point 3 only
+    python launch.py --config=configs/synthetic.py:seeds=100 --sweep=all    # every point, one process
 
 Point ``i`` writes into ``<workdir>/<point name>/`` (workdir default: ``runs/<config.name>``), the
 name made of the point's ``key-value`` pairs, e.g. ``method-layerwise_alpha-0.5``. A point that sets
-``method`` clears ``config.methods``, so it is exactly one run (one summary.json, own resume).
+``method`` clears ``config.reinit.methods``, so it is exactly one run (one summary.json, own resume).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import sys
 from typing import Any, Iterable
 
 import ml_collections
+
+from reinit_jax.launch import overrides
 
 
 def product(**axes: Iterable[Any]) -> list[dict]:
@@ -114,9 +116,9 @@ def point_config(config_path: str, index: int) -> tuple[str, ml_collections.Conf
   path, arg = split_config_path(config_path)
   point = grid[index]
   config = load_module(path).get_config(merged_arg(arg, point))
-  if "method" in point and "methods" in config:
+  if "method" in point:
     with config.unlocked():
-      config.methods = ()
+      config.reinit.methods = ()
   return point_name(point), config
 
 
@@ -138,21 +140,16 @@ def commands(config_path: str, workdir: str, extra_flags: Iterable[str] = (),
     words = [f"--config={path}:{merged_arg(arg, p)}",
              f"--workdir={os.path.join(workdir, point_name(p))}"]
     if "method" in p:
-      words.append("--config.methods=()")  # as point_config: the point is one run
+      words.append("--config.reinit.methods=()")  # as point_config: the point is one run
     words += list(extra_flags)
     out.append(launcher + " " + " ".join(shlex.quote(w) for w in words))
   return out
 
 
-def set_overrides(config: ml_collections.ConfigDict, overrides: dict) -> None:
+def set_overrides(config: ml_collections.ConfigDict, values: dict) -> None:
   """Applies ``--config.<dotted.field>=value`` overrides (as config_flags parsed them)."""
-  with config.unlocked():
-    for key, value in overrides.items():
-      target = config
-      *parents, leaf = key.split(".")
-      for p in parents:
-        target = target[p]
-      target[leaf] = value
+  for key, value in values.items():
+    overrides.set_field(config, key, value)
 
 
 def config_override_flags(argv: Iterable[str]) -> list[str]:
@@ -160,6 +157,6 @@ def config_override_flags(argv: Iterable[str]) -> list[str]:
   return [a for a in argv if a.startswith("--config.")]
 
 
-if __name__ == "__main__":  # python -m reinit_jax.train.sweep configs/x.py:arg  -> the commands
+if __name__ == "__main__":  # python -m reinit_jax.launch.sweep configs/x.py:arg  -> the commands
   for line in commands(sys.argv[1], default_workdir(sys.argv[1]), sys.argv[2:]):
     print(line)

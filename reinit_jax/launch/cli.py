@@ -1,0 +1,112 @@
+"""The command line of launch.py: flags parsed into a config, then a run, a study or a grid.
+
+Every expected failure is one line on stderr and an exit status (README, Reliability): 1 for a
+mistake (a misspelt ``--config.<field>``, a malformed value, a bad config, data that cannot be
+read, a NaN, a checkpoint that cannot be written), 128 + signal after a SIGTERM/SIGINT checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from reinit_jax.launch import overrides as O
+from reinit_jax.launch import study, sweep
+
+
+def main(config, path: str, flag_values: dict, workdir: str | None, sweep_flag: str | None,
+         argv: list[str]) -> None:
+  """Runs what the flags ask for: ``config`` (with ``--config.*`` applied by absl), its sweep
+  listing (``--sweep=list``), one point (``--sweep=<i>``) or every point (``--sweep=all``)."""
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  workdir = workdir or os.path.join("runs", config.name)
+  if sweep_flag is None:
+    summaries = study.run_study(config, workdir)
+  elif sweep_flag == "list":
+    for line in sweep.commands(path, workdir, sweep.config_override_flags(argv)):
+      print(line)
+    return
+  elif sweep_flag == "all":
+    from reinit_jax.launch import grid
+    summaries = grid.run_grid(path, flag_values, workdir)
+  else:
+    try:
+      index = int(sweep_flag)
+    except ValueError:
+      raise ValueError(f"--sweep must be 'list', 'all' or an integer index, got {sweep_flag!r}")
+    name, config = sweep.point_config(path, index)
+    sweep.set_overrides(config, flag_values)
+    summaries = study.run_study(config, os.path.join(workdir, name))
+  print("\n" + study.table(summaries))
+  print("\noutputs (config.json, metrics.jsonl, summary.json, tensorboard/, checkpoints/):")
+  for s in summaries.values():
+    print("  " + s["workdir"])
+
+
+def one_line_errors(fn):
+  """``fn(argv)`` with the run's expected failures as one stderr line and an exit status."""
+
+  def wrapped(argv):
+    from reinit_jax.train import faults
+    try:
+      return fn(argv)
+    except faults.Preempted as e:
+      print(f"stopped: {e}", file=sys.stderr, flush=True)
+      sys.exit(faults.exit_code(e.signum))
+    except (ValueError, FloatingPointError, OSError) as e:
+      print(f"error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+      sys.exit(faults.ERROR_EXIT_CODE)
+    except KeyboardInterrupt:  # Ctrl-C outside a run (imports, listing): nothing to save
+      print("stopped: SIGINT", file=sys.stderr, flush=True)
+      sys.exit(130)
+
+  return wrapped
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with ``--help`` listing every config field (exit 0) and every mistake in
+  a ``--config`` flag reported in one line (exit 1) instead of config_flags' traceback."""
+  from absl import flags
+  if any(a in ("-h", "--help", "--helpfull", "-?", "--helpshort") for a in argv[1:]):
+    print(usage())
+    sys.exit(0)
+  try:
+    for a in argv[1:]:
+      if a.startswith("--config.") and "=" in a:
+        key, value = a[len("--config."):].split("=", 1)
+        # Unknown names (with a suggestion) and values of the wrong type fail here in one line.
+        O.set_field(_probe(), key, O.parse_value(value))
+        if O.dotted_name(key) != key:  # a unique leaf name: on the command line, name the section
+          raise ValueError(f"--config.{key} must name its section: "
+                           f"--config.{O.dotted_name(key)}={value}")
+    return flags.FLAGS(argv)
+  except ValueError as e:
+    _die(str(e))
+  except flags.Error as e:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith(("ValueError: ", "KeyError: ", "TypeError: "))]
+    msg = errs[-1].split(": ", 1)[1] if errs else lines[-1] if lines else str(e)
+    _die(msg)
+
+
+def _probe():
+  from reinit_jax.train.config import base_config
+  return base_config()
+
+
+def _die(msg: str):
+  print(f"error: {' '.join(msg.split())}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def usage() -> str:
+  """launch.py's help: the command, the sweep flag and every config field with its default."""
+  from reinit_jax.train.config import help_text
+  return ("usage: python launch.py [--config=configs/<study>.py[:k=v,...]] [--workdir=DIR]\n"
+          "                        [--sweep=list|<i>|all] [--config.<section>.<field>=<value> ...]\n\n"
+          "  --config   study config file and its knobs (default configs/default.py)\n"
+          "  --workdir  output directory (default runs/<config name>); re-running resumes\n"
+          "  --sweep    list: one command per grid point; <i>: run point i; all: run every point\n\n"
+          "config fields (section.field=default; ':k=v' also takes a field's unique leaf name):\n"
+          + help_text())

@@ -1,0 +1,94 @@
+"""Run setup: everything built once before training — data, model, method, optimizer, jitted pieces.
+
+:class:`Run` takes a validated config (``validation.validate``) and builds each component from its
+own section; the stage loop (``loop.py``) only calls what is built here. Data is built from the data
+seed and shared by the seeds of the run axis (their init, batch order, augmentation, dropout and
+events differ); with ``data.per_seed`` every seed draws its own data set (the synthetic task).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from reinit_jax import data as D
+from reinit_jax import methods, models
+from reinit_jax.train import faults, feed, outputs, schedules, step as S, validation
+from reinit_jax.train.state import base_keys, init_state
+
+
+class Run:
+  """The built run: ``data``, ``model``, ``method``, ``tx``, the jitted ``train_call``,
+  ``eval_fn``, ``event_fn``, ``teacher_cache``, ``norm_fn``, and the stage geometry (T stages of E
+  epochs, ``stage_n`` examples, ``batch`` size and ``spe`` steps per epoch of every stage)."""
+
+  def __init__(self, c):
+    self.c = c
+    self.place = feed.Placement()
+    self.seeds = [int(s) for s in c.run.seeds]
+    self.data = D.build(validation.data_view(c))
+    meta = self.data.meta
+    self.streaming = not meta.in_memory
+    if self.streaming and c.reinit.distill and not c.reinit.distill_live:
+      validation.fail("reinit.distill_live", False, "True for a streamed data set (no cache)")
+    opts = c.model.options.to_dict()
+    opts.setdefault("input_shape", tuple(meta.input_shape))
+    self.model = models.create(c.model.name, meta.num_classes, num_blocks=c.model.num_blocks,
+                               **opts)
+    self.method = methods.get(c.reinit.method, **c.reinit.hparams.to_dict())
+    self.T, self.E = c.reinit.stages, c.optim.epochs // c.reinit.stages
+    self.stage_n = [len(self.data.train(t)) for t in range(1, self.T + 1)]
+    self.batch = [c.data.batch_size or n for n in self.stage_n]
+    for n, b in zip(self.stage_n, self.batch):  # what only the built data can tell
+      if b % self.place.n or b > n:
+        validation.fail("data.batch_size", c.data.batch_size,
+                        f"a multiple of the device count {self.place.n}, at most the {n} "
+                        "training examples of a stage")
+    self.spe = [n // b for n, b in zip(self.stage_n, self.batch)]
+    self.total_steps = sum(self.spe) * self.E
+    o = c.optim
+    self.tx = schedules.make_optimizer(o.optimizer, o.weight_decay, o.momentum,
+                                       o.options.to_dict())
+    self.lr_fn = schedules.make_schedule(o.schedule, o.learning_rate,
+                                         [s * self.E for s in self.spe], self.total_steps)
+    self._build_functions(c)
+
+  def _build_functions(self, c):
+    r = c.reinit
+    augment = (lambda k, x, train: x.astype(jnp.float32)) if self.streaming else self.data.augment
+    self.distill = "off" if not r.distill else ("live" if r.distill_live else "cached")
+    stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=self.distill,
+                          beta=r.distill_beta)
+    stepper = faults.guard_step(stepper, c.run.nan_policy)  # NaN/inf record inside the scan
+    # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
+    # largest view, steps to the longest call) keep one compilation for the whole run.
+    online = len(set(self.stage_n)) > 1 and not self.streaming
+    cap = max(self.stage_n) if online else None
+    steps = (max(feed.epochs_per_call(self.E, s, c.run.max_steps_per_call) * s for s in self.spe)
+             if online else None)
+    self.train_call = (S.make_stream_call(stepper) if self.streaming
+                       else S.make_train_call(stepper, cached=self.distill == "cached",
+                                              capacity=cap, max_steps=steps))
+    self.eval_fn = S.make_eval(self.model, augment)
+    self.teacher_cache = S.make_teacher_cache(self.model, augment)
+    self.event_fn = S.make_event(self.model, self.method, self.tx, augment,
+                                 norm_batch_size=r.norm_batch_size, distill=r.distill,
+                                 optimizer_policy=r.optimizer_policy,
+                                 batch_stats_policy=r.batch_stats_policy, capacity=cap,
+                                 idle_norm_policy=r.idle_norm_policy)
+    self.norm_fn = jax.jit(jax.vmap(outputs.param_norm))
+    self.init_fn = jax.jit(jax.vmap(lambda k, s: init_state(self.model, self.method, self.tx, k, s,
+                                                            r.distill)))
+    self.eval_sets = {}
+    if not self.streaming:
+      for name, split in (("validation", self.data.validation), ("test", self.data.test)):
+        if len(split):
+          idx, w = feed.eval_batches(len(split), c.run.eval_batch_size, self.place.n)
+          sh = self.place.batch(2, 1)
+          self.eval_sets[name] = (self.place.replicate(split.x), self.place.replicate(split.y),
+                                  jax.device_put(idx, sh), jax.device_put(w, sh))
+
+  def init(self):
+    """The initial state (S seeds), replicated over the mesh."""
+    seeds = jnp.asarray(self.seeds, jnp.int32)
+    return self.place.replicate(self.init_fn(base_keys(self.seeds), seeds))

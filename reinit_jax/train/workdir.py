@@ -1,0 +1,88 @@
+"""A run's working directory: what it holds, whether a run may resume in it, atomic JSON writes.
+
+``<workdir>/`` holds config.json (the resolved config), metrics.jsonl, tensorboard/, checkpoints/
+and, once the run finished, summary.json (docs/CONTRACTS.md, Engine outputs). A run resumes from its
+latest checkpoint when config.json matches its config up to the fields of ``config.RESUME_FREE``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+
+from reinit_jax.train.config import RESUME_FREE
+
+# What a run writes; config.run.restart=True removes these (and nothing else) first.
+OUTPUTS = ("checkpoints", "checkpoints.corrupt", "tensorboard", "metrics.jsonl", "summary.json",
+           "config.json")
+
+
+def write_json(path: str, obj, **kw) -> None:
+  """Writes ``obj`` as JSON to ``path`` atomically (a temporary file, fsync, then rename)."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, **kw)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def read_json(path: str):
+  """The JSON in ``path``, or None when there is no such file."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def config_json(c) -> dict:
+  """The resolved config as a JSON-able dict (tuples as lists)."""
+  return json.loads(json.dumps(c.to_dict(), default=lambda o: list(o) if isinstance(o, tuple)
+                               else str(o)))
+
+
+def _flat(d: dict) -> dict:
+  """{'optim': {'learning_rate': x}} -> {'optim.learning_rate': x} (one level: sections)."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+    else:
+      out[k] = v
+  return out
+
+
+def check_resumable(workdir: str, c) -> None:
+  """Refuses to resume a workdir whose config.json differs in a field that changes the result."""
+  old = read_json(os.path.join(workdir, "config.json"))
+  if old is None:
+    return
+  old, new = _flat(old), _flat(config_json(c))
+  diff = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and old.get(k) != new.get(k))
+  if diff:
+    raise ValueError(f"workdir {workdir} holds a run of another config (fields {diff}); use a new "
+                     "workdir, or set config.run.restart=True to discard it and start over")
+
+
+def prepare(workdir: str, c) -> None:
+  """Creates ``workdir`` (clearing a previous run's outputs under ``run.restart``), refuses another
+  config's run, and writes config.json."""
+  if c.run.restart:
+    clear_outputs(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  check_resumable(workdir, c)
+  write_json(os.path.join(workdir, "config.json"), config_json(c), indent=2, sort_keys=True)
+
+
+def clear_outputs(workdir: str) -> None:
+  """Removes a previous run's outputs from ``workdir`` (run.restart=True); other files stay."""
+  for name in OUTPUTS:
+    p = os.path.join(workdir, name)
+    if os.path.isdir(p):
+      shutil.rmtree(p)
+    elif os.path.exists(p):
+      os.remove(p)
+  logging.getLogger("reinit_jax").warning("config.run.restart=True: cleared the previous run's "
+                                          "outputs in %s", workdir)
