@@ -31,7 +31,12 @@ def train_indices(seeds, first_epoch: int, num_epochs: int, n: int, batch_size: 
   """Index batches of ``num_epochs`` consecutive (global) epochs for every seed: (S, steps, B).
 
   Epoch numbers are global (stage t's epoch e is (t−1)·E + e), so every stage draws new orders.
+  A full batch (``batch_size == n``, gradient descent as in [LW] §1.1) has no order to draw: every
+  step takes the rows in their stored order (drawing a permutation per seed and step cost more
+  host time than the step itself on the synthetic task).
   """
+  if batch_size == n:
+    return np.broadcast_to(np.arange(n, dtype=np.int32), (len(seeds), num_epochs, n))
   return np.stack([np.concatenate([D.epoch_indices(int(s), first_epoch + j, n, batch_size)
                                    for j in range(num_epochs)]) for s in seeds]).astype(np.int32)
 

@@ -100,7 +100,7 @@ class _Loop:
                                      examples_per_step=r.batch[0] * len(r.seeds))
     closers += [self.log.close, self.progress.close]
     self.times = outputs.PhaseTimes(pos.times, self.compile_timer)
-    # Start-up: imports aside, validation, data, model and first-state setup, restore.
+    # Start-up: validation, data, model, first state, restore (imports and compilation aside).
     self.times.add("startup", time.time() - self.t_start - self.compile_timer.seconds)
     self.t0, self.wall0, self.steps0 = time.time(), pos.wall_time_s, pos.step
     stopped = False
@@ -110,8 +110,9 @@ class _Loop:
       if stopped:
         break
       if t < r.T:
-        with self.times.phase("event"):
+        with self.times.phase("train"):
           self._flush()
+        with self.times.phase("event"):
           state = self._event(state, t)
           jax.block_until_ready(state)
         pos.events += 1
@@ -128,7 +129,7 @@ class _Loop:
     split = r.data.train(t)
     x_dev = y_dev = None
     if not r.streaming:
-      x_dev, y_dev = r.place.replicate(split.x), r.place.replicate(split.y)
+      x_dev, y_dev = r.arrays(lambda d: d.train(t))
     self.stage_inputs = (split, x_dev)
     n, B, spe = r.stage_n[t - 1], r.batch[t - 1], r.spe[t - 1]
     g = feed.epochs_per_call(r.E, spe, c.run.max_steps_per_call)
@@ -155,12 +156,14 @@ class _Loop:
       self.pending = (m, jnp.copy(state.step), (pos.step, t, pos.epoch, first_step))
       ev = c.run.eval_every_epochs
       if pos.epoch == r.E or (ev and pos.epoch // ev > e // ev):
-        self._flush()
+        with self.times.phase("train"):  # waits for the call's compute
+          self._flush()
         with self.times.phase("evaluate"):
           self._evaluate(state, t)
       ce = c.run.checkpoint_every
       if pos.epoch == r.E or (ce and pos.step // ce > (pos.step - k) // ce):
-        self._flush()
+        with self.times.phase("train"):
+          self._flush()
         if pos.epoch == r.E:
           last = [rec for rec in self.log.records if rec["stage"] == t and rec["step"] == pos.step]
           pos.stages.append({"stage": t, "step": pos.step, "metrics": last})

@@ -171,7 +171,7 @@ class PhaseTimes:
     self.t = {k: 0.0 for k in ("startup", "compile", "train", "evaluate", "checkpoint", "event")}
     self.t.update(totals or {})
     self.compile = compile_timer
-    self._compile0 = self.t["compile"] - (compile_timer.seconds if compile_timer else 0.0)
+    self._compile0 = self.t["compile"]  # earlier sessions'; the timer counts this one's
 
   def add(self, name: str, seconds: float) -> None:
     self.t[name] = self.t.get(name, 0.0) + seconds

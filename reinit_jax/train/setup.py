@@ -8,13 +8,29 @@ events differ); with ``data.per_seed`` every seed draws its own data set (the sy
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from reinit_jax import data as D
 from reinit_jax import methods, models
 from reinit_jax.train import faults, feed, outputs, schedules, step as S, validation
 from reinit_jax.train.state import base_keys, init_state
+
+
+# Jitted functions of earlier runs in this process, by the config values they were built from, so
+# that the points of a grid (``--sweep=all``) that share them share their compilations: the train
+# step ignores the method, and α of the synthetic task is data, not a constant of the step.
+_BUILT: dict[str, object] = {}
+
+
+def _memo(kind: str, key, build):
+  k = kind + json.dumps(key, sort_keys=True, default=str)
+  if k not in _BUILT:
+    _BUILT[k] = build()
+  return _BUILT[k]
 
 
 class Run:
@@ -27,6 +43,13 @@ class Run:
     self.place = feed.Placement()
     self.seeds = [int(s) for s in c.run.seeds]
     self.data = D.build(validation.data_view(c))
+    # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...).
+    self.per_run = bool(c.data.per_seed)
+    self.run_data = ([self.data] + [D.build(validation.data_view(c, s)) for s in self.seeds[1:]]
+                     if self.per_run and c.data.seed is None else None)
+    if self.per_run and self.run_data is None:
+      validation.fail("data.seed", c.data.seed, "None with data.per_seed=True (each seed draws "
+                      "its own data set from its seed)")
     meta = self.data.meta
     self.streaming = not meta.in_memory
     if self.streaming and c.reinit.distill and not c.reinit.distill_live:
@@ -55,38 +78,63 @@ class Run:
 
   def _build_functions(self, c):
     r = c.reinit
+    sec = lambda name: c[name].to_dict()
+    # Everything each builder reads, as its memo key (the model by its section and data shape).
+    model_key = [sec("model"), self.data.meta.num_classes, list(self.data.meta.input_shape),
+                 c.data.dataset, c.data.augmentation, c.data.image_size, self.streaming]
+    geometry = [self.stage_n, self.batch, self.E, len(self.seeds), c.run.max_steps_per_call,
+                self.per_run]
+    step_key = model_key + [sec("optim"), geometry, r.distill, r.distill_live, r.distill_beta,
+                            c.run.nan_policy]
+    event_key = model_key + [sec("optim"), sec("reinit"), geometry]
     augment = (lambda k, x, train: x.astype(jnp.float32)) if self.streaming else self.data.augment
     self.distill = "off" if not r.distill else ("live" if r.distill_live else "cached")
-    stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=self.distill,
-                          beta=r.distill_beta)
-    stepper = faults.guard_step(stepper, c.run.nan_policy)  # NaN/inf record inside the scan
+
+    def step():
+      stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=self.distill,
+                            beta=r.distill_beta)
+      return faults.guard_step(stepper, c.run.nan_policy)  # NaN/inf record inside the scan
+
     # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
     # largest view, steps to the longest call) keep one compilation for the whole run.
     online = len(set(self.stage_n)) > 1 and not self.streaming
     cap = max(self.stage_n) if online else None
     steps = (max(feed.epochs_per_call(self.E, s, c.run.max_steps_per_call) * s for s in self.spe)
              if online else None)
-    self.train_call = (S.make_stream_call(stepper) if self.streaming
-                       else S.make_train_call(stepper, cached=self.distill == "cached",
-                                              capacity=cap, max_steps=steps))
-    self.eval_fn = S.make_eval(self.model, augment)
-    self.teacher_cache = S.make_teacher_cache(self.model, augment)
-    self.event_fn = S.make_event(self.model, self.method, self.tx, augment,
-                                 norm_batch_size=r.norm_batch_size, distill=r.distill,
-                                 optimizer_policy=r.optimizer_policy,
-                                 batch_stats_policy=r.batch_stats_policy, capacity=cap,
-                                 idle_norm_policy=r.idle_norm_policy)
-    self.norm_fn = jax.jit(jax.vmap(outputs.param_norm))
-    self.init_fn = jax.jit(jax.vmap(lambda k, s: init_state(self.model, self.method, self.tx, k, s,
-                                                            r.distill)))
+    self.train_call = _memo("train", step_key, lambda: (
+        S.make_stream_call(step()) if self.streaming
+        else S.make_train_call(step(), cached=self.distill == "cached", capacity=cap,
+                               max_steps=steps, per_run=self.per_run)))
+    self.eval_fn = _memo("eval", model_key + [self.per_run],
+                         lambda: S.make_eval(self.model, augment, per_run=self.per_run))
+    self.teacher_cache = _memo("teacher", model_key + [self.per_run], lambda: S.make_teacher_cache(
+        self.model, augment, per_run=self.per_run))
+    self.event_fn = _memo("event", event_key, lambda: S.make_event(
+        self.model, self.method, self.tx, augment, norm_batch_size=r.norm_batch_size,
+        distill=r.distill, optimizer_policy=r.optimizer_policy,
+        batch_stats_policy=r.batch_stats_policy, capacity=cap,
+        idle_norm_policy=r.idle_norm_policy, per_run=self.per_run))
+    self.norm_fn = _memo("norm", [], lambda: jax.jit(jax.vmap(outputs.param_norm)))
+    self.init_fn = _memo("init", event_key, lambda: jax.jit(jax.vmap(
+        lambda k, s: init_state(self.model, self.method, self.tx, k, s, r.distill))))
     self.eval_sets = {}
     if not self.streaming:
-      for name, split in (("validation", self.data.validation), ("test", self.data.test)):
+      for name in ("validation", "test"):
+        split = getattr(self.data, name)
         if len(split):
           idx, w = feed.eval_batches(len(split), c.run.eval_batch_size, self.place.n)
           sh = self.place.batch(2, 1)
-          self.eval_sets[name] = (self.place.replicate(split.x), self.place.replicate(split.y),
-                                  jax.device_put(idx, sh), jax.device_put(w, sh))
+          x, y = self.arrays(lambda d: getattr(d, name))
+          self.eval_sets[name] = (x, y, jax.device_put(idx, sh), jax.device_put(w, sh))
+
+  def arrays(self, pick):
+    """``pick(data).x, .y`` on the devices (replicated); per-run data: stacked (S, N, ...)."""
+    if not self.per_run:
+      split = pick(self.data)
+      return self.place.replicate(split.x), self.place.replicate(split.y)
+    splits = [pick(d) for d in self.run_data]
+    return (self.place.replicate(np.stack([s.x for s in splits])),
+            self.place.replicate(np.stack([s.y for s in splits])))
 
   def init(self):
     """The initial state (S seeds), replicated over the mesh."""

@@ -72,7 +72,7 @@ def _summarize(loss, acc, lr):
 
 
 def make_train_call(step, *, cached: bool, capacity: int | None = None,
-                    max_steps: int | None = None, seed_axis: str = "auto"):
+                    max_steps: int | None = None, seed_axis: str = "auto", per_run: bool = False):
   """Jitted, vmapped, scanned training on device-resident data.
 
   ``call(state (S,...), x_all (N, ...), y_all (N,), tprobs (S, N', C) | None, idx (S, n, B))``
@@ -89,6 +89,9 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
   (``lax.map``), which keeps every matmul unbatched: XLA:CPU runs matmuls batched over seeds far
   slower than separate ones (bench/README.md, seeds: 3.6× for 8 scnn_tiny seeds). 'auto' (default):
   'map' on the CPU backend, 'vmap' on accelerators.
+
+  ``per_run``: ``x_all``/``y_all`` carry the run axis, (S, N, ...) and (S, N): every seed trains on
+  its own data set (independent runs of the synthetic task, [LW] §1.1).
   """
   if seed_axis == "auto":
     seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
@@ -103,12 +106,18 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
     state, out = jax.lax.scan(body, state, idx)
     return state, _summarize(*out)
 
+  if per_run and (capacity is not None or max_steps is not None):
+    raise ValueError("per-run data sets do not combine with online (growing) stages")
   if seed_axis == "map":
     def fn(state, x_all, y_all, tp_all, idx):
+      if per_run:
+        return jax.lax.map(lambda a: one(a[0], a[3], a[4], a[1], a[2]),
+                           (state, tp_all if cached else None, idx, x_all, y_all))
       return jax.lax.map(lambda a: one(a[0], x_all, y_all, a[1], a[2]),
                          (state, tp_all if cached else None, idx))
   elif seed_axis == "vmap":
-    fn = jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0))
+    d = 0 if per_run else None
+    fn = jax.vmap(one, in_axes=(0, d, d, 0 if cached else None, 0))
   else:
     raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
   return jax.jit(fn, donate_argnums=0)
@@ -190,7 +199,7 @@ def make_stream_call(step):
   return jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
 
 
-def make_eval(model, augment: Callable):
+def make_eval(model, augment: Callable, per_run: bool = False):
   """``eval(variables (S,...), x_all, y_all, idx (nb, Be), w (nb, Be)) -> (loss (S,), acc (S,))``.
 
   Mean cross-entropy and accuracy over the examples with weight 1 (padding has weight 0).
@@ -209,10 +218,11 @@ def make_eval(model, augment: Callable):
     n = jnp.maximum(jnp.sum(w), 1.0)
     return tot_l / n, tot_c / n
 
-  return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
+  d = 0 if per_run else None  # per-run data sets: x_all (S, N, ...), y_all (S, N)
+  return jax.jit(jax.vmap(one, in_axes=(0, d, d, None, None)))
 
 
-def make_teacher_cache(model, augment: Callable):
+def make_teacher_cache(model, augment: Callable, per_run: bool = False):
   """``cache(teacher (S,...), x_all, idx (nb, Be)) -> probs (S, nb·Be, C)``: the teacher's class
   probabilities on every training example, un-augmented (SPEC §2 default; row i = example i)."""
   key = jax.random.PRNGKey(0)
@@ -222,12 +232,12 @@ def make_teacher_cache(model, augment: Callable):
                         idx)
     return probs.reshape(-1, probs.shape[-1])
 
-  return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+  return jax.jit(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)))
 
 
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
                optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None,
-               idle_norm_policy: str = "set"):
+               idle_norm_policy: str = "set", per_run: bool = False):
   """The event after the current stage, jitted once (stage is traced state, SPEC §1).
 
   ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
@@ -254,7 +264,7 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
                          teacher=dict(state.variables) if distill else None,
                          stage=t + 1, step_in_stage=jnp.zeros_like(state.step_in_stage))
 
-  fn = jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
+  fn = jax.jit(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)), donate_argnums=0)
   if capacity is None:
     return fn
   pad = _RowPad(capacity, 0)
