@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from reinit_jax.analysis import plots, report
+from reinit_jax.launch import base_config
+from reinit_jax.train.workdir import config_json
 
 
 def _png_ok(path):
@@ -34,10 +36,12 @@ def _records(stages, steps_per_stage, seeds, acc0):
 def _workdir(root, name, *, method, lr, wd, stages, seeds, test, val, distill=False):
   d = os.path.join(root, name)
   os.makedirs(d)
-  config = dict(name=name, model="mlp", method=method, dataset="synthetic", synthetic_alpha=1.0,
-                setting="", augmentation="none", schedule="constant", learning_rate=lr,
-                weight_decay=wd, stages=stages, epochs=stages * 4, seeds=list(seeds),
-                distill=distill, label_noise=0.0, chunks=1, method_kwargs={})
+  c = base_config()  # config.json exactly as the engine writes it (nested by section)
+  c.name, c.model.name, c.data.dataset, c.data.synthetic_alpha = name, "mlp", "synthetic", 1.0
+  c.optim.learning_rate, c.optim.weight_decay, c.optim.epochs = lr, wd, stages * 4
+  c.reinit.method, c.reinit.stages, c.reinit.distill = method, stages, distill
+  c.run.seeds = tuple(seeds)
+  config = config_json(c)
   summary = dict(test_accuracy=dict(mean=float(np.mean(test)), std=float(np.std(test)),
                                     per_seed=list(test)),
                  best_validation_accuracy=val, stages=[], wall_time_s=1.0, steps_per_second=1.0,
@@ -68,7 +72,7 @@ def sweep(tmp_path):
              test=[base - 0.2] * 10, val=0.4)
   os.makedirs(os.path.join(root, "broken"))
   with open(os.path.join(root, "broken", "config.json"), "w") as f:
-    json.dump({"learning_rate": 0.1}, f)
+    json.dump({"optim": {"learning_rate": 0.1}}, f)
   return root
 
 
@@ -104,14 +108,16 @@ def test_report_on_real_engine_workdirs(tmp_path):
   from reinit_jax import train
   for method in ("standard", "layerwise"):
     c = train.base_config()
-    c.method, c.epochs, c.stages, c.seeds, c.progress = method, 6, 3, (0, 1), "off"
+    c.reinit.method, c.optim.epochs, c.reinit.stages = method, 6, 3
+    c.run.seeds, c.run.progress = (0, 1), "off"
     if method == "layerwise":
-      c.method_kwargs = {"events_per_block": 1}
+      c.reinit.hparams = {"events_per_block": 1}
     train.run(c, str(tmp_path / "runs" / method))
   out = str(tmp_path / "out")
   md = open(report.report([str(tmp_path / "runs")], out)).read()
   row = [l for l in md.splitlines() if l.startswith("| synthetic/mlp")]
   assert len(row) == 1 and row[0].count("(n=2)") == 2
+  assert not [l for l in md.splitlines() if l.startswith("- ") and "config." in l], md
   assert "| layerwise | standard | 2 |" in md
   assert any(f.startswith("weight_norm_") for f in os.listdir(out))
 

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from reinit_jax.train.config import fields
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -18,29 +20,73 @@ def _launch(args, timeout=300):
 
 def test_launch_synthetic_with_overrides(tmp_path):
   p = _launch(["--config=configs/synthetic.py:method=shrink_perturb,seeds=2,alpha=2",
-               f"--workdir={tmp_path}", "--config.epochs=4", "--config.stages=2",
-               "--config.synthetic_test=200", "--config.progress=off"])
+               f"--workdir={tmp_path}", "--config.optim.epochs=4", "--config.reinit.stages=2",
+               "--config.data.synthetic_test=200", "--config.run.progress=off"])
   assert p.returncode == 0, p.stderr[-2000:]
   assert "shrink_perturb" in p.stdout and str(tmp_path) in p.stdout
   s = json.load(open(tmp_path / "summary.json"))
   assert s["steps"] == 4 and s["events"] == 1 and len(s["test_accuracy"]["per_seed"]) == 2
   c = json.load(open(tmp_path / "config.json"))
-  assert c["synthetic_alpha"] == 2.0 and c["seeds"] == [0, 1]
+  assert c["data"]["synthetic_alpha"] == 2.0 and c["run"]["seeds"] == [0, 1]
+  assert c["reinit"]["method"] == "shrink_perturb" and c["optim"]["epochs"] == 4
 
 
 def test_launch_bad_override_fails_fast(tmp_path):
   p = _launch(["--config=configs/synthetic.py:method=nope", f"--workdir={tmp_path}"], timeout=60)
-  assert p.returncode != 0
-  assert "config.method='nope'" in p.stderr
+  assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+  assert p.stderr.strip().splitlines()[-1].startswith("error: config.reinit.method='nope'")
 
 
 def test_launch_methods_list_makes_subdirs(tmp_path):
   p = _launch(["--config=configs/synthetic.py:epochs=2,stages=2,synthetic_test=100",
-               f"--workdir={tmp_path}", "--config.methods=('standard','full')",
-               "--config.progress=off"])
+               f"--workdir={tmp_path}", "--config.reinit.methods=('standard','full')",
+               "--config.run.progress=off"])
   assert p.returncode == 0, p.stderr[-2000:]
   for m in ("standard", "full"):
     assert json.load(open(tmp_path / m / "summary.json"))["method"] == m
+
+
+@pytest.mark.parametrize("flag", ["--help", "--helpfull", "-h"])
+def test_help_lists_every_field_with_its_default_without_jax(flag):
+  """Help exits 0 and lists ``--config.<section>.<field>=<default>`` for every schema field, without
+  importing JAX (listing a config must stay instant)."""
+  code = ("import runpy, sys\n"
+          f"sys.argv = ['launch.py', {flag!r}]\n"
+          "try:\n"
+          "  runpy.run_path('launch.py', run_name='__main__')\n"
+          "except SystemExit as e:\n"
+          "  print('EXIT', e.code, 'jax' in sys.modules)\n")
+  p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                     capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert p.stdout.strip().splitlines()[-1] == "EXIT 0 False", p.stdout[-500:]
+  assert "--config.optim.learning_rate=0.05" in p.stdout
+  assert "--config.run.seeds=(0,)" in p.stdout and "--config.reinit.method='standard'" in p.stdout
+  for dotted, f in fields().items():
+    default = dict(f.default) if isinstance(f.default, dict) else f.default
+    assert f"--config.{dotted}={default!r}\n" in p.stdout, dotted
+  assert p.stderr.strip() == ""
+
+
+@pytest.mark.parametrize("args,want", [
+  (["--config.optim.learnig_rate=0.1"], ("did you mean", "optim.learning_rate")),
+  (["--config=configs/synthetic.py", "--config.optim.learnig_rate=0.1"],
+   ("did you mean", "optim.learning_rate")),
+  (["--config.learning_rate=0.1"], ("must name its section", "--config.optim.learning_rate=0.1")),
+  (["--config.optim.learning_rate=abc"], ("config.optim.learning_rate='abc'",)),
+  (["--config=configs/synthetic.py:seeds=abc"], ("seeds='abc'", "integer")),
+  (["--config=configs/synthetic.py:learnig_rate=0.1"], ("did you mean", "learning_rate")),
+])
+def test_flag_mistakes_are_one_stderr_line_exit_1(args, want, tmp_path):
+  """A misspelt, unsectioned or malformed ``--config`` flag or ``:arg``: exit 1 and exactly one
+  stderr line naming the field, before any compute."""
+  p = _launch(args + [f"--workdir={tmp_path}"], timeout=120)
+  lines = [line for line in p.stderr.splitlines() if line.strip()]
+  assert p.returncode == 1, p.stderr[-3000:]
+  assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr[-3000:]
+  for w in want:
+    assert w in lines[0], (w, lines[0])
+  assert not os.listdir(tmp_path)
 
 
 @pytest.mark.slow

@@ -10,21 +10,10 @@ import ml_collections
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from reinit_jax import train
+from reinit_jax import launch, train
+from reinit_jax.train.config import fields
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# The expected kind of every field, written here independently of the validator.
-INT0 = ("batch_size", "eval_every_epochs", "checkpoint_every", "stop_after_steps")
-INT1 = ("chunks", "synthetic_train", "synthetic_test", "epochs", "stages", "eval_batch_size",
-        "norm_batch_size", "max_steps_per_call")
-OPT_INT1 = ("num_blocks", "image_size", "train_subset")
-NUM0 = ("setting_weight_decay", "weight_decay", "distill_beta")
-BOOL = ("distill", "distill_live", "distributed", "restart", "tune_cpu_allocator")
-DICT = ("model_kwargs", "method_kwargs", "optimizer_kwargs")
-NAMES = ("model", "method", "dataset", "augmentation", "setting", "setting_augmentation",
-         "optimizer", "schedule", "optimizer_policy", "batch_stats_policy", "idle_norm_policy", "progress",
-         "nan_policy")
 
 not_int = st.one_of(st.text(max_size=5), st.floats(allow_nan=True).filter(lambda f: f != int(f)
                     if f == f and abs(f) < 1e300 else True), st.booleans(), st.lists(st.integers(),
@@ -36,91 +25,153 @@ unknown_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_siz
                        max_size=12).map(lambda s: "x" + s)
 
 
-def _bad_value(field):
-  """A strategy of values that ``field`` must reject (wrong type, out of range, unknown name)."""
-  if field in INT0:
-    return st.one_of(not_int, st.none(), st.integers(max_value=-1))
-  if field in INT1:
-    return st.one_of(not_int, st.none(), st.integers(max_value=0))
-  if field in OPT_INT1:
-    return st.one_of(not_int, st.integers(max_value=0))
-  if field in NUM0:
-    return st.one_of(not_num, st.none(), st.floats(max_value=-1e-9, allow_infinity=False))
-  if field == "learning_rate":
-    return st.one_of(not_num, st.none(), st.floats(max_value=0, allow_infinity=False))
-  if field in ("label_noise", "momentum"):
-    return st.one_of(not_num, st.floats(min_value=1.0, allow_infinity=False),
-                     st.floats(max_value=-1e-9, allow_infinity=False))
-  if field == "validation_fraction":
-    return st.one_of(not_num, st.floats(min_value=1.0, allow_infinity=False))
-  if field == "synthetic_alpha":
-    return not_num
-  if field in BOOL:
-    return st.one_of(st.integers(), st.text(max_size=4), st.none())
-  if field in DICT:
-    return st.one_of(st.integers(), st.text(max_size=4), st.lists(st.integers(), max_size=2))
-  if field in NAMES:
-    return st.one_of(not_str, st.none(), unknown_name)
-  if field in ("seeds", "methods"):
-    return st.one_of(st.integers(), st.text(min_size=1, max_size=4).filter(lambda s: field ==
-                     "seeds"), st.just((0, 0)) if field == "seeds" else st.just(("nope",)),
-                     st.just((-1,)) if field == "seeds" else st.just((1,)))
-  if field == "data_seed":
-    return st.one_of(not_int, st.integers(max_value=-1))
-  if field == "keep_checkpoints":
-    return st.one_of(not_int, st.none(), st.integers(max_value=1))
-  if field == "name":
-    return not_str
-  if field == "in_memory":  # None (per data set) is allowed
-    return st.one_of(st.integers(), st.text(max_size=4), st.floats())
-  if field in ("data_dir", "manual_dir"):
-    return st.one_of(st.integers(), st.floats(), st.lists(st.text(), max_size=2))
-  raise AssertionError(f"no strategy for config.{field}: add it here")
+def _int_below(low, none_ok=False):
+  """Integers < low, and non-integers (None too unless the field allows it)."""
+  return st.one_of(not_int, st.integers(max_value=low - 1), *([] if none_ok else [st.none()]))
 
 
-FIELDS = sorted(train.base_config().keys())
+def _fraction(none_ok=False):  # a number in [0, 1)
+  return st.one_of(not_num, st.floats(min_value=1.0, allow_infinity=False),
+                   st.floats(max_value=-1e-9, allow_infinity=False),
+                   *([] if none_ok else [st.none()]))
+
+
+def _num0():  # a finite number >= 0
+  return st.one_of(not_num, st.none(), st.floats(max_value=-1e-9, allow_infinity=False))
+
+
+def _bool(none_ok=False):
+  return st.one_of(st.integers(), st.text(max_size=4), st.floats(),
+                   *([] if none_ok else [st.none()]))
+
+
+def _name():  # a registry name or one of a fixed set of strings
+  return st.one_of(not_str, st.none(), unknown_name)
+
+
+def _path():  # None or a string
+  return st.one_of(st.integers(), st.floats(), st.lists(st.text(), max_size=2))
+
+
+_DICT = st.one_of(st.integers(), st.text(max_size=4), st.lists(st.integers(), max_size=2))
+_STR_TUPLE = st.one_of(st.integers(), st.text(min_size=1, max_size=4), st.just((1,)),
+                       st.lists(st.integers(), min_size=1, max_size=2))
+
+# Values every field must reject, by dotted name, written from the field's documented meaning
+# (launch.py --help) rather than from the validator's checks.
+BAD = {
+  "name": not_str,
+  "data.dataset": _name(),
+  "data.data_dir": _path(),
+  "data.manual_dir": _path(),
+  "data.validation_fraction": _fraction(none_ok=True),
+  "data.batch_size": _int_below(0),
+  "data.augmentation": _name(),
+  "data.image_size": _int_below(1, none_ok=True),
+  "data.label_noise": _fraction(),
+  "data.chunks": _int_below(1),
+  "data.train_subset": _int_below(1, none_ok=True),
+  "data.in_memory": _bool(none_ok=True),
+  "data.seed": _int_below(0, none_ok=True),
+  "data.per_seed": _bool(),
+  "data.synthetic_alpha": not_num,
+  "data.synthetic_train": _int_below(1),
+  "data.synthetic_test": _int_below(1),
+  "model.name": _name(),
+  "model.num_blocks": _int_below(1, none_ok=True),
+  "model.options": _DICT,
+  "optim.optimizer": _name(),
+  "optim.options": _DICT,
+  "optim.momentum": _fraction(),
+  "optim.learning_rate": st.one_of(not_num, st.none(), st.floats(max_value=0, allow_infinity=False)),
+  "optim.schedule": _name(),
+  "optim.weight_decay": _num0(),
+  "optim.epochs": _int_below(1),
+  "optim.setting": _name(),
+  "optim.setting_weight_decay": _num0(),
+  "optim.setting_augmentation": _name(),
+  "reinit.method": _name(),
+  "reinit.hparams": _DICT,
+  "reinit.methods": st.one_of(st.integers(), st.just(("nope",)), st.just((1,))),
+  "reinit.stages": _int_below(1),
+  "reinit.optimizer_policy": _name(),
+  "reinit.batch_stats_policy": _name(),
+  "reinit.idle_norm_policy": _name(),
+  "reinit.norm_batch_size": _int_below(1),
+  "reinit.distill": _bool(),
+  "reinit.distill_beta": _num0(),
+  "reinit.distill_live": _bool(),
+  "run.seeds": st.one_of(st.integers(), st.text(min_size=1, max_size=4), st.just(()),
+                         st.just((0, 0)), st.just((-1,)), st.just((0.5,)), st.just((True,))),
+  "run.eval_every_epochs": _int_below(0),
+  "run.eval_batch_size": _int_below(1),
+  "run.max_steps_per_call": _int_below(1),
+  "run.checkpoint_every": _int_below(0),
+  "run.keep_checkpoints": _int_below(2),  # one checkpoint could not fall back
+  "run.progress": _name(),
+  "run.distributed": _bool(),
+  "run.stop_after_steps": _int_below(0),
+  "run.nan_policy": _name(),
+  "run.restart": _bool(),
+  "run.tune_cpu_allocator": _bool(),
+  "run.modules": _STR_TUPLE,
+}
+FIELDS = sorted(fields())
+
+
+def test_every_field_has_a_strategy():
+  assert sorted(BAD) == FIELDS, set(BAD) ^ set(FIELDS)
 
 
 @st.composite
 def bad_config(draw):
   field = draw(st.sampled_from(FIELDS))
-  value = draw(_bad_value(field))
+  value = draw(BAD[field])
   d = train.base_config().to_dict()
-  d[field] = value
-  return field, ml_collections.ConfigDict(d)  # a plain dict config: no ConfigDict type safety
+  section, _, leaf = field.rpartition(".")
+  (d[section] if section else d)[leaf] = value
+  return field, value, ml_collections.ConfigDict(d)  # a plain dict config: no type safety
 
 
-def test_every_field_has_a_strategy():
-  for f in FIELDS:
-    _bad_value(f)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bad_config())
-def test_invalid_field_one_line_value_error(fc):
-  field, c = fc
+def test_invalid_field_one_line_value_error(fcv):
+  field, value, c = fcv
   with pytest.raises(ValueError) as e:
     train.validate(c)
   msg = str(e.value)
-  assert "\n" not in msg and f"config.{field}" in msg, (field, c[field], msg)
+  assert "\n" not in msg and f"config.{field}" in msg, (field, value, msg)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["learning_rate", "epochs", "seeds", "method_kwargs", "distill", "model"]),
+@given(st.sampled_from(["learning_rate", "optim.epochs", "seeds", "hparams", "distill",
+                        "model.name", "model.options.width", "run.modules"]),
        st.text(alphabet="abc(;)1.=-", min_size=1, max_size=6))
 def test_overrides_of_any_text_fail_in_one_line(field, text):
   try:
-    c = train.parse_overrides(train.base_config(), f"{field}={text}")
+    c = train.base_config()
+    launch.apply(c, f"{field}={text}")
     train.validate(c)
   except ValueError as e:  # the field itself, or another field it conflicts with (stages > epochs)
-    assert "\n" not in str(e) and str(e).startswith("config."), str(e)
+    assert "\n" not in str(e) and str(e).startswith("config"), str(e)
 
 
 def test_misspelt_field_is_named():
   c = train.base_config()
   with c.unlocked():
-    c.seed = 3
-  with pytest.raises(ValueError, match=r"config.seed is not a field; did you mean config.seeds\?"):
+    c.run.seed = 3
+  with pytest.raises(ValueError, match=r"^config.run.seed is not a field; did you mean "
+                     r"config.run.seeds\?"):
+    train.validate(c)
+  c = train.base_config()
+  with c.unlocked():
+    c.optm = {"learning_rate": 0.1}
+  with pytest.raises(ValueError, match=r"^config.optm is not a field"):
+    train.validate(c)
+  c = train.base_config()
+  with c.unlocked():
+    del c["reinit"]
+  with pytest.raises(ValueError, match=r"^config.reinit is missing"):
     train.validate(c)
 
 
@@ -138,13 +189,13 @@ def test_launch_corrupt_data_and_bad_config_one_line_nonzero(tmp_path):
   for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
     (manual / name).write_bytes(gzip.compress(b"\0" * 64))
-  p = _launch(["--config=configs/synthetic.py", f"--workdir={tmp_path / 'w'}",
-               "--config.dataset=fashion_mnist", f"--config.manual_dir={manual}",
-               f"--config.data_dir={tmp_path / 'tfds'}", "--config.progress=off"])
+  p = _launch(["--config=configs/synthetic.py:shared_data=1", f"--workdir={tmp_path / 'w'}",
+               "--config.data.dataset=fashion_mnist", f"--config.data.manual_dir={manual}",
+               f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.run.progress=off"])
   err = [line for line in p.stderr.splitlines() if line.strip()]
   assert p.returncode == 1, p.stderr[-2000:]
   assert "Traceback" not in p.stderr
   assert err[-1].startswith("error: ") and "is corrupt or truncated" in err[-1], err
   p = _launch(["--config=configs/synthetic.py:learning_rate=abc", f"--workdir={tmp_path / 'v'}"])
   assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
-  assert p.stderr.strip().splitlines()[-1].startswith("error: config.learning_rate='abc'")
+  assert p.stderr.strip().splitlines()[-1].startswith("error: config.optim.learning_rate='abc'")

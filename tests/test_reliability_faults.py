@@ -87,9 +87,8 @@ def _leaves(tree):
 
 def _like(tmp_path):
   from reinit_jax.train import validation
-  from reinit_jax.train.loop import Run
-  c = validation.validate(tiny_config(learning_rate=1e30, **KW))
-  return Run(c, str(tmp_path / "like")).init()
+  from reinit_jax.train.setup import Run
+  return Run(validation.validate(tiny_config(learning_rate=1e30, **KW))).init()
 
 
 def test_skip_policy_drops_the_bad_update(monkeypatch, tmp_path, caplog):
@@ -104,8 +103,12 @@ def test_skip_policy_drops_the_bad_update(monkeypatch, tmp_path, caplog):
              for r in caplog.records)
 
 
-def test_sigterm_checkpoints_then_resume_matches(monkeypatch, tmp_path, reference):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_checkpoints_then_resume_matches(sig, monkeypatch, tmp_path, reference):
+  """SIGTERM (a preemption notice) or SIGINT (Ctrl-C) during step 3: the call finishes, a checkpoint
+  is written, Preempted names the signal; the previous handler is back; re-running resumes."""
   orig, calls = S.make_train_call, []
+  before = signal.getsignal(sig)
 
   def make_train_call(*a, **k):
     fn = orig(*a, **k)
@@ -113,15 +116,20 @@ def test_sigterm_checkpoints_then_resume_matches(monkeypatch, tmp_path, referenc
     def call(*args):
       out = fn(*args)
       calls.append(1)
-      if len(calls) == 3:  # the preemption notice arrives during step 3
-        os.kill(os.getpid(), signal.SIGTERM)
+      if len(calls) == 3:  # the signal arrives during step 3
+        os.kill(os.getpid(), sig)
       return out
     return call
 
   monkeypatch.setattr(S, "make_train_call", make_train_call)
-  with pytest.raises(faults.Preempted, match=r"SIGTERM: wrote the checkpoint at step 3 \(stage 2\)"):
+  with pytest.raises(faults.Preempted, match=rf"^{sig.name}: wrote the checkpoint at step 3 "
+                     r"\(stage 2\)") as e:
     train.run(tiny_config(**KW), str(tmp_path))
-  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+  assert e.value.signum == sig and faults.exit_code(e.value.signum) == 128 + sig
+  assert signal.getsignal(sig) is before
+  ck = Checkpoints(str(tmp_path / "checkpoints"))
+  assert ck.latest_step() == 3
+  ck.close()
   monkeypatch.undo()
   done = train.run(tiny_config(**KW), str(tmp_path))
   assert done["params_digest"] == reference["params_digest"]
@@ -193,12 +201,12 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(damage, tmp_path, refe
 
 def test_other_config_refused_then_restart_starts_over(tmp_path):
   train.run(tiny_config(stop_after_steps=2), str(tmp_path))
-  with pytest.raises(ValueError, match=r"holds a run of another config \(fields \['learning_rate'\]\)"
-                     r".*config.restart=True") as e:
+  with pytest.raises(ValueError, match=r"holds a run of another config \(fields "
+                     r"\['optim.learning_rate'\]\).*config.run.restart=True") as e:
     train.run(tiny_config(learning_rate=0.01), str(tmp_path))
   assert "\n" not in str(e.value)
   over = train.run(tiny_config(learning_rate=0.01, restart=True), str(tmp_path))
   assert over["steps"] == 6 and not over["interrupted"]
-  assert json.load(open(tmp_path / "config.json"))["learning_rate"] == 0.01
+  assert json.load(open(tmp_path / "config.json"))["optim"]["learning_rate"] == 0.01
   rows = records(str(tmp_path), "train")  # the old run's rows are gone: one per stage call
   assert [r["step"] for r in rows] == [2, 4, 6]

@@ -1,7 +1,7 @@
 """Preemption of a real run (README, Reliability): SIGKILL at random points — inside a stage, during
 a re-initialization event, during a checkpoint write, at a random time — then the same command again
 until it completes; the result equals an uninterrupted run's bitwise. SIGTERM through launch.py:
-a checkpoint, exit status 143, and the re-run resumes. Slow (a dozen processes); .ci/run runs it.
+a checkpoint, exit status 143 (130 for SIGINT), and the re-run resumes. Slow (a dozen processes); .ci/run runs it.
 """
 
 import json
@@ -56,8 +56,9 @@ ocp.handlers.JsonCheckpointHandler.async_save = json_save
 if os.environ.get("LAUNCH"):
   import launch
   from absl import app
+  from reinit_jax.launch import cli
   sys.argv = ["launch.py"] + sys.argv[1:]
-  app.run(launch._one_line_errors(launch.main), flags_parser=launch._parse_flags)
+  app.run(cli.one_line_errors(launch.main), flags_parser=cli.parse_flags)
 else:
   sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
   from train_helpers import tiny_config
@@ -131,19 +132,22 @@ def test_sigkill_anywhere_then_rerun_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_through_launch_checkpoints_exits_143_and_resumes(tmp_path):
-  args = ["--config=configs/synthetic.py:method=shrink_perturb,seeds=2", "--config.epochs=6",
-          "--config.stages=3", "--config.max_steps_per_call=1", "--config.synthetic_test=200",
-          "--config.progress=off"]
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_through_launch_checkpoints_exits_128_plus_signal_and_resumes(sig, tmp_path):
+  """SIGTERM (exit 143) or Ctrl-C's SIGINT (exit 130): a checkpoint, one stderr line, a resume."""
+  args = ["--config=configs/synthetic.py:method=shrink_perturb,seeds=2", "--config.optim.epochs=6",
+          "--config.reinit.stages=3", "--config.run.max_steps_per_call=1",
+          "--config.data.synthetic_test=200", "--config.run.progress=off"]
   ref = _start(tmp_path, args + [f"--workdir={tmp_path / 'ref'}"], LAUNCH=1)
   assert ref.wait(timeout=300) == 0, ref.stderr.read()[-3000:]
   work = f"--workdir={tmp_path / 'run'}"
   p = _start(tmp_path, args + [work], LAUNCH=1, KILL_AT="call:3", PAUSE=1)
   assert _wait_ready(p)
-  p.send_signal(signal.SIGTERM)
-  assert p.wait(timeout=300) == 143
+  p.send_signal(sig)
+  assert p.wait(timeout=300) == 128 + sig
   err = p.stderr.read().strip().splitlines()
-  assert err[-1].startswith("preempted: SIGTERM: wrote the checkpoint at step 3 (stage 2)"), err
+  assert err[-1].startswith(f"stopped: {sig.name}: wrote the checkpoint at step 3 (stage 2)"), err
+  assert "Traceback" not in "\n".join(err)
   assert "3" in os.listdir(tmp_path / "run" / "checkpoints")
   p = _start(tmp_path, args + [work], LAUNCH=1)
   assert p.wait(timeout=300) == 0, p.stderr.read()[-3000:]

@@ -6,8 +6,7 @@ import os
 import pytest
 
 from reinit_jax.analysis import report
-from reinit_jax.train import study
-from reinit_jax.train.defaults import base_config
+from reinit_jax.launch import base_config, study
 
 
 @pytest.fixture(scope="module")
@@ -16,13 +15,13 @@ def study_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("study")
   c = base_config()
   c.name = "tiny_study"
-  c.epochs = 6
-  c.stages = 3
-  c.synthetic_train = 64
-  c.synthetic_test = 200
-  c.seeds = (0, 1)
-  c.progress = "off"
-  c.methods = ("standard", "shrink_perturb")
+  c.optim.epochs = 6
+  c.reinit.stages = 3
+  c.data.synthetic_train = 64
+  c.data.synthetic_test = 200
+  c.run.seeds = (0, 1)
+  c.run.progress = "off"
+  c.reinit.methods = ("standard", "shrink_perturb")
   study.run_study(c, str(root))
   return root
 
@@ -33,6 +32,9 @@ def test_report_table_matches_summaries(study_dir, tmp_path):
   table = md.split("## Test accuracy")[1].split("##")[0]
   header = next(line for line in table.splitlines() if line.startswith("| setting"))
   assert "standard" in header and "shrink_perturb" in header
+  # The row is read from the nested config.json: data set, model, setting, α; nothing missing.
+  assert "| synthetic/mlp aug=none sched=constant α=1 |" in table, table
+  assert not [line for line in md.splitlines() if line.startswith("- ") and "config." in line], md
   for m in ("standard", "shrink_perturb"):
     s = json.load(open(study_dir / m / "summary.json"))
     ta = s["test_accuracy"]

@@ -9,28 +9,28 @@ import textwrap
 
 import pytest
 
-from reinit_jax.train import sweep
+from reinit_jax.launch import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A tiny synthetic study with a 2 × 2 grid (methods × weight decay), seeds vmapped inside a point.
 _CONFIG = textwrap.dedent('''
-    from reinit_jax.train import sweep
-    from reinit_jax.train.defaults import base_config, parse_overrides
+    from reinit_jax import launch
 
     def get_config(arg=None):
-      c = base_config()
+      c = launch.base_config()
       c.name = "tiny_sweep"
-      c.epochs = 4
-      c.stages = 2
-      c.synthetic_test = 100
-      c.seeds = (0, 1)
-      c.progress = "off"
-      c.methods = ("standard", "full")  # cleared by a point that sets method
-      return parse_overrides(c, arg)
+      c.optim.epochs = 4
+      c.reinit.stages = 2
+      c.data.synthetic_test = 100
+      c.run.seeds = (0, 1)
+      c.run.progress = "off"
+      c.reinit.methods = ("standard", "full")  # cleared by a point that sets method
+      launch.apply(c, arg)
+      return c
 
     def get_sweep(arg=None):
-      return sweep.product(method=("standard", "shrink_perturb"), weight_decay=(0.0, 0.01))
+      return launch.product(method=("standard", "shrink_perturb"), weight_decay=(0.0, 0.01))
 ''')
 
 
@@ -59,15 +59,15 @@ def test_product_order_and_names():
 def test_point_config_applies_point_after_arg(config_file):
   name, c = sweep.point_config(config_file + ":epochs=6,weight_decay=0.5", 3)
   assert name == "method-shrink_perturb_weight_decay-0.01"
-  assert c.method == "shrink_perturb" and c.weight_decay == 0.01 and c.epochs == 6
-  assert tuple(c.methods) == ()
+  assert c.reinit.method == "shrink_perturb" and c.optim.weight_decay == 0.01
+  assert c.optim.epochs == 6 and tuple(c.reinit.methods) == ()
   with pytest.raises(ValueError, match="out of range"):
     sweep.point_config(config_file, 4)
 
 
 def test_list_prints_one_parsable_command_per_point(config_file, tmp_path):
   p = _launch([f"--config={config_file}:epochs=2", f"--workdir={tmp_path}/wd", "--sweep=list",
-               "--config.synthetic_test=50"], timeout=120)
+               "--config.data.synthetic_test=50"], timeout=120)
   assert p.returncode == 0, p.stderr[-2000:]
   lines = p.stdout.strip().splitlines()
   assert len(lines) == 4
@@ -77,10 +77,12 @@ def test_list_prints_one_parsable_command_per_point(config_file, tmp_path):
     flags = dict(w[2:].split("=", 1) for w in words[2:])
     name, want = sweep.point_config(f"{config_file}:epochs=2", i)
     assert flags["workdir"] == f"{tmp_path}/wd/{name}"
-    assert flags["config.synthetic_test"] == "50"
+    assert flags["config.data.synthetic_test"] == "50"
+    assert flags["config.reinit.methods"] == "()"  # a point that sets method is one run
     path, arg = flags["config"].split(":", 1)
     got = sweep.load_module(path).get_config(arg)
-    assert (got.method, got.weight_decay, got.epochs) == (want.method, want.weight_decay, 2)
+    assert (got.reinit.method, got.optim.weight_decay, got.optim.epochs) == (
+        want.reinit.method, want.optim.weight_decay, 2)
 
 
 def test_list_without_grid_fails(tmp_path):
@@ -90,7 +92,8 @@ def test_list_without_grid_fails(tmp_path):
 
 def test_index_runs_into_point_workdir(config_file, tmp_path):
   wd = tmp_path / "wd"
-  p = _launch([f"--config={config_file}", f"--workdir={wd}", "--sweep=2", "--config.epochs=2"])
+  p = _launch([f"--config={config_file}", f"--workdir={wd}", "--sweep=2",
+               "--config.optim.epochs=2"])
   assert p.returncode == 0, p.stderr[-2000:]
   sub = wd / "method-shrink_perturb_weight_decay-0.0"
   assert sorted(os.listdir(wd)) == [sub.name]
@@ -98,7 +101,8 @@ def test_index_runs_into_point_workdir(config_file, tmp_path):
   c = json.load(open(sub / "config.json"))
   assert s["method"] == "shrink_perturb" and s["steps"] == 2
   assert len(s["test_accuracy"]["per_seed"]) == 2  # seeds stay in one point (vmapped)
-  assert c["weight_decay"] == 0.0 and c["seeds"] == [0, 1]
+  assert c["optim"]["weight_decay"] == 0.0 and c["run"]["seeds"] == [0, 1]
+  assert c["reinit"]["method"] == "shrink_perturb" and c["reinit"]["methods"] == []
 
 
 def test_synthetic_config_grids():
@@ -106,18 +110,8 @@ def test_synthetic_config_grids():
   assert len(main) == 18 and {p["method"] for p in main} >= {"layerwise", "head", "magnitude"}
   assert len(sweep.points("configs/synthetic.py:grid=l2")) == 36
   _, c = sweep.point_config("configs/synthetic.py:seeds=3,grid=rescale", 0)
-  assert c.method == "rescale_only" and c.stages == 5 and c.synthetic_alpha == 0.5
-  assert tuple(c.seeds) == (0, 1, 2)
-
-
-@pytest.mark.parametrize("config_path,count", [
-    ("configs/cifar_resnet18.py:grid=settings", 32), ("configs/cifar_resnet18.py:grid=stages", 36),
-    ("configs/cifar_resnet18.py:grid=hparams", 75), ("configs/tiny_imagenet_preact18.py", 96),
-    ("configs/lw_datasets.py", 72), ("configs/online.py", 6), ("configs/label_noise.py", 12)])
-def test_study_grids_validate(config_path, count):
-  """Every point of the documented study grids is a valid config (checked without data)."""
-  from reinit_jax.train.validation import validate
-  grid = sweep.points(config_path)
-  assert len(grid) == count
-  for i in range(count):
-    validate(sweep.point_config(config_path, i)[1])
+  assert c.reinit.method == "rescale_only" and c.reinit.stages == 5
+  assert c.data.synthetic_alpha == 0.5 and tuple(c.run.seeds) == (0, 1, 2)
+  assert c.data.per_seed and c.optim.momentum == 0.0  # independent runs of plain GD ([LW] §1.1)
+  _, c = sweep.point_config("configs/synthetic.py:seeds=3,shared_data=1", 0)
+  assert not c.data.per_seed

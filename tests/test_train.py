@@ -10,14 +10,14 @@ import pytest
 from reinit_jax import methods
 from reinit_jax import train
 from reinit_jax.train import schedules
-from train_helpers import COUNTING_CALLS, records, tiny_config
+from train_helpers import COUNTING_CALLS, records, run_keeping, tiny_config
 
 
 @pytest.mark.parametrize("method", methods.SPEC_METHODS)
 def test_every_method_trains_with_equal_steps(method, tmp_path):
   kw = {"events_per_block": 1} if method == "layerwise" else {}
   c = tiny_config(method=method, stages=3)
-  c.method_kwargs = kw
+  c.reinit.hparams = kw
   s = train.run(c, str(tmp_path))
   assert s["steps"] == 6 and s["total_steps"] == 6  # T·floor(N/T) full-batch steps, any method
   assert s["events"] == 2
@@ -28,8 +28,6 @@ def test_every_method_trains_with_equal_steps(method, tmp_path):
   assert len(s["stages"]) == 3
   tr = records(str(tmp_path), "train")
   assert [r["step"] for r in tr] == [2, 4, 6]
-
-
 
 
 def test_event_applied_exactly_T_minus_1_times(tmp_path):
@@ -52,11 +50,8 @@ def test_per_stage_cosine_restarts(tmp_path):
 
 
 def test_no_recompilation_across_stages(tmp_path):
-  from reinit_jax.train import driver, loop, validation
-  c = validation.validate(tiny_config(method="layerwise", epochs=10, stages=5,
-                                      checkpoint_every=1, eval_every_epochs=1))
-  r = loop.Run(c, str(tmp_path))
-  s = driver.train(r, c, str(tmp_path))
+  r, s = run_keeping(tiny_config(method="layerwise", epochs=10, stages=5, checkpoint_every=1,
+                                 eval_every_epochs=1), str(tmp_path))
   assert s["events"] == 4
   assert r.train_call._cache_size() == 1
   assert r.event_fn._cache_size() == 1
@@ -85,10 +80,7 @@ def test_distillation_beta_zero_equals_no_distillation(tmp_path):
 def test_online_mode_trains_on_growing_chunks(tmp_path):
   c = tiny_config(method="standard", chunks=3, stages=3, epochs=6, batch_size=8,
                   synthetic_train=48)
-  from reinit_jax.train import driver, loop, validation
-  c = validation.validate(c)
-  r = loop.Run(c, str(tmp_path))
-  s = driver.train(r, c, str(tmp_path))
+  r, s = run_keeping(c, str(tmp_path))
   # chunks of 16: stage t sees 16·t examples → 2t steps per epoch, 2 epochs per stage.
   assert s["steps"] == 2 * (2 + 4 + 6)
   steps = [r_["step"] for r_ in records(str(tmp_path), "train")]
@@ -107,12 +99,27 @@ def test_label_noise_trains_and_differs(tmp_path):
 
 def test_seed_axis_matches_single_seed_runs(tmp_path):
   both = train.run(tiny_config(seeds=(0, 1)), str(tmp_path / "both"))
-  one = train.run(tiny_config(seeds=(1,), data_seed=0), str(tmp_path / "one"))
+  one = train.run(tiny_config(seeds=(1,), seed=0), str(tmp_path / "one"))
   assert both["test_accuracy"]["per_seed"][1] == pytest.approx(one["test_accuracy"]["mean"],
                                                                abs=1e-6)
   assert both["test_accuracy"]["std"] >= 0
   with open(tmp_path / "both" / "summary.json") as f:
     assert json.load(f)["test_accuracy"]["per_seed"] == both["test_accuracy"]["per_seed"]
+
+
+def test_per_seed_data_each_seed_draws_its_own_set(tmp_path):
+  """data.per_seed: seed s trains and tests on the synthetic set drawn from s, exactly as if it ran
+  alone; without it every seed shares the first seed's set ([LW] §1.1 averages independent runs)."""
+  own = train.run(tiny_config(seeds=(0, 1), per_seed=True), str(tmp_path / "own"))
+  alone = train.run(tiny_config(seeds=(1,), per_seed=True), str(tmp_path / "alone"))
+  shared = train.run(tiny_config(seeds=(0, 1)), str(tmp_path / "shared"))
+  loss = lambda name, seed: [r["loss"] for r in records(str(tmp_path / name), "train")
+                             if r["seed"] == seed]
+  assert own["test_accuracy"]["per_seed"][1] == pytest.approx(alone["test_accuracy"]["mean"],
+                                                              abs=1e-6)
+  assert loss("own", 1) == pytest.approx(loss("alone", 1), rel=1e-5)
+  assert loss("own", 0) == pytest.approx(loss("shared", 0), rel=1e-5)  # seed 0's set is shared's
+  assert loss("own", 1) != pytest.approx(loss("shared", 1), rel=1e-3)  # seed 1 draws its own
 
 
 def test_weight_decay_and_optimizers_change_training(tmp_path):

@@ -5,33 +5,35 @@ import time
 import jax
 import pytest
 
-from reinit_jax import train
-from reinit_jax.train import defaults, validation
+from reinit_jax import launch, train
+from reinit_jax.train import validation
 from train_helpers import tiny_config
 
 
 @pytest.mark.parametrize("overrides,match", [
-  (dict(method="nope"), r"config.method='nope'.*standard"),
-  (dict(model="nope"), r"config.model='nope'.*mlp"),
-  (dict(dataset="nope"), r"config.dataset='nope'.*synthetic"),
-  (dict(stages=7, epochs=6), r"config.stages=7.*\[1, epochs=6\]"),
-  (dict(learning_rate=0.0), r"config.learning_rate=0.0.*> 0"),
-  (dict(learning_rate=-1.0), r"config.learning_rate"),
-  (dict(distill_beta=-1.0), r"config.distill_beta=-1.0.*>= 0"),
-  (dict(method="layerwise", stages=3, method_kwargs={"events_per_block": 2}),
-   r"config.stages=3.*multiple of layerwise events_per_block M=2"),
-  (dict(setting="X"), r"config.setting='X'.*DCW"),
-  (dict(schedule="step"), r"config.schedule='step'.*cosine_per_stage"),
-  (dict(optimizer="sgdd"), r"config.optimizer='sgdd'.*adam"),
-  (dict(optimizer_policy="zero"), r"config.optimizer_policy='zero'.*mask"),
-  (dict(seeds=()), r"config.seeds"),
-  (dict(chunks=2, stages=3), r"config.chunks=2"),
-  (dict(weight_decay=-1e-4), r"config.weight_decay"),
+  (dict(method="nope"), r"config.reinit.method='nope'.*standard"),
+  (dict(model__name="nope"), r"config.model.name='nope'.*mlp"),
+  (dict(dataset="nope"), r"config.data.dataset='nope'.*synthetic"),
+  (dict(stages=7, epochs=6), r"config.reinit.stages=7.*\[1, optim.epochs=6\]"),
+  (dict(learning_rate=0.0), r"config.optim.learning_rate=0.0.*> 0"),
+  (dict(learning_rate=-1.0), r"config.optim.learning_rate"),
+  (dict(distill_beta=-1.0), r"config.reinit.distill_beta=-1.0.*>= 0"),
+  (dict(method="layerwise", stages=3, hparams={"events_per_block": 2}),
+   r"config.reinit.stages=3.*multiple of layerwise events_per_block M=2"),
+  (dict(setting="X"), r"config.optim.setting='X'.*DCW"),
+  (dict(schedule="step"), r"config.optim.schedule='step'.*cosine_per_stage"),
+  (dict(optimizer="sgdd"), r"config.optim.optimizer='sgdd'.*adam"),
+  (dict(optimizer_policy="zero"), r"config.reinit.optimizer_policy='zero'.*mask"),
+  (dict(seeds=()), r"config.run.seeds"),
+  (dict(chunks=2, stages=3), r"config.data.chunks=2"),
+  (dict(weight_decay=-1e-4), r"config.optim.weight_decay"),
+  (dict(dataset="fashion_mnist", per_seed=True), r"config.data.per_seed=True.*synthetic"),
 ])
 def test_bad_config_raises_one_line_before_compute(overrides, match, tmp_path):
   c = tiny_config()
-  for k, v in overrides.items():
-    c[k] = v
+  for k, v in overrides.items():  # plain item assignment: no type conversion, no early check
+    section, _, leaf = launch.overrides.dotted_name(k.replace("__", ".")).rpartition(".")
+    c[section][leaf] = v
   t = time.time()
   with pytest.raises(ValueError, match=match) as e:
     train.run(c, str(tmp_path))
@@ -42,7 +44,7 @@ def test_bad_config_raises_one_line_before_compute(overrides, match, tmp_path):
 
 def test_batch_size_must_divide_by_device_count(monkeypatch):
   monkeypatch.setattr(validation.jax, "device_count", lambda: 8)
-  with pytest.raises(ValueError, match=r"config.batch_size=12.*multiple of the device count 8"):
+  with pytest.raises(ValueError, match=r"config.data.batch_size=12.*multiple of the device count 8"):
     validation.validate(tiny_config(batch_size=12))
 
 
@@ -51,16 +53,32 @@ def test_settings_map_to_fields():
                               "DC": ("cifar", "cosine_per_stage", 0.0),
                               "DCW": ("cifar", "cosine_per_stage", 5e-4)}.items():
     c = validation.resolve(tiny_config(setting=s))
-    assert (c.augmentation, c.schedule, c.weight_decay) == (aug, sched, wd)
+    assert (c.data.augmentation, c.optim.schedule, c.optim.weight_decay) == (aug, sched, wd)
 
 
-def test_parse_overrides():
-  c = defaults.parse_overrides(train.base_config(), "method=layerwise,stages=3,seeds=(0;1),"
-                               "learning_rate=1,method_kwargs.events_per_block=3")
-  assert (c.method, c.stages, tuple(c.seeds), c.learning_rate) == ("layerwise", 3, (0, 1), 1.0)
-  assert c.method_kwargs.events_per_block == 3
+def test_apply_overrides():
+  c = train.base_config()
+  knobs = launch.apply(c, "method=layerwise,stages=3,seeds=(0;1),learning_rate=1,"
+                       "hparams.events_per_block=3,optim.momentum=0,model.options.width=0.5,q=0.4",
+                       q=0.2)
+  assert (c.reinit.method, c.reinit.stages, tuple(c.run.seeds)) == ("layerwise", 3, (0, 1))
+  assert c.optim.learning_rate == 1.0 and isinstance(c.optim.learning_rate, float)
+  assert c.optim.momentum == 0.0 and c.model.options.width == 0.5
+  assert c.reinit.hparams.events_per_block == 3
+  assert knobs == {"q": 0.4}
+  launch.apply(c, "seeds=3")  # an integer n: seeds 0..n-1
+  assert tuple(c.run.seeds) == (0, 1, 2)
+  launch.apply(c, "seeds=(5;)")
+  assert tuple(c.run.seeds) == (5,)
   with pytest.raises(ValueError, match="no field 'nope'"):
-    defaults.parse_overrides(train.base_config(), "nope=1")
+    launch.apply(train.base_config(), "nope=1")
+  with pytest.raises(ValueError, match=r"config override q='x' is invalid: expected float"):
+    launch.apply(train.base_config(), "q=x", q=0.2)
+  with pytest.raises(ValueError, match=r"config override seeds='abc' is invalid"):
+    launch.apply(train.base_config(), "seeds=abc")
+  # A leaf name two sections share ('name': the run's and the model's) needs its section.
+  with pytest.raises(ValueError, match="no field 'options'"):
+    launch.apply(train.base_config(), "options=1")
 
 
 def test_cpu_allocator_tuning_applies_on_cpu_only_and_is_idempotent():

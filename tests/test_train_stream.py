@@ -19,10 +19,10 @@ import jax
 import numpy as np
 import pytest
 
-from reinit_jax import data, methods, train
+from reinit_jax import data, launch, train
 from reinit_jax.data import fashion_mnist
-from reinit_jax.train import driver, feed, loop, stream, validation
-from train_helpers import COUNTING_CALLS, records
+from reinit_jax.train import feed, stream, validation
+from train_helpers import COUNTING_CALLS, records, run_keeping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_debian = pytest.mark.skipif(
@@ -40,35 +40,33 @@ def stream_config(data_dir, **overrides):
   """scnn_tiny on 256 streamed Fashion-MNIST examples: batches of 64, 2 stages of 1 epoch (4 steps)."""
   c = train.base_config()
   c.name = "stream"
-  c.dataset = "fashion_mnist"
-  c.data_dir = data_dir
-  c.in_memory = False
-  c.model = "scnn_tiny"
-  c.train_subset = 256
-  c.validation_fraction = 0.005  # the last 300 examples of the TFDS train split
-  c.batch_size = 64
-  c.epochs = 2
-  c.stages = 2
-  c.learning_rate = 0.05
-  c.eval_batch_size = 256
-  c.norm_batch_size = 32
-  c.seeds = (0,)
-  c.progress = "off"
+  c.data.dataset = "fashion_mnist"
+  c.data.data_dir = data_dir
+  c.data.in_memory = False
+  c.data.train_subset = 256
+  c.data.validation_fraction = 0.005  # the last 300 examples of the TFDS train split
+  c.data.batch_size = 64
+  c.model.name = "scnn_tiny"
+  c.optim.epochs = 2
+  c.optim.learning_rate = 0.05
+  c.reinit.stages = 2
+  c.reinit.norm_batch_size = 32
+  c.run.eval_batch_size = 256
+  c.run.seeds = (0,)
+  c.run.progress = "off"
   for k, v in overrides.items():
-    c[k] = v
+    launch.set_field(c, k, v)
   return c
 
 
 def _run(c, workdir, test_n=500):
   """``train.run`` with the streamed test split cut to its first ``test_n`` examples."""
-  c = validation.validate(c)
-  os.makedirs(workdir, exist_ok=True)
-  r = loop.Run(c, workdir)
-  assert r.streaming
-  r.data = dataclasses.replace(r.data, test=dataclasses.replace(r.data.test, hi=test_n))
-  return driver.train(r, c, workdir)
 
+  def cut(r):
+    assert r.streaming
+    r.data = dataclasses.replace(r.data, test=dataclasses.replace(r.data.test, hi=test_n))
 
+  return run_keeping(c, workdir, cut)[1]
 
 
 @pytest.mark.slow  # the full 10,000-example test split streamed twice (~80 s on 2 loaded cores)
@@ -78,7 +76,7 @@ def test_train_run_streams_end_to_end(fmnist_dir, tmp_path):
   assert 0.0 <= s["test_accuracy"]["mean"] <= 1.0 and s["best_validation_accuracy"] is not None
   ev = records(str(tmp_path), "test")
   assert [r["step"] for r in ev] == [4, 8]
-  assert json.load(open(tmp_path / "config.json"))["in_memory"] is False
+  assert json.load(open(tmp_path / "config.json"))["data"]["in_memory"] is False
 
 
 @pytest.mark.slow  # ~12 s a method; the default run covers layerwise (resume) and a counting R
@@ -116,7 +114,7 @@ def test_feed_positions_and_steps_per_call(fmnist_dir):
   assert stream.steps_per_call(4, 3, 256) == 12  # whole epochs while they fit
   assert stream.steps_per_call(1, 12, 5) == 4  # else a divisor of the epoch's steps
   c = validation.validate(stream_config(fmnist_dir))
-  d = data.build(validation.data_config(c))
+  d = data.build(validation.data_view(c))
   place = feed.Placement()
   split = d.train(1)
   f = stream.TrainFeed(split, 0, 4, 64, place)
@@ -142,21 +140,16 @@ def test_one_process_global_batch_is_the_local_batch():
 
 
 _SCRIPT = """
-import dataclasses, json, sys
+import json, sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
-import os
 import jax
 import numpy as np
-from reinit_jax.train import driver, feed, loop, stream, validation
-from test_train_stream import stream_config
+from reinit_jax.train import feed, stream
+from test_train_stream import _run, stream_config
 xs, _ = stream.place_steps(feed.Placement(), np.zeros((2, 64, 28, 28, 1), np.float32),
                            np.zeros((2, 64), np.int32), 64)
 shards = sorted(tuple(s.data.shape) for s in xs.addressable_shards)
-c = validation.validate(stream_config(sys.argv[2], method='layerwise'))
-os.makedirs(sys.argv[1])
-r = loop.Run(c, sys.argv[1])
-r.data = dataclasses.replace(r.data, test=dataclasses.replace(r.data.test, hi=500))
-s = driver.train(r, c, sys.argv[1])
+s = _run(stream_config(sys.argv[2], method='layerwise'), sys.argv[1])
 rows = [json.loads(l) for l in open(sys.argv[1] + '/metrics.jsonl')]
 print(json.dumps({{'devices': jax.device_count(), 'steps': s['steps'], 'shards': shards,
                   'acc': s['test_accuracy']['mean'],

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from reinit_jax import launch, methods, train
+from reinit_jax.train import loop, setup
 
 
 def tiny_config(**overrides):
@@ -26,6 +27,26 @@ def tiny_config(**overrides):
   for k, v in overrides.items():
     launch.set_field(c, k.replace("__", "."), v)
   return c
+
+
+def run_keeping(c, workdir, edit=None):
+  """``train.run(c, workdir)`` that also returns the built :class:`setup.Run` (its jitted functions'
+  caches, its data); ``edit(run)`` may change the built run before the loop starts."""
+  built = []
+
+  class Kept(setup.Run):
+    def __init__(self, c_):
+      super().__init__(c_)
+      if edit is not None:
+        edit(self)
+      built.append(self)
+
+  orig, loop.Run = loop.Run, Kept
+  try:
+    summary = loop.run(c, workdir)
+  finally:
+    loop.Run = orig
+  return built[0], summary
 
 
 def records(workdir, split=None):
