@@ -21,9 +21,17 @@ import pytest
 from reinit_jax import train
 from reinit_jax.checkpoint import Checkpoints
 from reinit_jax.train import faults, step as S
-from train_helpers import records, tiny_config
+from train_helpers import forget_jitted, records, tiny_config
 
 KW = dict(method="shrink_perturb", max_steps_per_call=1)  # checkpoints at steps 2, 4, 6
+
+
+@pytest.fixture(autouse=True)
+def _unpatched_jitted_functions():
+  """Every test starts and ends without memoized jitted functions (the patched builders below)."""
+  forget_jitted()
+  yield
+  forget_jitted()
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +60,7 @@ def _inject(monkeypatch, at_step, where="loss"):
     return faulty
 
   monkeypatch.setattr(S, "make_step", make_step)
+  forget_jitted()
 
 
 def test_nan_stops_naming_step_and_stage_and_keeps_good_checkpoint(monkeypatch, tmp_path):
@@ -64,6 +73,7 @@ def test_nan_stops_naming_step_and_stage_and_keeps_good_checkpoint(monkeypatch, 
   assert ck.latest_step() == 2
   ck.close()
   monkeypatch.undo()  # the fault is gone: re-running resumes from step 2 and finishes
+  forget_jitted()
   done = train.run(tiny_config(**KW), str(tmp_path))
   assert done["steps"] == 6 and not done["interrupted"]
 
@@ -122,6 +132,7 @@ def test_stop_signal_checkpoints_then_resume_matches(sig, monkeypatch, tmp_path,
     return call
 
   monkeypatch.setattr(S, "make_train_call", make_train_call)
+  forget_jitted()
   with pytest.raises(faults.Preempted, match=rf"^{sig.name}: wrote the checkpoint at step 3 "
                      r"\(stage 2\)") as e:
     train.run(tiny_config(**KW), str(tmp_path))
@@ -131,6 +142,7 @@ def test_stop_signal_checkpoints_then_resume_matches(sig, monkeypatch, tmp_path,
   assert ck.latest_step() == 3
   ck.close()
   monkeypatch.undo()
+  forget_jitted()
   done = train.run(tiny_config(**KW), str(tmp_path))
   assert done["params_digest"] == reference["params_digest"]
   assert done["test_accuracy"] == reference["test_accuracy"]

@@ -45,17 +45,36 @@ def test_per_stage_cosine_restarts(tmp_path):
   for t in (1, 2, 3):
     assert lrs[(t, 1)] == pytest.approx(0.1)  # the first step of every stage: the base lr
     assert lrs[(t, 4)] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 3 / 4)), rel=1e-5)
+  # lr(step_in_stage, step, stage): one cosine over the budget reads the global step only.
+  per_stage = schedules.make_schedule("cosine_per_stage", 0.1, 4, 12)
+  assert float(per_stage(0, 4, 2)) == pytest.approx(0.1)
   one = schedules.make_schedule("cosine", 0.1, 4, 12)
-  assert float(one(0, 4)) == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 4 / 12)), rel=1e-5)
+  assert float(one(0, 4, 2)) == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 4 / 12)), rel=1e-5)
 
 
 def test_no_recompilation_across_stages(tmp_path):
   r, s = run_keeping(tiny_config(method="layerwise", epochs=10, stages=5, checkpoint_every=1,
-                                 eval_every_epochs=1), str(tmp_path))
+                                 eval_every_epochs=1), str(tmp_path), fresh=True)
   assert s["events"] == 4
   assert r.train_call._cache_size() == 1
   assert r.event_fn._cache_size() == 1
   assert r.eval_fn._cache_size() == 1
+
+
+def test_runs_share_jitted_functions_only_where_they_agree(tmp_path):
+  """Grid points that differ only in the method or the synthetic α share the train step (one
+  compilation per grid), and a run on shared functions ends exactly as a freshly built one."""
+  a, _ = run_keeping(tiny_config(method="standard"), str(tmp_path / "a"), fresh=True)
+  b, sb = run_keeping(tiny_config(method="shrink_perturb", synthetic_alpha=2.0),
+                      str(tmp_path / "b"))
+  assert b.train_call is a.train_call and b.eval_fn is a.eval_fn
+  assert b.event_fn is not a.event_fn  # the event applies the method
+  c, _ = run_keeping(tiny_config(method="standard", learning_rate=0.1), str(tmp_path / "c"))
+  assert c.train_call is not a.train_call
+  _, alone = run_keeping(tiny_config(method="shrink_perturb", synthetic_alpha=2.0),
+                         str(tmp_path / "alone"), fresh=True)
+  assert sb["params_digest"] == alone["params_digest"]
+  assert records(str(tmp_path / "b")) == records(str(tmp_path / "alone"))
 
 
 @pytest.mark.parametrize("live", [False, True])
@@ -80,7 +99,7 @@ def test_distillation_beta_zero_equals_no_distillation(tmp_path):
 def test_online_mode_trains_on_growing_chunks(tmp_path):
   c = tiny_config(method="standard", chunks=3, stages=3, epochs=6, batch_size=8,
                   synthetic_train=48)
-  r, s = run_keeping(c, str(tmp_path))
+  r, s = run_keeping(c, str(tmp_path), fresh=True)
   # chunks of 16: stage t sees 16·t examples → 2t steps per epoch, 2 epochs per stage.
   assert s["steps"] == 2 * (2 + 4 + 6)
   steps = [r_["step"] for r_ in records(str(tmp_path), "train")]

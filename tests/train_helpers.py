@@ -29,9 +29,11 @@ def tiny_config(**overrides):
   return c
 
 
-def run_keeping(c, workdir, edit=None):
+def run_keeping(c, workdir, edit=None, fresh=False):
   """``train.run(c, workdir)`` that also returns the built :class:`setup.Run` (its jitted functions'
-  caches, its data); ``edit(run)`` may change the built run before the loop starts."""
+  caches, its data); ``edit(run)`` may change the built run before the loop starts. ``fresh``: forget
+  the jitted functions of earlier runs (setup memoizes them per process) and build new ones, so
+  that their compilation counts are this run's alone."""
   built = []
 
   class Kept(setup.Run):
@@ -41,12 +43,21 @@ def run_keeping(c, workdir, edit=None):
         edit(self)
       built.append(self)
 
+  if fresh:
+    forget_jitted()
   orig, loop.Run = loop.Run, Kept
   try:
     summary = loop.run(c, workdir)
   finally:
     loop.Run = orig
   return built[0], summary
+
+
+def forget_jitted():
+  """Drops the jitted functions that setup memoizes across the runs of a process: a test that
+  patches how they are built (fault injection) must neither reuse an earlier run's nor leave its
+  patched ones to later runs."""
+  setup._BUILT.clear()
 
 
 def records(workdir, split=None):

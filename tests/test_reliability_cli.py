@@ -1,0 +1,127 @@
+"""launch.py in a user's hands (README, Reliability): Ctrl-C at several moments, two launches on one
+workdir, a finished run re-launched, metrics.jsonl damaged mid-run, --help."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 1,800 full-batch steps in 9 stages, calls of 25 steps: long enough to be interrupted mid-run.
+ARGS = ["--config=configs/synthetic.py:seeds=2,synthetic_test=500", "--config.run.progress=log",
+        "--config.run.max_steps_per_call=25"]
+
+
+def _start(workdir, extra=()):
+  env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "launch.py"), *ARGS,
+                           f"--workdir={workdir}", *extra], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_line(p, needle, timeout=240):
+  """Reads stdout until a line contains ``needle``; returns the lines read."""
+  lines, t0 = [], time.time()
+  while time.time() - t0 < timeout:
+    line = p.stdout.readline()
+    if not line:
+      break
+    lines.append(line)
+    if needle in line:
+      return lines
+  raise AssertionError(f"no line with {needle!r} in {lines[-5:]}")
+
+
+def _assert_clean_stop(p, timeout=240):
+  out, err = p.communicate(timeout=timeout)
+  assert p.returncode == 130, (p.returncode, err[-2000:])
+  assert "Traceback" not in err and "Segmentation" not in err and "Fatal" not in err, err[-3000:]
+  lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("WARNING", "W1", "I1"))]
+  assert len(lines) == 1 and lines[0].startswith("stopped: SIGINT"), err[-2000:]
+  return lines[0]
+
+
+@pytest.mark.parametrize("moment", ["setup", "compile", "training"])
+def test_sigint_stops_cleanly_and_resumes(tmp_path, moment):
+  """Ctrl-C while starting (imports, data), while XLA compiles the first call, and mid-training:
+  exit 130 with one line, no traceback, no segfault; after a checkpoint the re-run resumes."""
+  wd = tmp_path / "w"
+  p = _start(wd)
+  if moment == "setup":
+    time.sleep(1.0)
+  elif moment == "compile":
+    # config.json is written just before the first state is built and the first call compiles.
+    t0 = time.time()
+    while not (wd / "config.json").exists() and time.time() - t0 < 120:
+      time.sleep(0.05)
+    time.sleep(0.3)
+  else:
+    _wait_for_line(p, "stage 2")
+  p.send_signal(signal.SIGINT)
+  line = _assert_clean_stop(p)
+  if moment == "training":
+    assert "wrote the checkpoint at step" in line
+    q = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *ARGS,
+                        f"--workdir={wd}", "--config.run.progress=off"], cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                       timeout=600)
+    assert q.returncode == 0, q.stderr[-2000:]
+    assert "resuming" in q.stderr
+    s = json.load(open(wd / "summary.json"))
+    assert s["steps"] == 1800 and not s["interrupted"]
+
+
+def test_second_launch_on_busy_workdir_exits_at_once(tmp_path):
+  wd = tmp_path / "w"
+  first = _start(wd)
+  try:
+    _wait_for_line(first, "step ")
+    t0 = time.time()
+    second = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *ARGS,
+                             f"--workdir={wd}"], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1
+    err = [ln for ln in second.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and "in use by another run" in err[0] and f"PID {first.pid}" in err[0]
+    assert time.time() - t0 < 60
+  finally:
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=240)
+  # The first run's record is intact: no duplicate metrics lines, one TensorBoard file.
+  rows = [json.loads(ln) for ln in open(wd / "metrics.jsonl")]
+  keys = [(r["step"], r["split"], r["seed"]) for r in rows]
+  assert len(keys) == len(set(keys))
+  assert len(os.listdir(wd / "tensorboard")) == 1
+
+
+def test_finished_run_relaunched_reports_and_keeps_summary(tmp_path):
+  wd = tmp_path / "w"
+  args = ["--config=configs/synthetic.py:seeds=1,epochs=4,stages=2,synthetic_test=200",
+          f"--workdir={wd}", "--config.run.progress=off"]
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  run = lambda: subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args], cwd=ROOT,
+                               env=env, capture_output=True, text=True, timeout=300)
+  assert run().returncode == 0
+  before = open(wd / "summary.json").read()
+  p = run()
+  assert p.returncode == 0 and "already finished" in p.stderr
+  assert open(wd / "summary.json").read() == before
+
+
+def test_metrics_truncated_mid_run_is_rebuilt(tmp_path):
+  """metrics.jsonl deleted while the run goes on: the run rewrites it from its record."""
+  wd = tmp_path / "w"
+  p = _start(wd)
+  _wait_for_line(p, "stage 3")
+  os.remove(wd / "metrics.jsonl")
+  out, err = p.communicate(timeout=600)
+  assert p.returncode == 0, err[-2000:]
+  assert "rewrote it from the run's record" in err
+  rows = [json.loads(ln) for ln in open(wd / "metrics.jsonl")]
+  # 72 calls × 2 seeds of training rows + 9 evaluations × 2 seeds of test rows.
+  assert len([r for r in rows if r["split"] == "train"]) == 72 * 2
+  assert len([r for r in rows if r["split"] == "test"]) == 9 * 2
