@@ -45,14 +45,26 @@ def run(config, workdir: str) -> dict:
     c = validation.validate(config)
     if c.run.distributed:
       jax.distributed.initialize()
-    W.prepare(workdir, c)
-    host.tune_cpu_allocator(c.run.tune_cpu_allocator)
-    with outputs.CompileTimer() as compile_timer:
-      r = Run(c)
-      if stop.set:
-        raise faults.Preempted(f"{stop.name} before training started; nothing to save",
-                               stop.signum)
-      return _Loop(r, c, workdir, t_start, compile_timer).run(stop)
+    # Every process of a multi-process run writes the same files (orbax coordinates the
+    # checkpoints); only process 0 locks, so the processes do not lock each other out.
+    with W.Lock(workdir) if jax.process_index() == 0 else _nothing():
+      done = W.finished_summary(workdir, c)
+      if done is not None:
+        log_.warning("%s: already finished (summary.json kept as it was)", workdir)
+        return done
+      W.prepare(workdir, c)
+      host.tune_cpu_allocator(c.run.tune_cpu_allocator)
+      with outputs.CompileTimer() as compile_timer:
+        r = Run(c)
+        if stop.set:
+          raise faults.Preempted(f"{stop.name} before training started; nothing to save",
+                                 stop.signum)
+        return _Loop(r, c, workdir, t_start, compile_timer).run(stop)
+
+
+def _nothing():
+  import contextlib
+  return contextlib.nullcontext()
 
 
 class _Loop:
@@ -119,6 +131,7 @@ class _Loop:
       t += 1
       pos.stage, pos.epoch = t, 0
     self._flush()
+    self.log.verify()
     return self._summary(state, stopped)
 
   # ----------------------------------------------------------------------------- one stage
@@ -267,6 +280,7 @@ class _Loop:
     pos = self.pos
     pos.wall_time_s = self.wall0 + time.time() - self.t0
     pos.records = self.log.records
+    self.log.verify()  # a damaged metrics.jsonl is rebuilt from the records before they are saved
     pos.times = self.times.totals()
     if pos.step != self.last_ckpt:
       with self.times.phase("checkpoint"):

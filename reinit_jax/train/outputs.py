@@ -67,6 +67,31 @@ class MetricsLog:
         self._tb.add(Event(wall_time=time.time(), step=int(r["step"]),
                            summary=Summary(value=values)))
 
+  def verify(self) -> bool:
+    """Checks that metrics.jsonl holds exactly ``records`` (lines lost when the file was deleted or
+    truncated during the run, or duplicated by hand); rewrites it from ``records`` with one warning
+    line if not. Returns True when the file was intact."""
+    try:
+      with open(self.path) as f:
+        lines = f.read().splitlines()
+    except FileNotFoundError:
+      lines = []
+    try:
+      if len(lines) == len(self.records) and all(
+          json.loads(a) == b for a, b in zip(lines[-3:], self.records[-3:])):
+        return True
+    except ValueError:  # a damaged line
+      pass
+    logging.getLogger("reinit_jax").warning(
+      "%s held %d lines for %d records; rewrote it from the run's record", self.path, len(lines),
+      len(self.records))
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      for r in self.records:
+        f.write(json.dumps(r) + "\n")
+    os.replace(tmp, self.path)
+    return False
+
   def close(self) -> None:
     if self._tb is not None:
       self._tb.flush()

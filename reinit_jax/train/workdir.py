@@ -7,6 +7,7 @@ latest checkpoint when config.json matches its config up to the fields of ``conf
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -64,6 +65,53 @@ def check_resumable(workdir: str, c) -> None:
   if diff:
     raise ValueError(f"workdir {workdir} holds a run of another config (fields {diff}); use a new "
                      "workdir, or set config.run.restart=True to discard it and start over")
+
+
+class Lock:
+  """An advisory lock on ``<workdir>/.lock`` held for a run's life (``fcntl.flock``: the kernel
+  releases it when the process ends in any way, so a killed run leaves no stale lock). A second
+  launch on a busy workdir fails at once with one line naming the holder's PID."""
+
+  def __init__(self, workdir: str):
+    os.makedirs(workdir, exist_ok=True)
+    self.path = os.path.join(workdir, ".lock")
+    self._f = open(self.path, "a+")
+    try:
+      fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._f.seek(0)
+      holder = self._f.read().strip() or "unknown"
+      self._f.close()
+      raise ValueError(f"workdir {workdir} is in use by another run (PID {holder}); wait for it "
+                       "to finish or use another --workdir") from None
+    self._f.seek(0)
+    self._f.truncate()
+    self._f.write(str(os.getpid()))
+    self._f.flush()
+
+  def release(self) -> None:
+    if not self._f.closed:
+      fcntl.flock(self._f, fcntl.LOCK_UN)
+      self._f.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
+    return False
+
+
+def finished_summary(workdir: str, c) -> dict | None:
+  """The summary of a finished run of the same config in ``workdir``, else None."""
+  summary = read_json(os.path.join(workdir, "summary.json"))
+  if summary is None or summary.get("interrupted") or c.run.restart:
+    return None
+  try:
+    check_resumable(workdir, c)
+  except ValueError:
+    return None
+  return summary
 
 
 def prepare(workdir: str, c) -> None:
