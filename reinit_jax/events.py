@@ -1,8 +1,10 @@
 """One re-initialization event: R on the parameters plus everything the model and optimizer carry.
 
-SPEC §1: at each event the optimizer state is re-created (default) or kept, or zeroed only where
-parameters were re-initialized; running statistics of re-initialized BatchNorm layers are reset to a
-fresh module's; ``layerwise`` measures the normalization after block k on a batch of training data.
+At each event between stages ([Z] §3) the optimizer state is re-created (default) or kept, or zeroed
+only where parameters were re-initialized; running statistics of re-initialized BatchNorm layers are
+reset to a fresh module's (as [AA]'s code, which builds a new module); ``layerwise`` measures the
+normalization after block k on a batch of training data ([LW] §3). README.md, "Composing a
+re-initialization method", lists the policies.
 :func:`apply_event` does all of it as one pure function, jit-able with ``stage`` traced, so a run
 compiles its event once however many stages it has.
 """
@@ -25,7 +27,7 @@ IDLE_NORM_POLICIES = ("set", "skip")
 
 
 def event_key(key: jax.Array, seed, stage) -> jax.Array:
-  """The PRNG key of the event after ``stage`` for ``seed``: fold in seed, then stage (SPEC §1).
+  """The PRNG key of the event after ``stage`` for ``seed``: fold in seed, then stage.
 
   Folding the stage in is what makes every event's θ_init a new draw (a fixed key reused at every
   event drew identical "fresh" weights in public re-init code).
@@ -35,13 +37,13 @@ def event_key(key: jax.Array, seed, stage) -> jax.Array:
 
 
 def fresh_variables(model, key: jax.Array, seed, stage) -> dict:
-  """θ_init for the event after ``stage``: a new draw from the model's own ``init`` (SPEC §1)."""
+  """θ_init for the event after ``stage``: a new draw from the model's own ``init`` ([Z] §3)."""
   return model.init(event_key(key, seed, stage))
 
 
 def optimizer_state(policy: str, tx: optax.GradientTransformation, opt_state: PyTree,
                     params: PyTree, mask: PyTree | None = None) -> PyTree:
-  """The optimizer state after an event (SPEC §1).
+  """The optimizer state after an event (README.md, "Composing a re-initialization method").
 
   Args:
     policy: 'reset' (``tx.init(params)``: momentum zero, schedule counts restart), 'keep', or
@@ -80,7 +82,7 @@ def _module_any(mask: PyTree) -> dict[str, jax.Array]:
 
 def reset_batch_stats(batch_stats: PyTree, fresh_batch_stats: PyTree, mask: PyTree,
                       policy: str = "reset") -> PyTree:
-  """Running statistics of re-initialized layers reset to a fresh module's (SPEC §1, as [AA]).
+  """Running statistics of re-initialized layers reset to a fresh module's (as [AA]'s code).
 
   A statistic at ``a/b/mean`` belongs to module ``a/b``; it is reset when the mask selects any
   parameter of that module (or, for a norm without parameters, of the nearest enclosing module).
@@ -103,7 +105,7 @@ def reset_batch_stats(batch_stats: PyTree, fresh_batch_stats: PyTree, mask: PyTr
 
 
 def measure_normalization(model, variables: dict, x: jax.Array, k) -> dict:
-  """Sets the layer-wise normalization after block ``k`` from a forward pass on ``x`` (SPEC §1.3).
+  """Sets the layer-wise normalization after block ``k`` from a forward pass on ``x`` ([LW] §3).
 
   ``mu``/``sigma`` are the mean and standard deviation of block k's whole raw output on ``x``
   (B, *input_shape), measured through the current (rescaled) network in eval mode; normalizations
@@ -130,7 +132,7 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
                 norm_batch: jax.Array | None = None, *, optimizer_policy: str = "reset",
                 batch_stats_policy: str = "reset",
                 idle_norm_policy: str = "set") -> tuple[dict, PyTree]:
-  """The whole event after stage ``stage`` (SPEC §1): returns ``(variables, opt_state)``.
+  """The whole event after stage ``stage`` ([Z] §3, [LW] §3): returns ``(variables, opt_state)``.
 
   Args:
     method: a :class:`reinit_jax.methods.Method`.
@@ -142,7 +144,7 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     norm_batch: training inputs (B, *input_shape), preprocessed; needed by ``layerwise``.
     idle_norm_policy: at a layer-wise event that re-initializes no parameter (k = K on a model
       whose last block is its output layer, e.g. the synthetic MLP), 'set' measures the
-      normalization after block K anyway (SPEC §1 read literally: it then divides the logits by a
+      normalization after block K anyway ([LW] §3 read literally: it then divides the logits by a
       fixed σ) and 'skip' leaves the normalizations as they are. Not fixed by [LW]; with strong
       L2 the literal reading collapses the synthetic MLP (results/README.md, (a)).
   """

@@ -1,4 +1,4 @@
-"""Events (SPEC §1): optimizer-state policies by path, BatchNorm resets, fresh draws, one compile."""
+"""Events ([Z] §3, [LW] §3): optimizer-state policies by path, BatchNorm resets, fresh draws, one compile."""
 
 import chex
 import jax
