@@ -14,7 +14,6 @@ config or data, a NaN/inf with nan_policy='stop', a checkpoint that could not be
 """
 
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -33,8 +32,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from reinit_jax.launch import cli
   path = config_flags.get_config_filename(flags.FLAGS["config"])
-  overrides = config_flags.get_override_values(flags.FLAGS["config"])
-  cli.main(_CONFIG.value, path, overrides, _WORKDIR.value, _SWEEP.value, sys.argv[1:])
+  cli.main(_CONFIG.value, path, _WORKDIR.value, _SWEEP.value)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,33 @@ from reinit_jax.launch import overrides as O
 from reinit_jax.launch import study, sweep
 
 
-def main(config, path: str, flag_values: dict, workdir: str | None, sweep_flag: str | None,
-         argv: list[str]) -> None:
-  """Runs what the flags ask for: ``config`` (with ``--config.*`` applied by absl), its sweep
+# ``--config.<field>=<value>`` words, taken out of argv before absl parses it (parse_flags): they
+# are applied here with the one definition of the fields (overrides.set_field), which also takes
+# new keys of dict fields (``--config.reinit.hparams.shrink=0.3``) and fails in one line.
+FIELD_FLAGS: list[str] = []
+
+
+def field_values() -> dict:
+  """{dotted field: parsed value} of the ``--config.<field>=<value>`` words of the command line."""
+  out = {}
+  for a in FIELD_FLAGS:
+    key, value = a[len("--config."):].split("=", 1)
+    out[key] = O.parse_value(value)
+  return out
+
+
+def main(config, path: str, workdir: str | None, sweep_flag: str | None) -> None:
+  """Runs what the flags ask for: ``config`` with the ``--config.*`` values applied, its sweep
   listing (``--sweep=list``), one point (``--sweep=<i>``) or every point (``--sweep=all``)."""
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  flag_values = field_values()
+  sweep.set_overrides(config, flag_values)
   workdir = workdir or os.path.join("runs", config.name)
   if sweep_flag is None:
     summaries = study.run_study(config, workdir)
   elif sweep_flag == "list":
-    for line in sweep.commands(path, workdir, sweep.config_override_flags(argv)):
+    for line in sweep.commands(path, workdir, FIELD_FLAGS):
       print(line)
     return
   elif sweep_flag == "all":
@@ -72,15 +88,22 @@ def parse_flags(argv):
     print(usage())
     sys.exit(0)
   try:
-    for a in argv[1:]:
-      if a.startswith("--config.") and "=" in a:
-        key, value = a[len("--config."):].split("=", 1)
-        # Unknown names (with a suggestion) and values of the wrong type fail here in one line.
-        O.set_field(_probe(), key, O.parse_value(value))
-        if O.dotted_name(key) != key:  # a unique leaf name: on the command line, name the section
-          raise ValueError(f"--config.{key} must name its section: "
-                           f"--config.{O.dotted_name(key)}={value}")
-    return flags.FLAGS(argv)
+    rest = []
+    for a in argv:
+      if not a.startswith("--config."):
+        rest.append(a)
+        continue
+      if "=" not in a:
+        raise ValueError(f"{a} needs a value: --config.<section>.<field>=<value>")
+      key, value = a[len("--config."):].split("=", 1)
+      # Unknown names (with a suggestion) and values of the wrong type fail here in one line.
+      O.set_field(_probe(), key, O.parse_value(value))
+      if O.dotted_name(key) != key:  # a unique leaf name: on the command line, name the section
+        raise ValueError(f"--config.{key} must name its section: "
+                         f"--config.{O.dotted_name(key)}={value}")
+      FIELD_FLAGS.append(a)
+    sys.argv[:] = rest  # config_flags also reads sys.argv for --config.* overrides
+    return flags.FLAGS(rest)
   except ValueError as e:
     _die(str(e))
   except flags.Error as e:

@@ -152,11 +152,6 @@ def set_overrides(config: ml_collections.ConfigDict, values: dict) -> None:
     overrides.set_field(config, key, value)
 
 
-def config_override_flags(argv: Iterable[str]) -> list[str]:
-  """The ``--config.<field>=...`` words of a command line (passed through to listed commands)."""
-  return [a for a in argv if a.startswith("--config.")]
-
-
 if __name__ == "__main__":  # python -m reinit_jax.launch.sweep configs/x.py:arg  -> the commands
   for line in commands(sys.argv[1], default_workdir(sys.argv[1]), sys.argv[2:]):
     print(line)

@@ -89,8 +89,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   from reinit_jax.train import schedules
   check_fields(config)
   c = resolve(config)
-  if hasattr(methods, "import_modules"):  # TODO(merge): methods branch
-    methods.import_modules(tuple(c.run.modules))
+  methods.import_modules(tuple(c.run.modules))
   if c.model.name not in models.names():
     fail("model.name", c.model.name, ", ".join(models.names()))
   for m in (c.reinit.method, *c.reinit.methods):
