@@ -5,8 +5,8 @@
     python launch.py --config=configs/online.py:method=shrink_perturb
 
 Fashion-MNIST, scnn at 1/4 width, 5 stages of 4 epochs, SGD lr 0.01; writes per-stage test accuracy
-(summary.json "stages") and test accuracy at best validation. The training-set size changes every
-stage, so the train step compiles once per stage here.
+(summary.json "stages") and test accuracy at best validation. The training set grows every stage;
+the train step still compiles once (rows padded to the largest stage, bench/README.md, section 3).
 
 `reg=1` adds regularization (weight decay 5e-4 and flip + pad-4 crop augmentation, [Z] A.2's
 regularized variant); `reg=0` has none. Sweep (scratch vs warm start vs S&P, without and with

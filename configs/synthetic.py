@@ -1,4 +1,4 @@
-"""[LW] §1.1 synthetic task (SPEC §5): MLP 128-32-32-8, 256 examples, full-batch GD, lr 0.05.
+"""[LW] §1.1 synthetic task: MLP 128-32-32-8, 256 examples, full-batch GD, lr 0.05.
 
     python launch.py --config=configs/synthetic.py:method=layerwise,alpha=1,seeds=10,l2=0
     python launch.py --config=configs/synthetic.py:method=standard,alpha=0.5 --workdir=runs/syn_bl

@@ -1,4 +1,5 @@
-"""Events (SPEC §1): optimizer-state policies by path, BatchNorm resets, fresh draws, one compile."""
+"""Events ([AA] §4, [LW] §3, [Z] §3): optimizer-state policies by path, BatchNorm resets, fresh
+draws, one compile."""
 
 import chex
 import jax

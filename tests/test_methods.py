@@ -1,4 +1,4 @@
-"""Methods of SPEC §1 and their primitives: blends, S&P, rescaling, registry, layer-wise."""
+"""Methods ([AA] §4, [LW] §3, [Z] §3) and their primitives: blends, S&P, rescaling, registry, layer-wise."""
 
 import hypothesis.extra.numpy as hnp
 import jax

@@ -1,4 +1,4 @@
-"""Every method of SPEC §1 compiles and runs on every model of SPEC §4, from the block declaration.
+"""Every built-in method ([AA] §4, [LW] §3, [Z] §3) compiles and runs on every model, from its blocks.
 
 The default run uses each family's tiny variant (the same code at a small width); the full-size
 models run in the slow suite (``pytest -m slow``).
