@@ -1,4 +1,4 @@
-"""[HR] initialization diagnostics for every model of SPEC §4 (results/init_diagnostics/).
+"""[HR] initialization diagnostics for every model of the repository (results/init_diagnostics/).
 
     PYTHONPATH=. python results/make_init_diagnostics.py --out results/init_diagnostics [--full]
 

@@ -19,7 +19,7 @@ python launch.py --config='configs/online.py:train_subset=2000,epochs=50,batch_s
 # (c) label noise q ∈ {0, 0.4}, Fashion-MNIST, ± distillation.
 python launch.py --config='configs/label_noise.py:train_subset=1500,epochs=6,stages=3,batch_size=32,learning_rate=0.05,model_kwargs.width=0.125,seeds=(0;1;2)' --workdir=runs/label_noise_s3 --sweep=list $L | results/run_points.sh
 
-# (d) [HR] initialization diagnostics of every SPEC §4 model (tiny conv nets on CPU).
+# (d) [HR] initialization diagnostics of every model (tiny conv nets on CPU).
 python results/make_init_diagnostics.py --out results/init_diagnostics
 
 # Reports (tables + PNGs) and pivot tables.

@@ -1,4 +1,4 @@
-"""[HR] initialization diagnostics (SPEC §6): failure modes 1 and 2, fresh draws vs the model's init."""
+"""[HR] initialization diagnostics: failure modes 1 and 2, fresh draws vs the model's init."""
 
 import math
 

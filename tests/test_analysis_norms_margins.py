@@ -1,4 +1,5 @@
-"""Norms, margins and the size of the weights on small known inputs (SPEC §6, [Z] Fig. 3, [LW] §4.1)."""
+"""Norms, margins and the size of the weights on small known inputs ([Z] Fig. 3, [LW] §4.1,
+App. D)."""
 
 import math
 

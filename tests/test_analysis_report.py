@@ -1,5 +1,5 @@
 """Figures and the report command on small workdirs written in the engine's documented format
-(docs/CONTRACTS.md, "Engine outputs"; [Z] Tables 1–3 and Figs. 2–5, [LW] Table 3)."""
+(docs/CONTRACTS.md, Engine; [Z] Tables 1–3 and Figs. 2–5, [LW] Table 3)."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Sharpness under N(0, σ²I) parameter noise ([LW] §4.2, SPEC §6)."""
+"""Sharpness under N(0, σ²I) parameter noise ([LW] §4.2)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Sign tests, Holm's correction and the [LW] decision tree (SPEC §6)."""
+"""Sign tests, Holm's correction and the decision tree of [LW] Table 3 and Fig. 3."""
 
 import numpy as np
 import pytest

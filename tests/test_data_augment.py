@@ -1,4 +1,5 @@
-"""Augmentation presets: the device path equals a numpy reference and the tf.data path (SPEC §3)."""
+"""Augmentation presets of [Z] and [LW]: the device path equals a numpy reference and the tf.data
+path."""
 
 import jax
 import numpy as np

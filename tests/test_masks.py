@@ -1,4 +1,4 @@
-"""Masks (SPEC §1): exact fractions, smallest magnitudes, block and path selection, combinators."""
+"""Masks of the subset methods ([LW] §3): exact fractions, smallest magnitudes, block and path selection, combinators."""
 
 import hypothesis.extra.numpy as hnp
 import jax

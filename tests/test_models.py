@@ -1,4 +1,4 @@
-"""Models (SPEC §4, docs/CONTRACTS.md): shapes, block declarations, options, conv implementations.
+"""Models of [LW] and [Z] (docs/CONTRACTS.md): shapes, blocks, options, conv implementations.
 
 Full-size models are only traced with ``jax.eval_shape`` (free); real forwards use the tiny
 variants on small inputs so the file runs in seconds on 2 CPU cores.
@@ -17,7 +17,7 @@ from reinit_jax.models.base import LAYERWISE_NORM, LayerwiseNorm
 KEY = jax.random.key(0)
 FULL = ("scnn", "resnet18", "preact_resnet18", "mobilenet_v2", "vgg16", "mobilenet_v1", "resnet50")
 TINY = tuple(f"{n}_tiny" for n in FULL)
-# SPEC §4 / issue 2: K per model at its finest declaration.
+# K per model at its finest declaration (the K of [LW]: scnn 4, VGG16 13, MobileNetV1 7, ResNet-50 16).
 EXPECTED_K = {"scnn": 4, "vgg16": 13, "mobilenet_v1": 7, "resnet50": 16, "resnet18": 5,
               "preact_resnet18": 5, "mobilenet_v2": 7, "mlp": 3}
 SMALL = (16, 16, 3)
