@@ -51,7 +51,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def guard_step(step, policy: str):
-  """Wraps ``step(state, x, y, tprobs) -> (state, (loss, acc, lr))`` of one seed (SPEC §1 steps).
+  """Wraps ``step(state, x, y, tprobs) -> (state, (loss, acc, lr))`` of one seed ([Z] §3 staged training).
 
   A step is bad when its loss or its updated parameters hold a NaN or inf.
   ``policy='stop'``: the first bad step is recorded in the step counter as ``-(k + 1)`` (k = the

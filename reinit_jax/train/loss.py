@@ -1,4 +1,4 @@
-"""Training objective: cross-entropy plus optional self-distillation (SPEC §2–3).
+"""Training objective: cross-entropy plus optional self-distillation ([Z] §3.1).
 
 Weight decay is not here: it is added to the gradient by the optimizer (``schedules.make_optimizer``).
 """
@@ -16,7 +16,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def distill_kl(teacher_probs: jax.Array, logits: jax.Array) -> jax.Array:
-  """Per-example KL(teacher ‖ student) at temperature 1 (SPEC §2); (B, C), (B, C) → (B,).
+  """Per-example KL(teacher ‖ student) at temperature 1 ([Z] §3.1); (B, C), (B, C) → (B,).
 
   ``0 · log 0`` terms are taken as 0, so a teacher with exact zeros does not give NaN.
   """

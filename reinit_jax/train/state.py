@@ -1,6 +1,6 @@
 """The train state of a run: every seed's model, optimizer and method state, with a leading seed axis.
 
-Several seeds of one config train in one process under ``jax.vmap`` (SPEC "seeds"): every leaf of a
+Several seeds of one config train in one process on the run axis (README, "Seeds"): every leaf of a
 :class:`TrainState` has a leading axis of size S = len(config.seeds). PRNG streams are derived from
 the seed's base key by ``fold_in`` of (stream, position), so every draw is a function of where the
 run is, and a resumed run draws exactly what an uninterrupted one would.
@@ -54,7 +54,7 @@ INIT_ROOT = 0x1417  # root of every model.init key; the seed and the stage are f
 
 
 def fresh_variables(model, seed, stage) -> dict:
-  """``model.init`` keyed by (seed, stage) as ``events.fresh_variables`` (SPEC §1): stage 0 draws
+  """``model.init`` keyed by (seed, stage) as ``events.fresh_variables`` ([Z] §3, [AA] §4): stage 0 draws
   θ_1, stage t ≥ 1 the θ_init of the event after stage t. ``seed``/``stage`` may be traced."""
   return dict(events.fresh_variables(model, jax.random.PRNGKey(INIT_ROOT), seed, stage))
 

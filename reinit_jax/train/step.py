@@ -1,4 +1,4 @@
-"""The jitted pieces of a run: train steps (scanned), evaluation, teacher cache, the event (SPEC §1–2).
+"""The jitted pieces of a run: train steps (scanned), evaluation, teacher cache, the event ([Z] §3, §3.1).
 
 Every function here is written for one seed and vmapped over the seed axis, then jitted once. The
 training data lives on the device; a call receives an index batch (S, n_steps, B) and gathers and
@@ -37,7 +37,7 @@ def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, be
   """One gradient step of one seed: ``step(state, x_raw (B, ...), y (B,), tprobs | None)``.
 
   ``distill``: 'off' | 'cached' (``tprobs`` gathered from the stage's cache) | 'live' (teacher
-  forward on the same augmented batch, eval mode). β is applied from stage 2 on (SPEC §2).
+  forward on the same augmented batch, eval mode). β is applied from stage 2 on ([Z] §3.1).
   Returns (state, (loss, accuracy, lr)), loss = CE + β·KL (weight decay acts in the optimizer).
   """
   def step(state: TrainState, x_raw, y, tprobs):
@@ -224,7 +224,7 @@ def make_eval(model, augment: Callable, per_run: bool = False):
 
 def make_teacher_cache(model, augment: Callable, per_run: bool = False):
   """``cache(teacher (S,...), x_all, idx (nb, Be)) -> probs (S, nb·Be, C)``: the teacher's class
-  probabilities on every training example, un-augmented (SPEC §2 default; row i = example i)."""
+  probabilities on every training example, un-augmented ([Z] §3.1's cached teacher; row i = example i)."""
   key = jax.random.PRNGKey(0)
 
   def one(teacher, x_all, idx):
@@ -238,7 +238,7 @@ def make_teacher_cache(model, augment: Callable, per_run: bool = False):
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
                optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None,
                idle_norm_policy: str = "set", per_run: bool = False):
-  """The event after the current stage, jitted once (stage is traced state, SPEC §1).
+  """The event after the current stage, jitted once (stage is traced state; [Z] §3, [LW] §3).
 
   ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
   own init with key(seed, t), measures layer-wise normalizations on ``norm_batch_size`` training

@@ -1,4 +1,4 @@
-"""The streaming feed of :func:`reinit_jax.train.run`: data that does not fit in memory (SPEC §5).
+"""The streaming feed of :func:`reinit_jax.train.run`: data that does not fit in memory (ImageNet, [LW] §3).
 
 Training batches come from ``StreamSplit.batches`` (tf.data, already augmented on the host). Each
 process reads only its share of every global batch and the shares are assembled into one global
