@@ -1,4 +1,8 @@
-"""Masks of the subset methods ([LW] §3): exact fractions, smallest magnitudes, block and path selection, combinators."""
+"""Masks ([LW] §3, DSD, WELSR): exact fractions, smallest magnitudes, block and path selection, combinators.
+
+The exactness tests run every exact selection implementation ('bracket', the CPU default, and 'sort',
+the accelerators' default, forced here) against numpy's stable argsort.
+"""
 
 import hypothesis.extra.numpy as hnp
 import jax
@@ -7,7 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from reinit_jax import masks, models
+from reinit_jax import masks, models, selection
+
+EXACT_IMPLS = ("bracket", "sort")
 
 # Every new leaf shape compiles new sort kernels: few, small shapes keep this test cheap.
 SETTINGS = settings(max_examples=10, deadline=None)
@@ -108,23 +114,24 @@ def test_bad_fraction_is_one_clear_line(bad):
   assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
 @SETTINGS
 @given(values=hnp.arrays(np.float32, st.integers(1, 40),
                          elements=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 1e-30, 1e30])),
        fraction=st.floats(0, 1))
-def test_selection_equals_a_stable_argsort_ranking_with_ties(values, fraction):
+def test_selection_equals_a_stable_argsort_ranking_with_ties(impl, values, fraction):
   k = int(round(fraction * values.size))
   ref = np.zeros(values.size, bool)
   ref[np.argsort(np.abs(values), kind="stable")[:k]] = True
-  got = masks.smallest_magnitude({"w": jnp.asarray(values)}, fraction)["w"]
+  got = masks.smallest_magnitude({"w": jnp.asarray(values)}, fraction, select_impl=impl)["w"]
   np.testing.assert_array_equal(np.asarray(got), ref)
 
 
 def _large_cases():
-  # Sizes past masks._BRACKET_MIN, so the sampled bracket and the interpolation passes run.
+  # Sizes past selection._BRACKET_MIN, so the sampled bracket and the interpolation passes run.
   rng = np.random.default_rng(0)
   n = 40_000
-  pos = (np.arange(masks._SAMPLE, dtype=np.int64) * 2654435761) % n  # the bracket's sample
+  pos = (np.arange(selection._SAMPLE, dtype=np.int64) * 2654435761) % n  # the bracket's sample
   huge_sample = np.abs(rng.standard_normal(n)).astype(np.float32)
   huge_sample[pos] = 1e6 + np.arange(pos.size)  # the bracket misses: the answer lies below it
   zero_sample = np.abs(rng.standard_normal(n)).astype(np.float32)
@@ -141,24 +148,26 @@ def _large_cases():
   }
 
 
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
 @pytest.mark.parametrize("case", sorted(_large_cases()))
-def test_large_tensor_selection_equals_a_stable_argsort(case):
+def test_large_tensor_selection_equals_a_stable_argsort(case, impl):
   values = _large_cases()[case].astype(np.float32)
   scores = np.where(np.isnan(values), np.inf, np.abs(values))  # NaN ranks as +inf
-  select = jax.jit(lambda w, f: masks.smallest_magnitude({"w": w}, f)["w"], static_argnums=1)
+  select = jax.jit(lambda w, f: masks.smallest_magnitude({"w": w}, f, impl)["w"], static_argnums=1)
   for fraction in (0.0001, 0.2, 0.5, 0.9999):
     k = int(round(fraction * values.size))
     ref = np.zeros(values.size, bool)
     ref[np.argsort(scores, kind="stable")[:k]] = True
     got = np.asarray(select(jnp.asarray(values.reshape(200, -1)), fraction)).reshape(-1)
-    np.testing.assert_array_equal(got, ref, err_msg=f"{case} at fraction {fraction}")
+    np.testing.assert_array_equal(got, ref, err_msg=f"{case} at fraction {fraction} ({impl})")
 
 
-def test_random_fraction_agrees_with_ranking_uniform_draws():
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
+def test_random_fraction_agrees_with_ranking_uniform_draws(impl):
   # The keys are 30 random bits whose top 23 are jax.random.uniform's: without a tie at the cut
   # the selection is the k smallest uniforms of the leaf's own key, on large tensors too.
   params = {"a": jnp.zeros((64, 64)), "b": jnp.zeros((300, 100))}
-  mask = masks.random_fraction(jax.random.key(7), params, 0.3)
+  mask = masks.random_fraction(jax.random.key(7), params, 0.3, select_impl=impl)
   for leaf_key, name in zip(jax.random.split(jax.random.key(7), 2), ("a", "b")):
     u = np.asarray(jax.random.uniform(leaf_key, params[name].shape)).reshape(-1)
     k = int(round(0.3 * u.size))
@@ -166,14 +175,16 @@ def test_random_fraction_agrees_with_ranking_uniform_draws():
     np.testing.assert_array_equal(np.asarray(mask[name]).reshape(-1), u <= np.sort(u)[k - 1])
 
 
-@pytest.mark.parametrize("n", [masks._CAP, masks._CAP + 1, 5000])
-def test_sizes_around_the_search_paths_equal_a_stable_argsort(n):
-  # <= _CAP: one stable sort; above it without the sampled bracket (n < _BRACKET_MIN): probes from
-  # the whole key range, where the interpolation is poor and halving has to finish.
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
+@pytest.mark.parametrize("n", [selection._CAP, selection._CAP + 1, 5000])
+def test_sizes_around_the_search_paths_equal_a_stable_argsort(n, impl):
+  # <= _CAP: one stable sort (the 'sort' path: the padded group of small tensors); above it without
+  # the sampled bracket (n < _BRACKET_MIN): probes from the whole key range, where the
+  # interpolation is poor and halving has to finish.
   values = (np.round(np.random.default_rng(n).standard_normal(n) * 8) / 8).astype(np.float32)
   for fraction in (0.1, 0.5):
     k = int(round(fraction * n))
     ref = np.zeros(n, bool)
     ref[np.argsort(np.abs(values), kind="stable")[:k]] = True
-    got = masks.smallest_magnitude({"w": jnp.asarray(values)}, fraction)["w"]
+    got = masks.smallest_magnitude({"w": jnp.asarray(values)}, fraction, select_impl=impl)["w"]
     np.testing.assert_array_equal(np.asarray(got), ref)
