@@ -34,8 +34,7 @@ class Preempted(Exception):
   """The run got SIGTERM, wrote a checkpoint and stopped; re-running the command resumes."""
 
 
-class CheckpointError(OSError):
-  """A checkpoint could not be written (e.g. a full disk); earlier checkpoints are intact."""
+from reinit_jax.checkpoint import CheckpointError  # noqa: E402,F401  (moved; the old name works)
 
 
 def _all_finite(tree) -> jax.Array:
