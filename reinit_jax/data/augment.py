@@ -1,4 +1,4 @@
-"""Augmentation presets and normalization, on the device (jax) and in tf.data (SPEC §3).
+"""Augmentation presets and normalization, on the device (jax) and in tf.data ([Z], [LW] §3).
 
 Presets: ``none``; ``cifar`` ([Z]: random horizontal flip, then a random crop of the original size
 after zero-padding 4 pixels); ``lw224`` ([LW]: evaluation resizes to 224×224; training flips, resizes
@@ -103,7 +103,7 @@ def apply(x, flip, offset, *, preset: str, train: bool, image_size: int | None =
 
 
 def augment(key, x, train: bool, *, preset: str, image_size: int | None = None, image: bool = True):
-  """``Data.augment``: draw decisions from ``key`` and apply them (SPEC §3); jit-able.
+  """``Data.augment``: draw decisions from ``key`` and apply them (module docstring); jit-able.
 
   For feature data (``image=False``, the synthetic task) it is the identity cast to float32.
   Shapes: ``x`` ``(B, H, W, C)`` → float32 ``(B, H', W', C)``.

@@ -4,7 +4,7 @@ Order of operations (all seeded by ``cfg.seed``, so every method of a seed sees 
 the TFDS training split → validation hold-out (in memory: a seeded random ``validation_fraction``;
 streaming: its last ``validation_fraction``, as a TFDS slice) → ``train_subset`` (the first n of the
 remaining, shuffled, examples) → label noise on those training examples ([Z] §6) → C contiguous
-chunks, stage t seeing chunks 1..t ([AA], SPEC §3). Validation and test labels stay clean.
+chunks, stage t seeing chunks 1..t ([AA]; [Z] A.2). Validation and test labels stay clean.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from reinit_jax.data import augment as aug
-from reinit_jax.data import registry, splits, synthetic
+from reinit_jax.data import cache, fashion_mnist, registry, splits, synthetic
 
 
 class Meta(NamedTuple):
@@ -110,22 +110,67 @@ class Data:
 
 
 def build(cfg) -> Data:
-  """Builds the data of ``cfg`` (fields in docs/CONTRACTS.md); one-line ValueError on bad input."""
+  """Builds the data of ``cfg`` (fields in docs/CONTRACTS.md); one-line ValueError on bad input.
+
+  In-memory data sets come from the array cache (``cache``, numpy only); a split not cached yet is
+  read from its source (:func:`_source`) and cached. Streaming needs TensorFlow and TFDS.
+  """
   opts = registry.options(cfg)
   if opts.dataset == registry.SYNTHETIC:
     (x, y), test = synthetic.generate(opts.seed, opts.synthetic_alpha, opts.synthetic_train,
                                       opts.synthetic_test)
     return _in_memory(opts, x, y, test, synthetic.NUM_CLASSES, image=False)
-  from reinit_jax.data import tfds_io
   spec = registry.DATASETS[opts.dataset]
-  builder = tfds_io.get_builder(opts.dataset, spec, opts.data_dir)
-  tfds_io.prepare(opts.dataset, builder, opts.manual_dir)
   in_memory = spec.in_memory if opts.in_memory is None else bool(opts.in_memory)
   if in_memory:
-    x, y = tfds_io.load_numpy(builder, spec.train_split)
-    test = tfds_io.load_numpy(builder, spec.test_split)
+    root, read = cache.data_root(opts.data_dir), _source(opts, spec)
+    x, y = cache.load(root, opts.dataset, spec.train_split, lambda: read(spec.train_split))
+    test = cache.load(root, opts.dataset, spec.test_split, lambda: read(spec.test_split))
     return _in_memory(opts, x, y, test, spec.num_classes, image=True)
+  tfds_io = _tfds_io(opts.dataset, "streaming (in_memory=False) reads TFDS with tf.data and")
+  builder = tfds_io.get_builder(opts.dataset, spec, opts.data_dir)
+  tfds_io.prepare(opts.dataset, builder, opts.manual_dir, opts.download)
   return _streaming(opts, spec, builder)
+
+
+def _tfds_io(dataset: str, what: str):
+  """``reinit_jax.data.tfds_io``, or a one-line ValueError when TFDS cannot be imported."""
+  try:
+    from reinit_jax.data import tfds_io
+  except ImportError as e:
+    raise ValueError(f"{dataset}: {what} needs tensorflow and tensorflow_datasets, which cannot be "
+                     f"imported ({type(e).__name__}: {e}); `pip install tensorflow-cpu "
+                     "tensorflow-datasets`") from None
+  return tfds_io
+
+
+def _source(opts, spec) -> Callable:
+  """``read(split) -> (x, y, source)`` from the data set's source, for splits not cached yet.
+
+  fashion_mnist: Debian's files read with numpy (the same arrays as TFDS's, see ``fashion_mnist``)
+  when they are installed, or when TFDS is missing (then the error names the Debian package).
+  Otherwise the TFDS builder, made and prepared once on first use.
+  """
+  made = {}
+
+  def read(split):
+    if opts.dataset == "fashion_mnist" and fashion_mnist.has_files(opts.manual_dir):
+      x, y = fashion_mnist.read_split(split, opts.manual_dir)
+      return x, y, f"Debian dataset-fashion-mnist ({opts.manual_dir or fashion_mnist.DEFAULT_MANUAL_DIR})"
+    try:
+      tfds_io = _tfds_io(opts.dataset, f"reading it (no array cache in "
+                         f"{cache.directory(cache.data_root(opts.data_dir), opts.dataset)} yet)")
+    except ValueError:
+      if opts.dataset == "fashion_mnist":
+        fashion_mnist.check_manual_dir(opts.manual_dir)  # raises the line naming the Debian package
+      raise
+    if "builder" not in made:
+      builder = tfds_io.get_builder(opts.dataset, spec, opts.data_dir)
+      tfds_io.prepare(opts.dataset, builder, opts.manual_dir, opts.download)
+      made["builder"] = builder
+    return tfds_io.read_split(made["builder"], split)
+
+  return read
 
 
 def _check_subset(opts, n):

@@ -1,4 +1,7 @@
-"""The data sets reinit_jax knows (SPEC §5) and validation of the data config (docs/CONTRACTS.md).
+"""The data sets reinit_jax knows and validation of the data config (docs/CONTRACTS.md, Data).
+
+The data sets are those of the papers: [LW] §3's twelve TFDS image data sets and its synthetic task
+([LW] §1.1, ``synthetic``), CIFAR-10/100 and Tiny ImageNet of [Z] Tables 1–3, and ImageNet.
 
 Each entry names the TFDS builder, the TFDS splits used as "train" and "test", the class count, the
 native image shape (None: images of varying size, which are resized), and whether the data set fits
@@ -7,15 +10,21 @@ in host/device memory (the in-memory fast path) or is streamed with tf.data.
 Split choices that are ours: imagenet2012 and tiny_imagenet have no labelled test split, so their
 ``validation`` split is our test set; cifar10_corrupted ships only a ``test`` split, so its first
 80% is our training split and the last 20% our test set. Validation is always held out of "train".
+
+Downloads: TFDS data sets are prepared from prepared data or the manual directory only; TFDS may
+download them when ``download=True`` (config field) or ``REINIT_JAX_DOWNLOAD=1`` is set (an offline
+machine would otherwise spend minutes on network retries before failing).
 """
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 AUGMENTATIONS = ("none", "cifar", "lw224")
 LW_SIZE, LW_RESIZE = 224, 248  # [LW]: resize to 224; train: resize 248, random 224 crop.
 CIFAR_PAD = 4  # [Z]: pad 4, random crop back to the original size.
+DOWNLOAD_ENV = "REINIT_JAX_DOWNLOAD"
 
 
 class Spec(NamedTuple):
@@ -77,6 +86,7 @@ class Options(NamedTuple):
   synthetic_train: int
   synthetic_test: int
   in_memory: bool | None  # None: per data set (Spec.in_memory); False forces streaming.
+  download: bool = False  # let TFDS download a data set that is not prepared (module docstring)
 
 
 def options(cfg) -> Options:
@@ -101,6 +111,8 @@ def options(cfg) -> Options:
     synthetic_train=int(_get(cfg, "synthetic_train", 256)),
     synthetic_test=int(_get(cfg, "synthetic_test", 10000)),
     in_memory=_get(cfg, "in_memory", None),
+    download=bool(_get(cfg, "download", False))
+    or os.environ.get(DOWNLOAD_ENV, "").lower() in ("1", "true", "yes"),
   )
   if not 0.0 <= opts.label_noise < 1.0:
     raise ValueError(f"label_noise={opts.label_noise} must be in [0, 1)")

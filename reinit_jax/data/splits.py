@@ -1,7 +1,7 @@
 """Index arithmetic: validation hold-out, label noise, online chunks, epoch order, host shares.
 
 Every function here is a pure function of its arguments (and the seed), so a run, a resumed run and
-every method of a seed see the same split, noisy labels, chunks and batch order (SPEC §3).
+every method of a seed see the same split, noisy labels, chunks and batch order ([Z] §6).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ _VALIDATION, _NOISE, _EPOCH = 0x7A1, 0x9015E, 0xE90C
 
 
 def holdout(seed: int, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-  """Seeded split of ``range(n)`` into (train, validation) index arrays (SPEC §3, model selection).
+  """Seeded split of ``range(n)`` into (train, validation) index arrays ([LW] §3 model selection).
 
   The validation set is ``round(fraction · n)`` examples; the training indices come out in the
   seeded shuffled order (so ``train_subset`` and chunks are random subsets). Shapes ``(n - v,)``,
@@ -53,7 +53,7 @@ def label_noise(seed: int, y: np.ndarray, q: float, num_classes: int):
 def chunk_ends(n: int, chunks: int) -> np.ndarray:
   """End offsets of ``chunks`` contiguous chunks of ``n`` examples, sizes differing by ≤ 1.
 
-  Stage t of online learning ([AA], SPEC §3) trains on ``[:ends[t-1]]`` = chunks 1..t. Shape
+  Stage t of online learning ([AA]; [Z] A.2) trains on ``[:ends[t-1]]`` = chunks 1..t. Shape
   ``(chunks,)``; ``ends[-1] == n``.
   """
   if chunks < 1 or chunks > n:
@@ -78,7 +78,7 @@ def epoch_indices(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
 
 
 def process_share(n: int, process_index: int, process_count: int) -> tuple[int, int]:
-  """The ``[start, stop)`` share of ``n`` items read by one process (multi-host, SPEC §5).
+  """The ``[start, stop)`` share of ``n`` items read by one process (multi-host data loading).
 
   Contiguous shares, disjoint, covering ``range(n)``, sizes differing by ≤ 1 (the first
   ``n % process_count`` processes get one more) — the arithmetic of ``tfds.even_splits``.

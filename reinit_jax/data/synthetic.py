@@ -1,4 +1,4 @@
-"""The synthetic task of [LW] §1.1 (SPEC §5).
+"""The synthetic task of [LW] §1.1.
 
 x ∈ R^128 and y uniform in {0, ..., 7}. The first three coordinates of x are ``alpha`` times the
 3-bit binary code of y written with ±1, most significant bit first (class 0 → (−1, −1, −1),

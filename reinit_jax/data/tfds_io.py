@@ -1,23 +1,59 @@
-"""Reading TFDS data sets: preparation with one-line errors, numpy loading, tf.data streaming.
+"""TFDS: preparation that fails fast offline, reading whole splits, tf.data streaming.
 
-The in-memory path reads a whole split once into uint8/int32 numpy arrays and caches them as
-``.npy`` files inside the prepared data set's folder, so later runs skip image decoding. The
-streaming path (ImageNet-sized data, SPEC §5) reads encoded examples with tf.data, decodes and
-augments them per example (decisions from (seed, epoch, example index), see ``augment``), and
-prefetches; each process reads only its share of the split (``splits.process_share``).
+The one module of reinit_jax.data that imports TensorFlow Datasets (and, when it reads, TensorFlow).
+It is imported only to prepare or read a TFDS data set whose arrays are not cached yet
+(``cache``), and for streaming; a prepared in-memory data set needs neither.
+
+Preparation never downloads unless asked (``config.download=True`` or ``REINIT_JAX_DOWNLOAD=1``): a
+data set that is neither prepared nor has its files in the manual directory fails at once with
+one line naming the files and the folder to put them in, where TFDS would retry the network for
+minutes. Failed preparations leave no empty folders in the data directory or the temp directory.
+
+The streaming path (ImageNet-sized data, [LW] §3 data sets) reads encoded examples with tf.data,
+decodes and augments them per example (decisions from (seed, epoch, example index), see
+``augment``), and prefetches; each process reads only its share of the split
+(``splits.process_share``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
+import shutil
+import tempfile
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
 from reinit_jax.data import augment as aug
+from reinit_jax.data import cache
 from reinit_jax.data import fashion_mnist, tiny_imagenet
-from reinit_jax.data.registry import Spec
+from reinit_jax.data.registry import DOWNLOAD_ENV, Spec
+
+
+class DebianFashionMnist(tfds_mnist.FashionMNIST, skip_registration=True):
+  """TFDS ``fashion_mnist`` 3.0.1 whose registered checksums are those of Debian's files.
+
+  TFDS's download manager finds each file in the manual directory by its registered file name,
+  verifies it, and prepares the usual ``fashion_mnist`` data (same features, splits and example
+  order) with no network access. The class keeps the TFDS name (prepared data is shared with the
+  stock builder) and is therefore not registered.
+  """
+
+  name = "fashion_mnist"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+    f"`{fashion_mnist.INSTALL_HINT}` puts the files in {fashion_mnist.DEFAULT_MANUAL_DIR}.")
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def url_infos(cls):
+    # The stock builder downloads URL + file name; registering these URLs with the Debian
+    # checksums and file names makes the download manager take the files from manual_dir.
+    return {
+      cls.URL + fname: tfds.core.download.checksums.UrlInfo(size=size, checksum=sha, filename=fname)
+      for fname, (size, sha) in fashion_mnist.DEBIAN_FILES.items()
+    }
 
 
 def _one_line(err: BaseException) -> str:
@@ -25,61 +61,109 @@ def _one_line(err: BaseException) -> str:
   return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
+def _dirs(root: str) -> set[str]:
+  return {d for d, _, _ in os.walk(root)} if os.path.isdir(root) else set()
+
+
+@contextlib.contextmanager
+def _tidy(root: str):
+  """Runs a TFDS call leaving no new empty folder behind.
+
+  TFDS makes an empty ``tmp*tfds`` folder in the temp directory for every builder of an unprepared
+  data set (``DatasetInfo.initialize_from_bucket``); the call gets a private temp directory,
+  removed afterwards. On failure, the folders it created under the data directory ``root`` that
+  are still empty are removed (``downloads/``, ``<name>/``...).
+  """
+  before = _dirs(root)
+  old, scratch = tempfile.tempdir, tempfile.mkdtemp(prefix="reinit_jax_tfds_")
+  tempfile.tempdir = scratch
+  try:
+    yield
+  except BaseException:
+    for d, _, _ in os.walk(root, topdown=False):
+      if d not in before:
+        with contextlib.suppress(OSError):
+          os.rmdir(d)  # only succeeds on an empty folder
+    raise
+  finally:
+    tempfile.tempdir = old
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def get_builder(name: str, spec: Spec, data_dir: str | None):
   """The TFDS builder for a registry entry (Debian fashion_mnist and Tiny ImageNet are ours)."""
   tfds.disable_progress_bar()
+  root = cache.data_root(data_dir)
   try:
-    if name == "fashion_mnist":
-      return fashion_mnist.builder(data_dir)
-    if name == "tiny_imagenet":
-      return tiny_imagenet.TinyImagenet(data_dir=data_dir)
-    return tfds.builder(spec.tfds_name, data_dir=data_dir)
+    with _tidy(root):
+      if name == "fashion_mnist":
+        return DebianFashionMnist(data_dir=data_dir)
+      if name == "tiny_imagenet":
+        return tiny_imagenet.TinyImagenet(data_dir=data_dir)
+      return tfds.builder(spec.tfds_name, data_dir=data_dir)
   except Exception as err:  # TFDS raises many types; the user needs one line.
     raise ValueError(f"{name}: cannot create the TFDS builder ({_one_line(err)})") from None
 
 
-def prepare(name: str, builder, manual_dir: str | None) -> None:
+def _check_offline(name: str, builder, manual: str, root: str) -> None:
+  """Raises one line naming what to place where unless the manual files for ``builder`` exist."""
+  where = f"{name}: not prepared in {builder.data_path}"
+  allow = f"or let TFDS download it with {DOWNLOAD_ENV}=1 (config.download=True)"
+  if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+    if os.path.isdir(manual) and os.listdir(manual):
+      return
+    how = " ".join(str(builder.MANUAL_DOWNLOAD_INSTRUCTIONS).split())[:200]
+    raise ValueError(f"{where} and the manual directory {manual} is empty; place its files there "
+                     f"({how})")
+  try:
+    files = [u.filename for u in (builder.url_infos or {}).values()]
+  except Exception:  # noqa: BLE001 (no checksums registered: no file names to ask for)
+    files = []
+  if files and all(files):
+    missing = sorted({f for f in files if not os.path.isfile(os.path.join(manual, f))})
+    if not missing:
+      return
+    raise ValueError(f"{where} and downloads are off: place {', '.join(missing)} in {manual} "
+                     f"(or a prepared {name}/ folder in {root}), {allow}")
+  raise ValueError(f"{where} and downloads are off: copy a prepared {name}/ folder into {root} "
+                   f"(`tfds build {name}` on a machine with network), {allow}")
+
+
+def prepare(name: str, builder, manual_dir: str | None, download: bool = False) -> None:
   """Prepares ``builder`` unless already prepared; raises a one-line ValueError on failure.
 
-  fashion_mnist prepares from Debian's files (``apt-get install dataset-fashion-mnist``); other
-  data sets use TFDS's own download/manual-dir logic, which fails offline unless prepared data or
-  the manual files are present.
+  fashion_mnist prepares from Debian's files (``apt-get install dataset-fashion-mnist``). Other
+  data sets prepare from the files in the manual directory (``manual_dir``, default
+  ``<data_dir>/downloads/manual``); without them, and unless ``download``, it fails at once.
   """
   if builder.is_prepared():
     return
+  root = os.fspath(builder.data_dir_root)
   if name == "fashion_mnist":
-    config = fashion_mnist.download_config(manual_dir)
+    manual = fashion_mnist.check_manual_dir(manual_dir)
   else:
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    manual = os.path.expanduser(manual_dir or os.path.join(root, "downloads", "manual"))
+    if not download:
+      _check_offline(name, builder, manual, root)
   try:
-    builder.download_and_prepare(download_config=config)
+    with _tidy(root):
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
   except Exception as err:
     hint = (" (fashion_mnist files corrupt? reinstall dataset-fashion-mnist)"
             if name == "fashion_mnist" else
-            f" (no network here: put prepared data under data_dir or the manual files in "
-            f"{manual_dir or 'the manual dir'})")
+            f" (offline? put prepared data under {root} or the manual files in {manual})")
     raise ValueError(f"{name}: TFDS preparation failed{hint}: {_one_line(err)}") from None
 
 
-def load_numpy(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """A whole split as ``(x uint8 (n, H, W, C), y int32 (n,))``, cached next to the TFDS data."""
-  tag = re.sub(r"[^A-Za-z0-9_]+", "_", split)
-  cache = os.path.join(os.fspath(builder.data_path), f"reinit_jax_{tag}")
-  if os.path.exists(cache + "_x.npy") and os.path.exists(cache + "_y.npy"):
-    return np.load(cache + "_x.npy"), np.load(cache + "_y.npy")
+def read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+  """A whole split of a prepared builder: ``(x uint8 (n, H, W, C), y int32 (n,), source)``."""
   try:
     ds = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
     x, y = tfds.as_numpy(ds)
   except Exception as err:
     raise ValueError(f"{builder.name}: reading split {split!r} failed: {_one_line(err)}") from None
-  x, y = np.asarray(x, np.uint8), np.asarray(y, np.int32)
-  try:  # A read-only data dir just means no cache.
-    for suffix, arr in (("_x.npy", x), ("_y.npy", y)):
-      np.save(cache + suffix + ".tmp.npy", arr)
-      os.replace(cache + suffix + ".tmp.npy", cache + suffix)
-  except OSError:
-    pass
-  return x, y
+  return (np.asarray(x, np.uint8), np.asarray(y, np.int32),
+          f"TFDS {builder.name} {builder.version} in {builder.data_path}")
 
 
 def stream(builder, split: str, *, start: int, labels: np.ndarray | None, seed: int, epoch: int,

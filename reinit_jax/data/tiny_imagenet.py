@@ -1,4 +1,4 @@
-"""A TFDS builder for Tiny ImageNet (64×64×3, 200 classes; SPEC §5), prepared offline.
+"""A TFDS builder for Tiny ImageNet (64×64×3, 200 classes; [Z] Tables 1–3), prepared offline.
 
 TFDS has no Tiny ImageNet builder. This one reads the official ``tiny-imagenet-200.zip`` placed in
 the manual directory (``<data_dir>/downloads/manual`` or ``cfg.manual_dir``), with its layout::

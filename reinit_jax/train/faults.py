@@ -40,8 +40,7 @@ class Preempted(Exception):
     self.signum = signum
 
 
-class CheckpointError(OSError):
-  """A checkpoint could not be written (e.g. a full disk); earlier checkpoints are intact."""
+from reinit_jax.checkpoint import CheckpointError  # noqa: E402,F401  (moved; the old name works)
 
 
 def _all_finite(tree) -> jax.Array:
