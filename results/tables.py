@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from reinit_jax.train import config as config_schema
+
 
 def load(root):
   """[(config, summary)] for every workdir under ``root`` holding both files."""
@@ -27,7 +29,7 @@ def load(root):
     dirs[:] = sorted(x for x in dirs if x not in ("checkpoints", "tensorboard"))
     if "summary.json" in files and "config.json" in files:
       with open(os.path.join(d, "config.json")) as f:
-        c = json.load(f)
+        c = config_schema.flat(json.load(f))
       with open(os.path.join(d, "summary.json")) as f:
         s = json.load(f)
       out.append((c, s))

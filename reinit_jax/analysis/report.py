@@ -34,6 +34,7 @@ import sys
 import numpy as np
 
 from reinit_jax.analysis import plots, stats
+from reinit_jax.train import config as config_schema
 
 _RUN_FILES = ("config.json", "summary.json", "metrics.jsonl")
 
@@ -129,6 +130,7 @@ def load_run(path: str, row_by=()) -> RunInfo:
   """
   missing = []
   c = _read_json(os.path.join(path, "config.json"), missing, "config.json")
+  c = config_schema.flat(c) if isinstance(c, dict) else c
   s = _read_json(os.path.join(path, "summary.json"), missing, "summary.json")
   recs = _read_jsonl(os.path.join(path, "metrics.jsonl"), missing)
   info = RunInfo(path, c if isinstance(c, dict) else {}, s if isinstance(s, dict) else {}, recs,

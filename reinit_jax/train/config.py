@@ -219,3 +219,21 @@ def help_text() -> str:
     default = dict(f.default) if isinstance(f.default, dict) else f.default
     lines.append(f"  --config.{dotted}={default!r}\n      {f.help}; {f.allowed}")
   return "\n".join(lines)
+
+
+# Leaf names that would clash once flattened: their names in a flat view of config.json.
+_FLAT_NAMES = {"model.name": "model", "model.options": "model_kwargs", "data.seed": "data_seed",
+               "optim.options": "optimizer_kwargs", "reinit.hparams": "method_kwargs"}
+
+
+def flat(c: dict) -> dict:
+  """A config.json (nested by section) as one flat dict keyed by field name (``model`` for
+  model.name, ``method_kwargs`` for reinit.hparams, ...), as the analysis tables read it; a flat
+  dict is returned as it is."""
+  if not any(isinstance(c.get(s), dict) for s in SCHEMA):
+    return dict(c)
+  out = {k: v for k, v in c.items() if k not in SCHEMA}
+  for section in SCHEMA:
+    for k, v in (c.get(section) or {}).items():
+      out[_FLAT_NAMES.get(f"{section}.{k}", k)] = v
+  return out
