@@ -20,8 +20,11 @@ Sweeps (`grid=` picks one; seeds stay on the run axis of every point):
     python launch.py --config=configs/synthetic.py:seeds=100 --sweep=all            # main: α × 6 methods
     python launch.py --config=configs/synthetic.py:seeds=100,grid=l2 --sweep=all    # α × {BL, LW} × L2
     python launch.py --config=configs/synthetic.py:seeds=100,grid=rescale --sweep=all
+    python launch.py --config=configs/synthetic.py:seeds=100,grid=idle --sweep=all
+    python launch.py --config=configs/synthetic.py:seeds=100,grid=momentum --sweep=all
 
 `main`: α ∈ {0.5, 1, 2} × {standard, random_subset, magnitude, fixed_subset, head, layerwise};
+`idle`: α × layerwise with `idle_norm_policy=set`; `momentum`: `main` with SGD momentum 0.9;
 `l2`: α × {standard, layerwise} × L2 ∈ {0, 0.005, 0.01, 0.02, 0.05, 0.1}; `rescale`: α × the
 rescaling-only ablation (`rescale_only`: 5 rounds = 5 stages of 360 steps, same 1,800-step budget,
 norms reset to θ_1's, nothing re-initialized); compare with `main`'s standard and layerwise.
@@ -73,4 +76,9 @@ def get_sweep(arg=None):
     return launch.product(alpha=ALPHAS, method=("standard", "layerwise"), l2=L2S)
   if grid == "rescale":
     return launch.product(alpha=ALPHAS, method=("rescale_only",), stages=(5,))
-  raise ValueError(f"config override grid={grid!r} is invalid; allowed: main, l2, rescale")
+  if grid == "idle":  # the other reading of LW's k = K events
+    return launch.product(alpha=ALPHAS, method=("layerwise",), idle_norm_policy=("set",))
+  if grid == "momentum":  # the SGD-momentum variant of the main grid
+    return launch.product(alpha=ALPHAS, method=METHODS, momentum=(0.9,))
+  raise ValueError(f"config override grid={grid!r} is invalid; allowed: main, l2, rescale, idle, "
+                   "momentum")
