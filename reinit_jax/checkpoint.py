@@ -106,7 +106,8 @@ def _is_orbax_noise(unraisable) -> bool:
   if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
     return True
   code = getattr(obj, "cr_code", None)
-  return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+  return code is not None and any(f"{os.sep}{pkg}{os.sep}" in code.co_filename
+                                  for pkg in ("orbax", "tensorstore"))
 
 
 def _silence_orbax_noise() -> None:

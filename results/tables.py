@@ -1,4 +1,4 @@
-"""A pivot table of test accuracy (mean ± std over seeds, %) from the summary.json files of a sweep.
+"""A pivot table of test accuracy (%, mean ± std over seeds) from the summary.json files of a sweep.
 
     python results/tables.py runs/synthetic_l2 --row synthetic_alpha --col weight_decay
     python results/tables.py runs/online --row augmentation --col method --stages
@@ -6,6 +6,7 @@
     python results/tables.py runs/synthetic_l2_100 --row synthetic_alpha,method --col weight_decay
 
 Rows and columns are config.json fields, or several joined by commas (``method`` gets ``+distill`` when distillation is on).
+A cell of one seed shows its value alone (n=1): a std of 0 would read as a measured spread.
 ``--stages`` adds a table per column of the test accuracy at the end of every stage (online
 learning: accuracy as the chunks arrive), mean over seeds.
 """
@@ -16,6 +17,7 @@ import argparse
 import collections
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -61,7 +63,9 @@ def pivot(runs, row, col) -> str:
       if not v:
         txt.append("—")
         continue
-      t = f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f} (n={len(v['per_seed'])})"
+      n = len(v["per_seed"])  # one seed: the value alone, a std of 0 would read as a spread
+      t = (f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}" if n > 1 else f"{100 * v['mean']:.2f}")
+      t += f" (n={n})"
       txt.append(f"**{t}**" if v["mean"] == best else t)
     lines.append(f"| {r} | " + " | ".join(txt) + " |")
   return "\n".join(lines)
@@ -123,6 +127,8 @@ def main():
       print(metrics_per_stage(root))
     return
   runs = [r for root in a.roots for r in load(root)]
+  if not runs:
+    sys.exit(f"error: no workdir with config.json and summary.json under {', '.join(a.roots)}")
   print(pivot(runs, a.row, a.col))
   if a.stages:
     print()

@@ -129,10 +129,38 @@ def test_report_cli(sweep, tmp_path):
   assert r.returncode == 0, r.stderr
   assert r.stdout.strip().endswith("report.md") and "missing" in r.stderr
   assert os.path.exists(os.path.join(out, "report.md"))
-  bad = subprocess.run([sys.executable, "-m", "reinit_jax.analysis.report", str(tmp_path / "none"),
-                        "--out", out], capture_output=True, text=True,
-                       cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert bad.returncode != 0 and "run_dirs" in bad.stderr
+  (tmp_path / "empty").mkdir()
+  for folder, why in (("none", "is not a directory"), ("empty", "no workdir")):
+    bad = subprocess.run([sys.executable, "-m", "reinit_jax.analysis.report",
+                          str(tmp_path / folder), "--out", out], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: run_dirs: ")
+    assert why in bad.stderr and str(tmp_path / folder) in bad.stderr
+
+
+def test_single_seed_shows_no_spread(tmp_path):
+  root = str(tmp_path / "runs")
+  for method, acc in (("standard", 0.7), ("layerwise", 0.75)):
+    _workdir(root, method, method=method, lr=0.05, wd=0.0, stages=3, seeds=[0], test=[acc],
+             val=0.5)
+  md = open(report.report([root], str(tmp_path / "o"))).read()
+  assert "| synthetic/mlp aug=none sched=constant α=1 | **75.00 (n=1)** | 70.00 (n=1) |" in md
+  assert "± 0.00" not in md and "| 1 | 75.00 | 50.00 |" in md  # the runs table
+  assert report.mean_std(0.5, 0.01, 2) == "50.00 ± 1.00" and report.mean_std(0.5, 0.0, 1) == "50.00"
+  recs = _records(2, 3, (0,), 0.5)
+  _, mean, std = plots.curve(recs, "accuracy", "test")
+  assert mean[0] == pytest.approx(0.501) and np.isnan(std).all()  # no band for one seed
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+    "tables", os.path.join(os.path.dirname(os.path.dirname(__file__)), "results", "tables.py"))
+  tables = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tables)
+  text = tables.pivot(tables.load(root), "dataset", "method")
+  assert "| synthetic | **75.00 (n=1)** | 70.00 (n=1) |" in text and "±" not in text
+  two = [(dict(c, method="x"), dict(s, test_accuracy={"mean": 0.5, "std": 0.01, "per_seed": [.49, .51]}))
+         for c, s in tables.load(root)[:1]]
+  assert "50.00 ± 1.00 (n=2)" in tables.pivot(two, "dataset", "method")
 
 
 def test_report_no_runs_raises(tmp_path):

@@ -1,4 +1,4 @@
-"""Initialization diagnostics of [HR] (SPEC §6): the squared activation length per layer.
+"""Initialization diagnostics of [HR] (failure modes 1 and 2): the squared activation length per layer.
 
 For a model and an initializer, layer l's statistic on input x under draw d is the *normalized*
 squared length ``M_l(x, d) = ||z_l||² / n_l`` ([HR] §2), ``z_l`` the raw output of block l (the
@@ -240,7 +240,7 @@ class InitComparison:
 
 def compare_init(model, fresh_fn: Callable, key: jax.Array, *, tolerance: float = 0.5,
                  num_draws: int = 8, num_inputs: int = 32, x=None) -> InitComparison:
-  """Compares a re-initialization's fresh draws with the model's own init (SPEC §6, [HR]).
+  """Compares a re-initialization's fresh draws with the model's own init ([HR] failure modes 1 and 2).
 
   Args:
     model: a :class:`reinit_jax.models.Model`.

@@ -1,4 +1,4 @@
-"""Training margins and the "size of the weights" ([LW] §4.1 and App. D, SPEC §6).
+"""Training margins and the "size of the weights" ([LW] §4.1 and App. D).
 
 The margin of an example is ``p_true - max_{c != true} p_c`` with ``p`` the softmax of the logits,
 so it lies in [-1, 1] and is negative exactly where the example is misclassified. [LW] look at the

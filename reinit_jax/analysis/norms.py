@@ -1,4 +1,4 @@
-"""Parameter norms through training ([Z] Fig. 3, SPEC §6 "weight norm of the parameters").
+"""Parameter norms through training ([Z] Fig. 3, "weight norm of the parameters").
 
 All functions are pure and jit-able; paths are ``'/'.join`` of the pytree keys, the convention that
 :mod:`reinit_jax.masks` uses to address parameters.
@@ -49,7 +49,7 @@ def norms_by_path(params: Any) -> dict[str, float]:
 
 
 def norms_by_top_level(params: Any) -> dict[str, float]:
-  """L2 norm per top-level submodule (the units of a model's block declaration, SPEC §1).
+  """L2 norm per top-level submodule (the units of a model's block declaration, [LW] §3).
 
   ``params`` must be a mapping (a Flax ``'params'`` collection); returns ``{name: norm}``.
   """

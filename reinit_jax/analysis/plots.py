@@ -1,4 +1,4 @@
-"""Figures of SPEC §6 with matplotlib's Agg backend (files only, no display).
+"""The analyses' figures with matplotlib's Agg backend (files only, no display).
 
 Learning curves with stage boundaries [Z Fig. 2], weight norm through training [Z Fig. 3],
 robustness heatmaps (learning rate × weight decay per method) [Z Fig. 4], accuracy against the
@@ -6,7 +6,8 @@ number of stages [Z Fig. 5], smallest training margins [LW §4.1], sharpness cur
 [HR] squared activation lengths per layer. Each function writes one PNG and returns its path.
 
 ``records`` are the engine's ``metrics.jsonl`` objects (step, stage, split, accuracy, loss,
-param_norm, seed, ...); records of several seeds are averaged at equal steps.
+param_norm, seed, ...); records of several seeds are averaged at equal steps. Bands and error bars
+show ± std over seeds; with a single seed there is none (no spread was measured).
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def stage_boundaries(records: Sequence[Mapping]) -> list[float]:
 
 
 def curve(records: Sequence[Mapping], key: str, split: str | None = None):
-  """``(steps (n,), mean (n,), std (n,))`` of ``key`` over seeds at every recorded step."""
+  """``(steps (n,), mean (n,), std (n,))`` of ``key`` over seeds at every recorded step.
+
+  ``std`` (ddof 0) is NaN at a step with a single value: one seed measures no spread.
+  """
   by_step = collections.defaultdict(list)
   for r in records:
     if split is not None and r.get("split") != split:
@@ -64,7 +68,8 @@ def curve(records: Sequence[Mapping], key: str, split: str | None = None):
     by_step[float(r["step"])].append(float(r[key]))
   steps = np.asarray(sorted(by_step))
   vals = [np.asarray(by_step[s]) for s in steps]
-  return steps, np.asarray([v.mean() for v in vals]), np.asarray([v.std() for v in vals])
+  return (steps, np.asarray([v.mean() for v in vals]),
+          np.asarray([v.std() if v.size > 1 else np.nan for v in vals]))
 
 
 def _mark_stages(ax, records):
@@ -157,7 +162,11 @@ def plot_heatmaps(grids: Mapping[str, np.ndarray], learning_rates: Sequence[floa
 
 def plot_accuracy_vs_stages(data: Mapping[str, Mapping[int, Sequence[float]]], path, *,
                             ylabel: str = "test accuracy") -> str:
-  """[Z Fig. 5]: mean ± std (over seeds) against the number of stages, one line per method."""
+  """[Z Fig. 5]: mean ± std (over seeds) against the number of stages, one line per method.
+
+  Args:
+    data: ``{method: {number of stages: accuracies of the seeds}}``.
+  """
   _check_runs(data, "data")
   fig, ax = plt.subplots(figsize=(6, 4))
   for k, by_t in data.items():
@@ -165,8 +174,8 @@ def plot_accuracy_vs_stages(data: Mapping[str, Mapping[int, Sequence[float]]], p
     if not ts:
       raise ValueError(f"data[{k!r}] must map number of stages -> accuracies, got nothing")
     m = [np.mean(by_t[t]) for t in ts]
-    s = [np.std(by_t[t]) for t in ts]
-    ax.errorbar(ts, m, yerr=s, marker="o", capsize=3, label=k)
+    s = [np.std(by_t[t]) if len(by_t[t]) > 1 else np.nan for t in ts]  # one seed: no bar
+    ax.errorbar(ts, m, yerr=None if np.isnan(s).all() else s, marker="o", capsize=3, label=k)
   ax.set(xlabel="number of stages", ylabel=ylabel, title="accuracy vs number of stages")
   ax.legend(fontsize=7)
   return _save(fig, path)

@@ -6,7 +6,8 @@ run; otherwise its subdirectories are searched, so a sweep's parent directory wo
 DIR:
 
 * ``report.md``: the main table laid out like [Z] Tables 1–3 (rows: setting, columns: method,
-  cells: mean ± std test accuracy over seeds, in %), the sign tests between methods with Holm's
+  cells: mean ± std test accuracy over seeds, in %; a single seed shows its value alone, since a
+  std of 0 would read as a measured spread), the sign tests between methods with Holm's
   correction [LW Table 3] where seeds pair up, a table of every run, and what was missing;
 * PNGs: learning curves with stage boundaries and weight norm per row [Z Figs. 2–3], learning-rate ×
   weight-decay heatmaps [Z Fig. 4] and accuracy against the number of stages [Z Fig. 5] where the
@@ -212,6 +213,11 @@ def _pct(x):
   return f"{100 * x:.2f}"
 
 
+def mean_std(mean: float, std: float, n: int) -> str:
+  """``'mean ± std'`` in %, or the mean alone for one seed (no spread was measured)."""
+  return f"{_pct(mean)} ± {_pct(std)}" if n > 1 else _pct(mean)
+
+
 def main_table(cells) -> str:
   """Markdown table [Z Tables 1–3]: rows setting, columns method, mean ± std (%) over seeds."""
   rows = sorted({k[0] for k in cells})
@@ -226,7 +232,8 @@ def main_table(cells) -> str:
         line.append("—")
         continue
       r, on_test = cells[(row, col)]
-      txt = f"{_pct(r.test_mean)} ± {_pct(r.test_std)} (n={len(r.test)})" + ("*" if on_test else "")
+      txt = f"{mean_std(r.test_mean, r.test_std, len(r.test))} (n={len(r.test)})" + (
+          "*" if on_test else "")
       line.append(f"**{txt}**" if r.test_mean == best else txt)
     out.append(f"| {row} | " + " | ".join(line) + " |")
   return "\n".join(out)
@@ -257,7 +264,7 @@ def _runs_table(runs) -> str:
   for r in runs:
     hp = ", ".join(f"{k}={v}" for k, v in r.hparams if k != "seeds")
     val = "—" if r.validation is None else _pct(r.validation)
-    test = "—" if not r.test else f"{_pct(r.test_mean)} ± {_pct(r.test_std)}"
+    test = "—" if not r.test else mean_std(r.test_mean, r.test_std, len(r.test))
     out.append(f"| {r.path} | {r.row} | {r.method} | {hp} | {len(r.test)} | {test} | {val} |")
   return "\n".join(out)
 
@@ -334,7 +341,8 @@ def report(run_dirs, out: str, *, alpha: float = 0.05, row_by=()) -> str:
     run_dirs = [run_dirs]
   paths = find_runs(run_dirs)
   if not paths:
-    raise ValueError(f"run_dirs: no workdir with {', '.join(_RUN_FILES)} under {list(run_dirs)}")
+    raise ValueError(f"run_dirs: no workdir (a folder with {', '.join(_RUN_FILES)}) under "
+                     f"{', '.join(map(str, run_dirs))}")
   os.makedirs(out, exist_ok=True)
   runs = [load_run(p, tuple(row_by)) for p in paths]
   cells = select_cells(runs)
@@ -344,7 +352,8 @@ def report(run_dirs, out: str, *, alpha: float = 0.05, row_by=()) -> str:
   if cells:
     md += [main_table(cells), "",
            "Bold: best in the row. Cells with several configurations show the one with the best "
-           "mean validation accuracy; * = selected on test accuracy (no validation recorded).", "",
+           "mean validation accuracy; * = selected on test accuracy (no validation recorded). "
+           "n=1: one seed, no spread measured.", "",
            "## Sign tests between methods [LW Table 3]", "", sign_table(cells, alpha), ""]
   else:
     md += ["No run has a test accuracy in summary.json.", ""]
@@ -372,7 +381,11 @@ def main(argv=None) -> int:
                   "e.g. weight_decay for the L2 study (default: none)")
   a = ap.parse_args(argv)
   row_by = tuple(f for f in a.row_by.split(",") if f)
-  print(report(a.run_dirs, a.out, alpha=a.alpha, row_by=row_by))
+  try:
+    print(report(a.run_dirs, a.out, alpha=a.alpha, row_by=row_by))
+  except (ValueError, OSError) as e:  # a missing or empty folder, an unwritable --out
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    return 1
   return 0
 
 

@@ -1,4 +1,4 @@
-"""Sharpness under Gaussian parameter noise ([LW] §4.2, SPEC §6).
+"""Sharpness under Gaussian parameter noise ([LW] §4.2).
 
 For each σ of a grid, every parameter gets independent N(0, σ²) noise (θ + σ·ε, ε ~ N(0, I), one
 draw per key), and we record the change of the training loss and accuracy against the unperturbed

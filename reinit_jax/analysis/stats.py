@@ -1,4 +1,4 @@
-"""Significance between methods and the [LW] decision tree (SPEC §6; [LW] Table 3 and Fig. 3).
+"""Significance between methods and the [LW] decision tree ([LW] Table 3 and Fig. 3).
 
 Sign tests: for two methods evaluated on the same units (seed, data set, setting, ...), count the
 units where A beats B and where B beats A; ties are dropped (the usual sign-test convention, as

@@ -91,7 +91,8 @@ def read(root: str, dataset: str, split: str):
 
 
 def _atomic(path: str, write: Callable) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
+  # Unique per writer: processes of a multi-host run may fill a shared data dir at once.
+  tmp = f"{path}.tmp{os.getpid()}-{os.urandom(4).hex()}"
   try:
     with open(tmp, "wb") as f:
       write(f)

@@ -156,7 +156,8 @@ def _source(opts, spec) -> Callable:
   def read(split):
     if opts.dataset == "fashion_mnist" and fashion_mnist.has_files(opts.manual_dir):
       x, y = fashion_mnist.read_split(split, opts.manual_dir)
-      return x, y, f"Debian dataset-fashion-mnist ({opts.manual_dir or fashion_mnist.DEFAULT_MANUAL_DIR})"
+      where = opts.manual_dir or fashion_mnist.DEFAULT_MANUAL_DIR
+      return x, y, f"Debian dataset-fashion-mnist ({where})"
     try:
       tfds_io = _tfds_io(opts.dataset, f"reading it (no array cache in "
                          f"{cache.directory(cache.data_root(opts.data_dir), opts.dataset)} yet)")

@@ -1,4 +1,4 @@
-"""Model registry: ``create(name, num_classes, **options) -> Model`` (SPEC §4).
+"""Model registry: ``create(name, num_classes, **options) -> Model`` ([Z], [LW] §3).
 
 Every model declares its ordered blocks and its head (see :mod:`reinit_jax.models.base`), so
 ``layerwise`` and ``head`` work on all of them with no per-model code in the methods.
@@ -132,7 +132,7 @@ def _mobilenet_v2(opts, num_classes):
   return (mobilenet.MobileNetV2(opts, num_classes), *mobilenet.declare_v2())
 
 
-# Defaults per paper (SPEC §4): [Z]'s CIFAR models use BatchNorm on 32×32; [LW]'s use LayerNorm on
+# Defaults per paper: [Z]'s CIFAR models use BatchNorm on 32×32; [LW]'s use LayerNorm on
 # 224×224 (scnn on 32×32). Every CNN accepts 1- or 3-channel inputs ([LW] trains on MNIST-like sets
 # too). A ``_tiny`` variant is the same code with a small width on 32×32 inputs, for tests and CPU.
 _CNNS = (  # name, make, normalization, default input, tiny width

@@ -1,7 +1,7 @@
 """The contract every model honours: ordered blocks, a head, and layer-wise normalizations.
 
 A model is a Flax linen module wrapped in :class:`Model`, which declares the ordered partition of its
-top-level submodules into blocks (SPEC §1, "layer-wise re-initialization") and the head (the layers
+top-level submodules into blocks ([LW] §3, layer-wise re-initialization) and the head (the layers
 after the last block, [LW] "FC"). Methods in :mod:`reinit_jax.methods` work from this declaration
 alone, so no method has per-model code.
 
@@ -38,9 +38,9 @@ class Block(NamedTuple):
 
 
 class LayerwiseNorm(nn.Module):
-  """``z -> (z - mu) / sigma`` with scalar, non-trainable ``mu``/``sigma`` ([LW] §3, SPEC §1).
+  """``z -> (z - mu) / sigma`` with scalar, non-trainable ``mu``/``sigma`` ([LW] §3).
 
-  Identity until :func:`reinit_jax.methods.measure_normalization` sets it. The raw input is sown
+  Identity until :func:`reinit_jax.events.measure_normalization` sets it. The raw input is sown
   into ``'intermediates'`` so the measuring pass can read block outputs without a second model.
   Shapes: any ``z``; returns ``z``'s shape and dtype.
   """
@@ -64,7 +64,7 @@ def kernel_init(name: str) -> Callable:
 
 
 def norm_layer(kind: str, name: str | None = None, train: bool = False, dtype=jnp.float32):
-  """BatchNorm, LayerNorm (= GroupNorm with one group, SPEC §4) or identity, by ``kind``."""
+  """BatchNorm, LayerNorm (= GroupNorm with one group, as [LW]) or identity, by ``kind``."""
   if kind == "batch":
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                         name=name)

@@ -1,6 +1,6 @@
 """Shared pieces of the CNNs: option parsing, the conv implementation switch, conv → norm → ReLU.
 
-Every CNN in this package takes the same options (SPEC §4): ``normalization``, ``initializer``,
+Every CNN in this package takes the same options ([Z], [LW] §3): ``normalization``, ``initializer``,
 ``dropout``, ``input_shape``, ``width`` (channel multiplier), ``dtype`` (compute dtype;
 parameters stay float32) and ``conv_impl``. :func:`parse_options` validates them once, so a bad
 value fails at ``models.create`` with one line naming the option.
@@ -78,7 +78,7 @@ def parse_options(model: str, options: dict, *, normalization: str, input_shape:
                   allowed_channels: Sequence[int] = (1, 3), extra: Sequence[str] = ()):
   """Validates a CNN's options; returns ``(Options, input_shape, recorded options dict)``.
 
-  ``normalization`` and ``input_shape`` are the model's defaults (SPEC §4: BatchNorm for [Z]'s
+  ``normalization`` and ``input_shape`` are the model's defaults (BatchNorm for [Z]'s
   models, LayerNorm for [LW]'s). Raises a one-line ValueError naming the bad option and its
   allowed values.
   """

@@ -1,4 +1,4 @@
-"""The MLP of the synthetic task ([LW] §1.1, SPEC §4): 128 → 32 → 32 → 8, ReLU, every layer a block."""
+"""The MLP of the synthetic task ([LW] §1.1): 128 → 32 → 32 → 8, ReLU, every layer a block."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class MLP(nn.Module):
   """Dense layers ``dense1..denseL`` (the last one gives the logits), each followed by its norm.
 
   Shapes: ``x`` (B, D) → logits (B, num_classes). Every layer is a block, so the last block is also
-  the head (SPEC §5: K = 3 for 128-32-32-8).
+  the head ([LW] §1.1: K = 3 for 128-32-32-8).
   """
 
   widths: Sequence[int] = (32, 32)

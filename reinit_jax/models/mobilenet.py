@@ -1,4 +1,4 @@
-"""MobileNetV1 [LW] (K = 7) and MobileNetV2 with the CIFAR stride adaptation [Z] (SPEC §4).
+"""MobileNetV1 [LW] (K = 7) and MobileNetV2 with the CIFAR stride adaptation [Z].
 
 MobileNetV1 (Howard et al. 2017): a 3×3 stride-2 stem conv (32) and 13 depthwise-separable layers
 (3×3 depthwise → norm → ReLU, 1×1 pointwise → norm → ReLU). [LW] uses K = 7; the grouping here (a

@@ -1,4 +1,4 @@
-"""ResNet-18 and PreAct-ResNet-18 with CIFAR stems [Z], and ResNet-50 [LW] (SPEC §4).
+"""ResNet-18 and PreAct-ResNet-18 with CIFAR stems [Z], and ResNet-50 [LW] §3.
 
 * ``ResNet18`` / ``PreActResNet18``: 3×3 stem conv, no max-pool, four stages of two basic blocks
   (64, 128, 256, 512 channels; strides 1, 2, 2, 2), global average pool, dropout, classifier. Finest

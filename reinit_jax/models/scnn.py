@@ -1,4 +1,4 @@
-"""The small CNN of [LW] §3 (SPEC §4): four 3×3 convs, a hidden dense layer, a classifier. K = 4.
+"""The small CNN of [LW] §3: four 3×3 convs, a hidden dense layer, a classifier. K = 4.
 
 conv32 → conv32 + max-pool → conv64 → conv64 + max-pool (each conv → norm → ReLU), flatten,
 dense 512 → norm → ReLU → dropout, classifier. LayerNorm (GroupNorm with one group) by default,

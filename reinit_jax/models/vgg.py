@@ -1,4 +1,4 @@
-"""VGG16 of [LW] (SPEC §4): 13 3×3 convs, one block each (K = 13), LayerNorm by default.
+"""VGG16 of [LW] §3: 13 3×3 convs, one block each (K = 13), LayerNorm by default.
 
 Convs 64, 64 | 128, 128 | 256 ×3 | 512 ×3 | 512 ×3, a 2×2 max-pool closing each group of the five.
 The head is not fixed by [LW]; this one (a documented choice) mirrors scnn's: global average pool →
