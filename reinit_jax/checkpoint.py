@@ -159,9 +159,13 @@ class Checkpoints:
         bad[step] = e
     for step in sorted(bad, reverse=True):
       self._set_aside(step, bad[step], [s for s in self._verified if s < step])
+    # Asynchronous: a save returns once orbax holds the arrays, and the files are written while
+    # the next calls train; the step's checksums are recorded when it is complete (next save,
+    # restore or close). A kill mid-write leaves a temporary directory that orbax removes.
     opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                        enable_async_checkpointing=False,
+                                        enable_async_checkpointing=True,
                                         cleanup_tmp_directories=True)
+    self._pending: int | None = None
     self._mngr = ocp.CheckpointManager(self.directory, options=opts,
                                        item_names=("state", "meta"))
 
@@ -194,26 +198,42 @@ class Checkpoints:
     return sorted(s for s in self._mngr.all_steps() if s not in self._bad)
 
   def save(self, step: int, state: Any, meta: dict) -> None:
-    """Saves ``state`` (pytree of arrays) and ``meta`` (JSON-able dict) at global ``step``, then
-    (primary process) the checksums of its files.
+    """Starts saving ``state`` (pytree of arrays) and ``meta`` (JSON-able dict) at global ``step``;
+    the write goes on in the background (:meth:`finish` waits for it and records its checksums).
 
-    Raises CheckpointError (one line) when the write fails; the partial step is removed and the
-    earlier steps are untouched.
+    ``state`` is copied first (on the device), so the caller may donate its buffers to the next
+    jitted call at once. Raises CheckpointError (one line) when this or the previous write fails;
+    the partial step is removed and the earlier steps are untouched.
     """
+    self.finish()
+    copy = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, state)
     try:
-      self._mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+      self._mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(copy),
                                                     meta=ocp.args.JsonSave(meta)), force=True)
+      self._pending = step
+      self._verified.discard(step)  # a step saved again is checked again on restore
+    except OSError as e:
+      self._failed(step, e)
+
+  def finish(self) -> None:
+    """Waits for the write in flight, then (primary process) records its checksums."""
+    step, self._pending = self._pending, None
+    if step is None:
+      return
+    try:
       self._mngr.wait_until_finished()
       if jax.process_index() == 0:
         write_checksums(os.path.join(self.directory, str(step)))
-      self._verified.discard(step)  # a step saved again is checked again on restore
     except OSError as e:
-      self._remove_partial(step)
-      prev = [s for s in self.all_steps() if s != step]
-      kept = f"the checkpoint at step {prev[-1]} is intact" if prev else "no earlier checkpoint"
-      raise CheckpointError(e.errno, f"could not write the checkpoint at step {step} to "
-                            f"{self.directory} ({e.strerror or e}); {kept}; free space and re-run "
-                            "the same command to resume") from None
+      self._failed(step, e)
+
+  def _failed(self, step: int, e: OSError):
+    self._remove_partial(step)
+    prev = [s for s in self.all_steps() if s != step]
+    kept = f"the checkpoint at step {prev[-1]} is intact" if prev else "no earlier checkpoint"
+    raise CheckpointError(e.errno, f"could not write the checkpoint at step {step} to "
+                          f"{self.directory} ({e.strerror or e}); {kept}; free space and re-run "
+                          "the same command to resume") from None
 
   def _remove_partial(self, step: int) -> None:
     """Deletes what a failed save of ``step`` left (its temporary, unfinished or unrecorded
@@ -278,5 +298,8 @@ class Checkpoints:
     return None
 
   def close(self) -> None:
-    """Waits for pending work and releases the manager."""
-    self._mngr.close()
+    """Waits for the write in flight (recording its checksums) and releases the manager."""
+    try:
+      self.finish()
+    finally:
+      self._mngr.close()

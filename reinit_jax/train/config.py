@@ -93,6 +93,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                          "use the first n training examples (after the hold-out)"),
     "in_memory": _opt(bool, lambda v: isinstance(v, bool), "True or False",
                       "None: per data set; False streams through tf.data"),
+    "download": _b(False, "let TFDS download a data set that is not prepared (or set "
+                   "REINIT_JAX_DOWNLOAD=1); offline, an unprepared data set fails in seconds"),
     "seed": _opt(int, lambda v: _int(v) and v >= 0, "an integer >= 0",
                  "seed of the shared data set (hold-out, subset, noise); None: the first run seed"),
     "per_seed": _b(False, "True: every seed draws its own data set from its seed (synthetic task)"),
