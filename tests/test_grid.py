@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GRID = '''
@@ -30,7 +32,7 @@ def get_config(arg=None):
   return c
 
 def get_sweep(arg=None):
-  return launch.product(alpha=(0.5, 2.0), method=("standard", "shrink_perturb", "magnitude"))
+  return launch.product(alpha=(0.5, 2.0), method=("shrink_perturb", "magnitude"))
 '''
 
 # Fields that legitimately differ between two runs of the same point.
@@ -63,8 +65,8 @@ def test_sweep_all_equals_separate_runs(tmp_path):
   p = _launch([f"--config={cfg}", "--sweep=all", f"--workdir={grid}"])
   assert p.returncode == 0, p.stderr[-3000:]
   names = sorted(os.listdir(grid))
-  assert len(names) == 6
-  for i in (0, 5):  # the first and the last point, each as its own process
+  assert len(names) == 4
+  for i in (3,):  # the last point (after three others in the grid's process) as its own process
     q = _launch([f"--config={cfg}", f"--sweep={i}", f"--workdir={alone}"])
     assert q.returncode == 0, q.stderr[-3000:]
   for name in os.listdir(alone):
@@ -75,6 +77,7 @@ def test_sweep_all_equals_separate_runs(tmp_path):
     assert os.listdir(grid / name / "tensorboard") and os.listdir(grid / name / "checkpoints")
 
 
+@pytest.mark.slow
 def test_sweep_all_resumes_after_kill(tmp_path):
   """kill -9 during a grid, then the same command: finished points are kept as they were, the
   interrupted one resumes, the rest run; the outcome equals an uninterrupted grid's."""
