@@ -17,7 +17,7 @@ CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 
 # The grids the configs' docstrings document, with their sizes (grid= is the selecting knob).
 GRIDS = {
   "configs/cifar_resnet18.py": {"settings": 32, "stages": 36, "hparams": 75},
-  "configs/synthetic.py": {"main": 18, "l2": 36, "rescale": 3},
+  "configs/synthetic.py": {"main": 18, "l2": 36, "rescale": 3, "idle": 3, "momentum": 18},
   "configs/lw_datasets.py": {"main": 72, "full": 288},
   "configs/tiny_imagenet_preact18.py": {None: 96},
   "configs/online.py": {None: 6},
@@ -117,7 +117,11 @@ def test_validation_reads_no_data():
 
 
 @pytest.mark.parametrize("path", sorted(p for p, g in GRIDS.items() if None not in g))
-def test_unknown_grid_is_one_line(path):
+def test_unknown_grid_is_one_line_naming_every_grid_tested_here(path):
+  """An unknown ``grid=`` is one line listing the grids; that list is the one tested above, so a
+  new grid gets validated (and its size recorded) here."""
   with pytest.raises(ValueError, match=r"^config override grid='nope' is invalid; allowed: ") as e:
     sweep.points(f"{path}:grid=nope")
   assert "\n" not in str(e.value)
+  allowed = str(e.value).split("allowed: ", 1)[1].split(", ")
+  assert sorted(allowed) == sorted(GRIDS[path]), (path, allowed)
