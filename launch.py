@@ -14,9 +14,28 @@ config or data, a NaN/inf with nan_policy='stop', a checkpoint that could not be
 """
 
 import os
+import signal
+import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+
+def _stopped_early(signum, frame):
+  # Until a run installs its own handler (train/faults.py), Ctrl-C or SIGTERM has nothing to save.
+  print(f"stopped: {signal.Signals(signum).name} before training started", file=sys.stderr,
+        flush=True)
+  os._exit(128 + signum)
+
+
+signal.signal(signal.SIGINT, _stopped_early)
+signal.signal(signal.SIGTERM, _stopped_early)
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from reinit_jax.launch import cli  # noqa: E402
+
+# --config.<field>=<value> words leave argv before config_flags sees them (it would apply them with
+# its own parser and tracebacks); cli applies them through the config schema, one line per mistake.
+cli.take_field_flags(sys.argv)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
@@ -30,11 +49,9 @@ _SWEEP = flags.DEFINE_string(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from reinit_jax.launch import cli
   path = config_flags.get_config_filename(flags.FLAGS["config"])
   cli.main(_CONFIG.value, path, _WORKDIR.value, _SWEEP.value)
 
 
 if __name__ == "__main__":
-  from reinit_jax.launch import cli
   app.run(cli.one_line_errors(main), flags_parser=cli.parse_flags)

@@ -31,7 +31,7 @@ def fmnist_dir(request):
   d = str(request.config.cache.mkdir("reinit_jax_tfds"))
   if os.path.isfile(os.path.join(DEBIAN, "train-images-idx3-ubyte.gz")):
     from reinit_jax.data import tfds_io
-    tfds_io.prepare("fashion_mnist", fashion_mnist.builder(d), None)
+    tfds_io.prepare("fashion_mnist", tfds_io.DebianFashionMnist(data_dir=d), None)
   return d
 
 
@@ -39,7 +39,7 @@ def fmnist_dir(request):
 def test_fashion_mnist_from_debian_files_equals_tfds(fmnist_dir, tmp_path):
   from reinit_jax.data import cache, tfds_io
   d = data.build({"dataset": "fashion_mnist", "data_dir": str(tmp_path), "seed": 0})
-  b = fashion_mnist.builder(fmnist_dir)
+  b = tfds_io.DebianFashionMnist(data_dir=fmnist_dir)
   assert b.is_prepared() and str(b.version) == fashion_mnist.VERSION
   assert b.info.splits["train"].num_examples == 60000
   assert b.info.splits["test"].num_examples == 10000

@@ -91,8 +91,9 @@ def test_sweep_all_resumes_after_kill(tmp_path):
   # Wait until the first point finished and the second has a checkpoint, then kill -9.
   while time.time() - t0 < 400:
     done = [n for n in os.listdir(wd) if (wd / n / "summary.json").exists()] if wd.exists() else []
+    # A finished step (orbax renames a step's temporary directory to its number when complete).
     ckpt = [n for n in os.listdir(wd) if n not in done and (wd / n / "checkpoints").exists()
-            and os.listdir(wd / n / "checkpoints")] if wd.exists() else []
+            and any(e.isdigit() for e in os.listdir(wd / n / "checkpoints"))] if wd.exists() else []
     if done and ckpt:
       break
     time.sleep(0.2)

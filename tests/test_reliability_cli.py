@@ -100,7 +100,8 @@ def test_second_launch_on_busy_workdir_exits_at_once(tmp_path):
 
 def test_finished_run_relaunched_reports_and_keeps_summary(tmp_path):
   wd = tmp_path / "w"
-  args = ["--config=configs/synthetic.py:seeds=1,epochs=4,stages=2,synthetic_test=200",
+  args = ["--config=configs/synthetic.py:method=shrink_perturb,seeds=1,epochs=4,stages=2,"
+          "synthetic_test=200",
           f"--workdir={wd}", "--config.run.progress=off"]
   env = {**os.environ, "PYTHONPATH": ROOT}
   run = lambda: subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args], cwd=ROOT,

@@ -72,6 +72,7 @@ BAD = {
   "data.chunks": _int_below(1),
   "data.train_subset": _int_below(1, none_ok=True),
   "data.in_memory": _bool(none_ok=True),
+  "data.download": _bool(),
   "data.seed": _int_below(0, none_ok=True),
   "data.per_seed": _bool(),
   "data.synthetic_alpha": not_num,

@@ -114,9 +114,3 @@ def read_split(split: str, manual_dir: str | None = None) -> tuple[np.ndarray, n
   y = _idx(os.path.join(d, labels), 0x0801, n).astype(np.int32)
   order = tfds_order(split, n)
   return np.ascontiguousarray(x[order]), y[order]
-
-
-def builder(data_dir: str | None = None):
-  """The Debian-backed TFDS ``fashion_mnist`` builder rooted at ``data_dir`` (needs TFDS)."""
-  from reinit_jax.data import tfds_io
-  return tfds_io.DebianFashionMnist(data_dir=data_dir)

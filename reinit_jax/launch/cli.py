@@ -80,19 +80,22 @@ def one_line_errors(fn):
   return wrapped
 
 
+def take_field_flags(argv: list[str]) -> None:
+  """Moves the ``--config.<field>=<value>`` words of ``argv`` (in place) to :data:`FIELD_FLAGS`."""
+  keep = [a for a in argv if not a.startswith("--config.")]
+  FIELD_FLAGS.extend(a for a in argv if a.startswith("--config."))
+  argv[:] = keep
+
+
 def parse_flags(argv):
   """absl's flag parsing, with ``--help`` listing every config field (exit 0) and every mistake in
-  a ``--config`` flag reported in one line (exit 1) instead of config_flags' traceback."""
+  a ``--config`` word reported in one line (exit 1) instead of config_flags' traceback."""
   from absl import flags
   if any(a in ("-h", "--help", "--helpfull", "-?", "--helpshort") for a in argv[1:]):
     print(usage())
     sys.exit(0)
   try:
-    rest = []
-    for a in argv:
-      if not a.startswith("--config."):
-        rest.append(a)
-        continue
+    for a in FIELD_FLAGS:
       if "=" not in a:
         raise ValueError(f"{a} needs a value: --config.<section>.<field>=<value>")
       key, value = a[len("--config."):].split("=", 1)
@@ -101,9 +104,7 @@ def parse_flags(argv):
       if O.dotted_name(key) != key:  # a unique leaf name: on the command line, name the section
         raise ValueError(f"--config.{key} must name its section: "
                          f"--config.{O.dotted_name(key)}={value}")
-      FIELD_FLAGS.append(a)
-    sys.argv[:] = rest  # config_flags also reads sys.argv for --config.* overrides
-    return flags.FLAGS(rest)
+    return flags.FLAGS(argv)
   except ValueError as e:
     _die(str(e))
   except flags.Error as e:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from reinit_jax.train import run, validate
 
 
 def run_study(config, workdir: str) -> dict[str, dict]:
@@ -17,6 +16,7 @@ def run_study(config, workdir: str) -> dict[str, dict]:
   Hyperparameters (``reinit.hparams``) go only to the method named by ``reinit.method``. Returns
   {method: summary}; every config is validated before the first run.
   """
+  from reinit_jax.train import run, validate  # the engine (JAX) only when something runs
   names = tuple(config.reinit.methods) or (config.reinit.method,)
   configs = {}
   for m in names:

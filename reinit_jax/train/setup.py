@@ -115,8 +115,10 @@ class Run:
         batch_stats_policy=r.batch_stats_policy, capacity=cap,
         idle_norm_policy=r.idle_norm_policy, per_run=self.per_run))
     self.norm_fn = _memo("norm", [], lambda: jax.jit(jax.vmap(outputs.param_norm)))
+    model, method, tx, distill = self.model, self.method, self.tx, r.distill  # not self: a
+    # memoized function must not keep this run's data alive for the rest of a grid
     self.init_fn = _memo("init", event_key, lambda: jax.jit(jax.vmap(
-        lambda k, s: init_state(self.model, self.method, self.tx, k, s, r.distill))))
+        lambda k, s: init_state(model, method, tx, k, s, distill))))
     self.eval_sets = {}
     if not self.streaming:
       for name in ("validation", "test"):

@@ -43,9 +43,9 @@ def check_fields(c) -> None:
       _unknown(key, known)
   for dotted, f in known.items():
     section, _, leaf = dotted.rpartition(".")
-    holder = c[section] if section else c
     if section and section not in c:
       raise ValueError(f"config.{section} is missing; start from reinit_jax.train.base_config()")
+    holder = c[section] if section else c
     if leaf not in holder:
       raise ValueError(f"config.{dotted} is missing; start from reinit_jax.train.base_config()")
     try:
@@ -89,7 +89,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   from reinit_jax.train import schedules
   check_fields(config)
   c = resolve(config)
-  methods.import_modules(tuple(c.run.modules))
+  try:
+    methods.import_modules(tuple(c.run.modules))
+  except (ValueError, TypeError, ImportError) as e:  # a malformed name, not a user module's bug
+    fail("run.modules", tuple(c.run.modules), " ".join(str(e).split()))
   if c.model.name not in models.names():
     fail("model.name", c.model.name, ", ".join(models.names()))
   for m in (c.reinit.method, *c.reinit.methods):
