@@ -7,6 +7,8 @@ normalization (z − μ)/σ [LW] §3, fixed_subset's mask drawn per seed [LW], t
 events, KL(teacher ‖ student) and the teacher of stage t + 1 [Z] §3.1.
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,15 +70,18 @@ def run_recording(c, workdir, monkeypatch):
 
 
 def seed_slice(tree, s):
+  """Seed ``s``'s part of a tree whose leaves carry the seed axis first (S, ...)."""
   return jax.tree.map(lambda a: np.asarray(a)[s], tree)
 
 
 def train_x(r):
+  """Stage 1's training inputs (N, 128) and labels (N,) on the device, and N."""
   x, y = r.arrays(lambda d: d.train(1))
   return x, y, r.stage_n[0]
 
 
 def assert_trees_equal(a, b):
+  """Same structure and bitwise equal leaves."""
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
   assert jax.tree.structure(a) == jax.tree.structure(b)
   for u, v in zip(la, lb):
@@ -84,6 +89,7 @@ def assert_trees_equal(a, b):
 
 
 def trees_differ(a, b):
+  """Some leaf of ``a`` differs from ``b``'s somewhere."""
   return any(not np.array_equal(np.asarray(u), np.asarray(v))
              for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
@@ -213,7 +219,7 @@ def test_next_stages_teacher_is_the_network_before_the_event(tmp_path, monkeypat
   assert len(events) == 2 and len(teachers) == 2  # stages 2 and 3
   x, y, n = train_x(r)
   x, y = np.asarray(x), np.asarray(y)
-  rows = [json_row for json_row in _train_rows(tmp_path) if json_row["stage"] == 2]
+  rows = [row for row in train_rows(tmp_path) if row["stage"] == 2]
   for t, ((before, after), probs) in enumerate(zip(events, teachers), start=1):
     for s in range(2):
       pre = seed_slice(before.variables, s)
@@ -230,7 +236,7 @@ def test_next_stages_teacher_is_the_network_before_the_event(tmp_path, monkeypat
         assert row["loss"] == pytest.approx(ce + beta * kl.mean(), rel=1e-4)
 
 
-def _train_rows(workdir):
-  import json
+def train_rows(workdir):
+  """The training rows of ``workdir``'s metrics.jsonl."""
   with open(workdir / "metrics.jsonl") as f:
     return [row for row in map(json.loads, f) if row["split"] == "train"]

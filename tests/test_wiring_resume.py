@@ -30,6 +30,7 @@ def tiny(**overrides):
 
 
 def rows(workdir, split):
+  """The rows of one split in ``workdir``'s metrics.jsonl."""
   with open(workdir / "metrics.jsonl") as f:
     return [r for r in map(json.loads, f) if r["split"] == split]
 

@@ -117,7 +117,7 @@ MUTANTS = (
   Mutant("magnitude_largest", MASKS, "float_keys(jnp.abs(x))",
          "float_keys(1 / (jnp.abs(x) + 1e-30))", ("tests/test_masks.py", "tests/test_methods.py"),
          "magnitude re-initializes the largest entries, not the smallest"),
-  Mutant("subset_fraction_complement", MASKS, "round(float(fraction) * n)",
+  Mutant("subset_fraction_complement", "reinit_jax/selection.py", "round(float(fraction) * n)",
          "round(float(1 - fraction) * n)", ("tests/test_masks.py", "tests/test_methods.py"),
          "a subset method re-initializes the fraction 1 − p it should keep"),
   Mutant("random_subset_fixed", METHODS,
