@@ -2,7 +2,7 @@
 
 * ``guard_step`` wraps the one-seed train step so that the scanned call itself records the first
   non-finite step (loss or parameters after the update), with no host round trip per step: the
-  driver reads the record once per jitted call, together with the call's metrics.
+  stage loop reads the record once per jitted call, together with the call's metrics.
 * ``StopFlag`` turns SIGTERM (the preemption notice of a TPU VM) and SIGINT (Ctrl-C) into a flag
   the stage loop checks after every jitted call; the loop then checkpoints and raises
   :class:`Preempted`. No KeyboardInterrupt is ever raised inside a JAX call or an XLA compilation:
@@ -55,7 +55,7 @@ def guard_step(step, policy: str):
   A step is bad when its loss or its updated parameters hold a NaN or inf.
   ``policy='stop'``: the first bad step is recorded in the step counter as ``-(k + 1)`` (k = the
   number of steps done before it, so step k+1 failed) and every later step of the seed is a no-op;
-  the driver sees a negative counter after the call and stops. ``'skip'``: a bad step's update is
+  the stage loop sees a negative counter after the call and stops. ``'skip'``: a bad step's update is
   not applied (parameters, optimizer and batch statistics stay), its counters still advance, so the
   data order, PRNG streams and schedule stay those of a clean run; its loss is reported as NaN
   (also when only the parameters were bad), so the call's mean loss shows that a step was skipped.

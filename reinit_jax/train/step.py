@@ -128,7 +128,7 @@ def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps
 
   The returned function has the same signature; ``.jitted`` is the underlying jitted function
   (``jitted._cache_size()`` counts its compilations). Padding happens outside the jit: rows once per
-  distinct ``x_all`` (the driver passes one array per stage), indices on the host (a few KB).
+  distinct ``x_all`` (the stage loop passes one array per stage), indices on the host (a few KB).
   """
 
   def one(state, x_all, y_all, tp_all, idx, n):
