@@ -24,7 +24,19 @@ class Placement:
     return NamedSharding(self.mesh, P(*spec))
 
   def replicate(self, tree):
-    return jax.device_put(tree, self.replicated)
+    """Every array of ``tree`` on every device (host arrays: see :meth:`put`)."""
+    return jax.tree.map(lambda a: self.put(a, self.replicated), tree)
+
+  def put(self, a, sharding: NamedSharding):
+    """A host array, the same in every process, as a global array of ``sharding``.
+
+    Each process copies only its devices' slices. ``jax.device_put`` does the same on one process,
+    but on several it first gathers the whole array from every process to check they agree (a
+    collective moving P copies: a data set replicated on a pod would be gathered P times).
+    """
+    if jax.process_count() == 1 or not isinstance(a, np.ndarray):
+      return jax.device_put(a, sharding)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
 
 def train_indices(seeds, first_epoch: int, num_epochs: int, n: int, batch_size: int) -> np.ndarray:

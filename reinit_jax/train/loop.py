@@ -13,6 +13,7 @@ no checkpoint ever holds a bad state. SIGTERM is checked after every call: check
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -22,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import faults, feed, host, outputs, stream, validation, workdir as W
+from reinit_jax.train import faults, feed, host, multihost, outputs, stream, validation
+from reinit_jax.train import workdir as W
 from reinit_jax.train.position import Position
 from reinit_jax.train.setup import Run
 
@@ -44,15 +46,19 @@ def run(config, workdir: str) -> dict:
   with faults.StopFlag() as stop:  # from here on Ctrl-C waits for a safe point
     c = validation.validate(config)
     if c.run.distributed:
-      jax.distributed.initialize()
-    # Every process of a multi-process run writes the same files (orbax coordinates the
-    # checkpoints); only process 0 locks, so the processes do not lock each other out.
-    with W.Lock(workdir) if jax.process_index() == 0 else _nothing():
+      multihost.initialize()  # before anything touches a JAX backend
+    # Several processes share the workdir: process 0 locks and prepares it (restart clears it), the
+    # others only check it, before anything is read from it (README, Multi-process runs).
+    with W.Lock(workdir) if multihost.is_primary() else contextlib.nullcontext():
       done = W.finished_summary(workdir, c)
       if done is not None:
         log_.warning("%s: already finished (summary.json kept as it was)", workdir)
         return done
-      W.prepare(workdir, c)
+      if multihost.is_primary():
+        W.prepare(workdir, c)
+      elif not c.run.restart:
+        W.check_resumable(workdir, c)
+      multihost.barrier("reinit_jax:prepared")
       host.tune_cpu_allocator(c.run.tune_cpu_allocator)
       with outputs.CompileTimer() as compile_timer:
         r = Run(c)
@@ -60,11 +66,6 @@ def run(config, workdir: str) -> dict:
           raise faults.Preempted(f"{stop.name} before training started; nothing to save",
                                  stop.signum)
         return _Loop(r, c, workdir, t_start, compile_timer).run(stop)
-
-
-def _nothing():
-  import contextlib
-  return contextlib.nullcontext()
 
 
 class _Loop:
@@ -106,8 +107,12 @@ class _Loop:
     r, c = self.r, self.c
     state, pos = self._restore(closers)
     self.pos = pos
-    self.log = outputs.MetricsLog(self.workdir, pos.records)
-    self.progress = outputs.Progress(c.run.progress if c.run.progress != "off" else "none",
+    # Every process holds the same records; process 0 alone writes them and shows progress.
+    primary = multihost.is_primary()
+    self.log = (outputs.MetricsLog(self.workdir, pos.records) if primary
+                else multihost.ReplicaLog(pos.records))
+    self.progress = outputs.Progress(c.run.progress if c.run.progress != "off" and primary
+                                     else "none",
                                      r.total_steps, pos.step, name=f"{c.name}:{c.reinit.method}",
                                      examples_per_step=r.batch[0] * len(r.seeds))
     closers += [self.log.close, self.progress.close]
@@ -159,7 +164,7 @@ class _Loop:
           state, m = r.train_call(state, xs, ys)
         else:
           idx = feed.train_indices(r.seeds, first, g, n, B)
-          idx = jax.device_put(idx, r.place.batch(3, 2))
+          idx = r.place.put(idx, r.place.batch(3, 2))
           state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
         self._flush()
       first_step = pos.step + 1
@@ -186,11 +191,12 @@ class _Loop:
         self._flush()
         self._save(state)
         return state, True
-      if stop.set and not pos.done:  # after this call's evaluation and stage record
+      # All processes stop at the same call: a signal reaches them at different steps.
+      if multihost.any_process(stop.set) and not pos.done:  # after evaluation and stage record
         self._save(state)
-        raise faults.Preempted(f"{stop.name}: wrote the checkpoint at step {pos.step} (stage "
-                               f"{t}) in {self.ckpt.directory}; re-run the same command to resume",
-                               stop.signum)
+        raise faults.Preempted(f"{stop.name or 'another process stopped'}: wrote the checkpoint at "
+                               f"step {pos.step} (stage {t}) in {self.ckpt.directory}; re-run the "
+                               "same command to resume", stop.signum)
     return state, False
 
   def _teacher_probs(self, state, t, n, x_dev):
@@ -223,7 +229,7 @@ class _Loop:
     r, c = self.r, self.c
     m, counters, (step, stage, epoch, first_step) = self.pending
     self.pending = None
-    m, counters = jax.device_get((m, counters))
+    m, counters = multihost.fetch((m, counters))
     bad = faults.first_bad_step(counters)
     if bad:
       good = self.ckpt.latest_step()
@@ -252,7 +258,7 @@ class _Loop:
     S = len(r.seeds)
     on_device = {name: r.eval_fn(state.variables, x, y, idx, w)
                  for name, (x, y, idx, w) in r.eval_sets.items()}
-    results, norms = jax.device_get((on_device, r.norm_fn(state.variables["params"])))
+    results, norms = multihost.fetch((on_device, r.norm_fn(state.variables["params"])))
     if r.streaming:  # streamed in fixed-shape batches; an empty split (no hold-out) is skipped
       for name, split in (("validation", r.data.validation), ("test", r.data.test)):
         if len(split):
@@ -307,8 +313,9 @@ class _Loop:
       "total_steps": r.total_steps, "wall_time_s": wall,
       "times": self.times.totals(),
       "steps_per_second": ran / max(now - self.t0, 1e-9),
-      "params_digest": outputs.params_digest(state.variables["params"]),
+      "params_digest": outputs.params_digest(multihost.fetch(state.variables["params"])),
       "interrupted": stopped, "workdir": os.path.abspath(self.workdir),
     }
-    W.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
+    if multihost.is_primary():
+      W.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
     return summary

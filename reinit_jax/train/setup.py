@@ -16,7 +16,7 @@ import numpy as np
 
 from reinit_jax import data as D
 from reinit_jax import methods, models
-from reinit_jax.train import faults, feed, outputs, schedules, step as S, validation
+from reinit_jax.train import faults, feed, multihost, outputs, schedules, step as S, validation
 from reinit_jax.train.state import base_keys, init_state
 
 
@@ -42,7 +42,8 @@ class Run:
     self.c = c
     self.place = feed.Placement()
     self.seeds = [int(s) for s in c.run.seeds]
-    self.data = D.build(validation.data_view(c))
+    with multihost.primary_first("reinit_jax:data"):  # several processes: one prepares the data
+      self.data = D.build(validation.data_view(c))
     # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...).
     self.per_run = bool(c.data.per_seed)
     self.run_data = ([self.data] + [D.build(validation.data_view(c, s)) for s in self.seeds[1:]]

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from reinit_jax import events
-from reinit_jax.train import loss as L
+from reinit_jax.train import loss as L, multihost
 from reinit_jax.train.state import EVENT_STREAM, STEP_STREAM, TrainState, fresh_variables, stream_key
 
 
@@ -153,7 +153,7 @@ def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps
     if max_steps is not None:
       if n > max_steps:
         raise ValueError(f"a call of {n} steps exceeds max_steps={max_steps}")
-      host = np.asarray(jax.device_get(idx))
+      host = np.asarray(multihost.fetch(idx))  # sharded over every process's devices
       host = np.pad(host, ((0, 0), (0, max_steps - n), (0, 0)))
       idx = jax.device_put(host, idx.sharding)
     return fn(state, pad_x(x_all), pad_y(y_all), pad_t(tprobs) if cached else None, idx,

@@ -18,6 +18,7 @@ import numpy as np
 import jax
 
 from reinit_jax import data as D
+from reinit_jax.train import multihost
 
 
 def steps_per_call(epochs_per_stage: int, steps_per_epoch: int, max_steps: int) -> int:
@@ -101,7 +102,7 @@ def evaluate(eval_fn, variables, split, batch_size: int, place, shape):
     xg = D.global_batch(x, place.batch(x.ndim, 0), be)
     yg = D.global_batch(y, place.batch(1, 0), be)
     wg = D.global_batch(w, place.batch(2, 1), be, axis=1)
-    loss, acc = eval_fn(variables, xg, yg, idx, wg)
+    loss, acc = multihost.fetch(eval_fn(variables, xg, yg, idx, wg))
     # eval_fn returns means over this batch's rows (all processes'); the totals weight them back.
     # The count is host arithmetic: a multi-host array cannot be read back whole.
     rows = sum(min(b, max(0, hi - lo - i * b)) for lo, hi in shares)

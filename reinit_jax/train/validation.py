@@ -108,6 +108,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.optim.setting_augmentation not in data.AUGMENTATIONS:
     fail("optim.setting_augmentation", config.optim.setting_augmentation,
          ", ".join(data.AUGMENTATIONS))
+  if c.run.distributed:  # the device count below starts the backend: join the other processes first
+    from reinit_jax.train import multihost
+    multihost.initialize()
   n_dev = jax.device_count()
   if c.data.batch_size % n_dev:
     fail("data.batch_size", c.data.batch_size,
