@@ -6,7 +6,7 @@
 Fashion-MNIST (CPU-sized scnn at 1/4 width) with setting DC; validation/test labels stay clean and
 every method of a seed sees the same noisy labels. Writes test accuracy at best (clean) validation.
 
-Sweep: q ∈ {0, 0.4} × {standard, shrink_perturb, layerwise} × distillation off/on (β = 2, cached
+Sweep: q ∈ {0, 0.2, 0.4} × {standard, shrink_perturb, layerwise} × distillation off/on (β = 2, cached
 teacher); layerwise uses K = min(T, 4) block groups of scnn's four blocks, M = T / K:
 
     python launch.py --config=configs/label_noise.py --sweep=all
@@ -39,7 +39,7 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  """q ∈ {0, 0.4} × standard / S&P / layerwise × distillation off/on."""
+  """q ∈ {0, 0.2, 0.4} × standard / S&P / layerwise × distillation off/on."""
   del arg
-  return launch.product(q=(0.0, 0.4), method=("standard", "shrink_perturb", "layerwise"),
+  return launch.product(q=(0.0, 0.2, 0.4), method=("standard", "shrink_perturb", "layerwise"),
                         distill=(False, True))
