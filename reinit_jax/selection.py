@@ -4,22 +4,25 @@
 tensor's entries by an int32 key (|θ|'s float bits, or random bits) and select the round(p·n)
 smallest, ties by position. ``select_impl`` chooses how (bench/README.md, "Events per backend"):
 
-* ``'bracket'``: a sampled bracket, a few counting passes and one small ``top_k`` per tensor. XLA:CPU
-  sorts slowly, and a handful of passes over memory is what a CPU does fast.
+* ``'bracket'``: a sampled bracket, a few counting passes and one small ``top_k`` per tensor.
+  XLA:CPU sorts slowly, and a handful of passes over memory is what a CPU does fast.
 * ``'sort'``: one stable sort of (key, position) pairs per group of equal-sized tensors (stacked,
   one call each; tensors of <= 1,024 entries padded into one group). Accelerators sort fast and pay
   for every small kernel a loop of counting passes launches.
 * ``'approx'`` (opt-in, never chosen by 'auto'): ``lax.approx_min_k`` with recall target
   :data:`APPROX_RECALL` = 0.95 on the tensors above 1,024 entries: exactly round(p·n) entries, of
-  which on average >= 95% are among the true smallest (the rest are near the cut; ties in any
+  which on average 95% are among the true smallest (the others lie near the cut; ties in any
   order). Only TPUs run an approximate algorithm; other backends fall back to an exact sort.
 * ``'auto'`` (default): 'bracket' when ``jax.default_backend()`` is 'cpu', else 'sort'.
 
-'bracket' and 'sort' select exactly the entries a stable argsort ranks first (tests/test_masks.py), so
-they give identical masks for the same inputs and keys. The choice is read when a function is traced:
-an argument ``select_impl=`` wins, then :func:`set_select_impl` / :func:`use_select_impl`, then the
-environment variable ``REINIT_SELECT_IMPL``, then 'auto'. Set it before the event is first jitted
-(a jitted function keeps the choice it was traced with).
+'bracket' finishes with a float ``top_k`` (the fast one on XLA:CPU) over the keys' float reading:
+exact where subnormal floats are kept (CPU, GPU); on a TPU, which flushes them to zero, use 'sort'.
+
+'bracket' and 'sort' select exactly the entries a stable argsort ranks first (tests/test_masks.py),
+so they give identical masks for the same inputs and keys. The choice is read when a function is
+traced: an argument ``select_impl=`` wins, then :func:`set_select_impl` / :func:`use_select_impl`,
+then the environment variable ``REINIT_SELECT_IMPL``, then 'auto'. Set it before the event is
+first jitted (a jitted function keeps the choice it was traced with).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def use_select_impl(impl: str | None):
 
 
 def resolve_select_impl(select_impl: str | None = None) -> str:
-  """'bracket' | 'sort' | 'approx' from the argument, the forced setting, $REINIT_SELECT_IMPL, 'auto'.
+  """'bracket' | 'sort' | 'approx': the argument, the forced setting, $REINIT_SELECT_IMPL or 'auto'.
 
   'auto' is 'bracket' on the CPU backend and 'sort' on every other (see the module docstring).
   """
@@ -206,9 +209,9 @@ def lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
 def _sorted_rows(keys: jax.Array, ks) -> jax.Array:
   """(m, w) bool: the ``ks[i]`` smallest of row i's int32 ``keys``, ties by position (static ks).
 
-  One stable sort of (key, position) pairs per call. The ks[i]-th pair, (t, p), is the cut: every key
-  below t is in, and of the keys equal to t those at positions <= p, i.e. a stable argsort's first
-  ks[i]. Rows padded with _MAX_KEY after their n real keys keep k <= n and never select a pad.
+  One stable sort of (key, position) pairs per call. The ks[i]-th pair, (t, p), is the cut: every
+  key below t is in, and of the keys equal to t those at positions <= p, i.e. a stable argsort's
+  first ks[i]. Rows padded with _MAX_KEY after their n real keys keep k <= n and never select a pad.
   """
   m, w = keys.shape
   ks = np.asarray(ks, np.int64)

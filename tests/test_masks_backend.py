@@ -49,15 +49,16 @@ def test_bracket_and_sort_give_identical_masks(fraction):
     for k in name.split("/"):
       leaf = leaf[k]
     np.testing.assert_array_equal(np.asarray(m), _stable_ref(leaf, fraction), err_msg=name)
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), mag_b, mag_s)
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), rnd_b, rnd_s)
+  same = lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  jax.tree.map(same, mag_b, mag_s)
+  jax.tree.map(same, rnd_b, rnd_s)
   counts = [int(np.asarray(m).sum()) for m in jax.tree.leaves(rnd_s)]
   assert counts == [int(round(fraction * np.size(x))) for x in jax.tree.leaves(params)]
 
 
 def test_sort_path_is_one_sort_per_size_group_and_no_loop():
-  # Two 1,152-entry kernels share one sort, the 150×130 kernel has its own, and the six tensors
-  # of <= 1,024 entries (bias 16, scale 7, offset 7, head 160, bias 10, scalar) share one padded sort.
+  # Two 1,152-entry kernels share one sort, the 150×130 kernel has its own, and the six tensors of
+  # <= 1,024 entries (bias 16, scale 7, offset 7, head 160, bias 10, scalar) share a padded sort.
   params = _tree()
   jaxpr = str(jax.make_jaxpr(lambda p: masks.smallest_magnitude(p, 0.2, "sort"))(params))
   assert jaxpr.count(" sort[") == 3 and "while[" not in jaxpr
