@@ -11,8 +11,9 @@ of a model (``Model.blocks``, ``Model.head``) names top-level keys, i.e. the fir
 All functions are pure and jit-able; block indices may be traced integers.
 
 The exact k-smallest selection of :func:`smallest_magnitude` and :func:`random_fraction` has one
-implementation per backend, chosen by ``select_impl`` ('auto' | 'bracket' | 'sort' | 'approx'; see
-:mod:`reinit_jax.selection`; its :func:`set_select_impl` and :func:`use_select_impl` are here too).
+implementation per backend, chosen by ``select_impl`` ('auto' | 'bracket' | 'sort' | 'sort_batched'
+| 'approx'; see :mod:`reinit_jax.selection`, whose :func:`set_select_impl` and
+:func:`use_select_impl` are here too).
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def random_fraction(key: jax.Array, params: PyTree, fraction: float,
   """A uniformly random subset of exactly round(p·n) entries of every tensor ([LW] WELSR/WELS).
 
   Shapes: each leaf's mask has the leaf's shape. Each leaf gets its own key (split from ``key``) and
-  the same draw on every path (the 'sort' path draws a group's leaves under one vmap, which gives
-  each key's own bits), so 'bracket' and 'sort' return identical masks. ``select_impl``: see
+  the same draw on every path (the sorting paths draw a group's leaves under one vmap, which gives
+  each key's own bits), so the exact paths return identical masks. ``select_impl``: see
   :mod:`reinit_jax.selection`.
   """
   _check_fraction(fraction)
@@ -130,7 +131,7 @@ def smallest_magnitude(params: PyTree, fraction: float, select_impl: str | None 
   """The round(p·n) entries of every tensor smallest in |θ| ([LW] DSD). Ties broken by position.
 
   Shapes: each leaf's mask has the leaf's shape; NaN ranks as +inf. ``select_impl``: see
-  :mod:`reinit_jax.selection` ('bracket' and 'sort' return identical masks).
+  :mod:`reinit_jax.selection` (the exact paths return identical masks).
   """
   _check_fraction(fraction)
   impl = resolve_select_impl(select_impl)
