@@ -1,18 +1,19 @@
 """Pytree masks: which parameter entries a re-initialization touches ([LW] §3, [AA] §4, [Z] §3).
 
 A mask has the tree structure of ``params``; each leaf is either a boolean array of the leaf's shape
-(element-wise selection) or a boolean scalar (the whole tensor). Every method of the papers (README.md,
-"Composing a re-initialization method") is a blend of θ and θ_init under such a mask, so masks are
-the unit of composition: build one here, hand it to :func:`reinit_jax.methods.blend` or
-:func:`reinit_jax.methods.shrink_perturb`.
+(element-wise selection) or a boolean scalar (the whole tensor). Every method of the papers
+(README.md, "Composing a re-initialization method") is a blend of θ and θ_init under such a mask,
+so masks are the unit of composition: build one here, hand it to :func:`reinit_jax.methods.blend`
+or :func:`reinit_jax.methods.shrink_perturb`.
 
 Paths are the '/'-joined dict keys of a leaf, e.g. ``'block1/conv/kernel'``; the block declaration
 of a model (``Model.blocks``, ``Model.head``) names top-level keys, i.e. the first path component.
 All functions are pure and jit-able; block indices may be traced integers.
 
 The exact k-smallest selection of :func:`smallest_magnitude` and :func:`random_fraction` has one
-implementation per backend, chosen by ``select_impl`` ('auto' | 'bracket' | 'sort' | 'approx'; see
-:mod:`reinit_jax.selection`, whose :func:`set_select_impl` / :func:`use_select_impl` are re-exported).
+implementation per backend, chosen by ``select_impl`` ('auto' | 'bracket' | 'sort' | 'sort_batched'
+| 'approx'; see :mod:`reinit_jax.selection`, whose :func:`set_select_impl` and
+:func:`use_select_impl` are here too).
 """
 
 from __future__ import annotations
@@ -103,9 +104,9 @@ def random_fraction(key: jax.Array, params: PyTree, fraction: float,
   """A uniformly random subset of exactly round(p·n) entries of every tensor ([LW] WELSR/WELS).
 
   Shapes: each leaf's mask has the leaf's shape. Each leaf gets its own key (split from ``key``) and
-  the same draw on every path (the 'sort' path draws a group's leaves under one vmap, which gives
-  each key's own bits), so 'bracket' and 'sort' return identical masks. ``select_impl``: see the
-  module docstring.
+  the same draw on every path (the sorting paths draw a group's leaves under one vmap, which gives
+  each key's own bits), so the exact paths return identical masks. ``select_impl``: see
+  :mod:`reinit_jax.selection`.
   """
   _check_fraction(fraction)
   impl = resolve_select_impl(select_impl)
@@ -129,15 +130,14 @@ def random_fraction(key: jax.Array, params: PyTree, fraction: float,
 def smallest_magnitude(params: PyTree, fraction: float, select_impl: str | None = None) -> PyTree:
   """The round(p·n) entries of every tensor smallest in |θ| ([LW] DSD). Ties broken by position.
 
-  Shapes: each leaf's mask has the leaf's shape; NaN ranks as +inf. ``select_impl``: see the module
-  docstring ('bracket' and 'sort' return identical masks).
+  Shapes: each leaf's mask has the leaf's shape; NaN ranks as +inf. ``select_impl``: see
+  :mod:`reinit_jax.selection` (the exact paths return identical masks).
   """
   _check_fraction(fraction)
   impl = resolve_select_impl(select_impl)
   if impl == "bracket":
-    return jax.tree.map(
-        lambda x: S.lowest_k(S.float_keys(jnp.abs(x)), S.exact_k(np.size(x), fraction), jnp.shape(x)),
-        params)
+    return jax.tree.map(lambda x: S.lowest_k(S.float_keys(jnp.abs(x)),
+                                             S.exact_k(np.size(x), fraction), jnp.shape(x)), params)
   leaves, treedef = jax.tree.flatten(params)
   out = S.select_grouped(leaves, fraction, impl, lambda n, idx: jnp.stack(
       [S.float_keys(jnp.abs(leaves[i])) for i in idx]))
@@ -171,7 +171,7 @@ def up_to_block(params: PyTree, blocks: Sequence, k) -> PyTree:
 
 
 def after_block(params: PyTree, blocks: Sequence, k) -> PyTree:
-  """Selects everything after block k: blocks k+1..K and the head ([LW] §3, the re-initialized part)."""
+  """Selects everything after block k: blocks k+1..K and the head ([LW] §3, re-initialized)."""
   _check_k(k, len(blocks))
   return jax.tree.map(lambda i: jnp.asarray(i) > k, _block_index_tree(params, blocks))
 

@@ -4,22 +4,29 @@
 tensor's entries by an int32 key (|θ|'s float bits, or random bits) and select the round(p·n)
 smallest, ties by position. ``select_impl`` chooses how (bench/README.md, "Events per backend"):
 
-* ``'bracket'``: a sampled bracket, a few counting passes and one small ``top_k`` per tensor. XLA:CPU
-  sorts slowly, and a handful of passes over memory is what a CPU does fast.
-* ``'sort'``: one stable sort of (key, position) pairs per group of equal-sized tensors (stacked,
-  one call each; tensors of <= 1,024 entries padded into one group). Accelerators sort fast and pay
-  for every small kernel a loop of counting passes launches.
+* ``'bracket'``: a sampled bracket, a few counting passes and one small ``top_k`` per tensor.
+  XLA:CPU sorts slowly, and a handful of passes over memory is what a CPU does fast.
+* ``'sort'``: one stable sort of (key, position) pairs per tensor, the tensors of <= 1,024 entries
+  padded into one sort. Accelerators sort fast and pay for every small kernel that a loop of
+  counting passes launches. One tensor per sort is what XLA:GPU hands to CUB's device-wide radix
+  sort (its sort rewriter takes 32-bit keys at batch 1 above 22,000 entries, and batches of 2-26
+  large rows only with many rows; xla/service/gpu/transforms/sort_rewriter.cc).
+* ``'sort_batched'``: the same with tensors of equal size stacked into one sort (fewer, larger
+  calls; XLA's own sort kernel on a GPU). Which of the two is faster is for bench/gpu_all.sh.
 * ``'approx'`` (opt-in, never chosen by 'auto'): ``lax.approx_min_k`` with recall target
   :data:`APPROX_RECALL` = 0.95 on the tensors above 1,024 entries: exactly round(p·n) entries, of
-  which on average >= 95% are among the true smallest (the rest are near the cut; ties in any
+  which on average 95% are among the true smallest (the others lie near the cut; ties in any
   order). Only TPUs run an approximate algorithm; other backends fall back to an exact sort.
 * ``'auto'`` (default): 'bracket' when ``jax.default_backend()`` is 'cpu', else 'sort'.
 
-'bracket' and 'sort' select exactly the entries a stable argsort ranks first (tests/test_masks.py), so
-they give identical masks for the same inputs and keys. The choice is read when a function is traced:
-an argument ``select_impl=`` wins, then :func:`set_select_impl` / :func:`use_select_impl`, then the
-environment variable ``REINIT_SELECT_IMPL``, then 'auto'. Set it before the event is first jitted
-(a jitted function keeps the choice it was traced with).
+'bracket' finishes with a float ``top_k`` (the fast one on XLA:CPU) over the keys' float reading:
+exact where subnormal floats are kept (CPU, GPU); on a TPU, which flushes them to zero, use 'sort'.
+
+The exact paths select the entries a stable argsort ranks first (tests/test_masks.py), so they give
+identical masks for the same inputs and keys. The choice is read when a function is
+traced: an argument ``select_impl=`` wins, then :func:`set_select_impl` / :func:`use_select_impl`,
+then the environment variable ``REINIT_SELECT_IMPL``, then 'auto'. Set it before the event is
+first jitted (a jitted function keeps the choice it was traced with).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-SELECT_IMPLS = ("auto", "bracket", "sort", "approx")
+SELECT_IMPLS = ("auto", "bracket", "sort", "sort_batched", "approx")
 APPROX_RECALL = 0.95  # lax.approx_min_k's recall target on the 'approx' path
 ENV_SELECT_IMPL = "REINIT_SELECT_IMPL"
 _forced = [None]  # set by set_select_impl / use_select_impl
@@ -66,7 +73,7 @@ def use_select_impl(impl: str | None):
 
 
 def resolve_select_impl(select_impl: str | None = None) -> str:
-  """'bracket' | 'sort' | 'approx' from the argument, the forced setting, $REINIT_SELECT_IMPL, 'auto'.
+  """The implementation to trace: the argument, the forced setting, $REINIT_SELECT_IMPL or 'auto'.
 
   'auto' is 'bracket' on the CPU backend and 'sort' on every other (see the module docstring).
   """
@@ -206,9 +213,9 @@ def lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
 def _sorted_rows(keys: jax.Array, ks) -> jax.Array:
   """(m, w) bool: the ``ks[i]`` smallest of row i's int32 ``keys``, ties by position (static ks).
 
-  One stable sort of (key, position) pairs per call. The ks[i]-th pair, (t, p), is the cut: every key
-  below t is in, and of the keys equal to t those at positions <= p, i.e. a stable argsort's first
-  ks[i]. Rows padded with _MAX_KEY after their n real keys keep k <= n and never select a pad.
+  One stable sort of (key, position) pairs per call. The ks[i]-th pair, (t, p), is the cut: every
+  key below t is in, and of the keys equal to t those at positions <= p, i.e. a stable argsort's
+  first ks[i]. Rows padded with _MAX_KEY after their n real keys keep k <= n and never select a pad.
   """
   m, w = keys.shape
   ks = np.asarray(ks, np.int64)
@@ -234,18 +241,19 @@ def _approx_rows(keys: jax.Array, k: int) -> jax.Array:
 
 
 def select_grouped(leaves, fraction, impl, rows_of):
-  """Masks of ``leaves`` by the 'sort' or 'approx' path, one call per group of equal sizes.
+  """Masks of ``leaves`` by a sorting path: 'sort', 'sort_batched' or 'approx' (batched as well).
 
   ``rows_of(n, idx) -> (len(idx), n) int32``: the keys of the leaves ``idx`` (all of n entries).
   Tensors of <= _CAP entries (biases, norm scales: many sizes, little work) share one padded sort.
   """
   groups = {}
   for i, x in enumerate(leaves):
-    groups.setdefault(int(np.size(x)), []).append(i)
-  groups.pop(0, None)  # empty tensors: nothing to select (all-False below)
+    n = int(np.size(x))
+    if n:  # empty tensors: nothing to select (all-False below)
+      groups.setdefault(n if impl != "sort" or n <= _CAP else (n, i), (n, []))[1].append(i)
   out = [None] * len(leaves)
-  small = [(n, idx) for n, idx in groups.items() if n <= _CAP]
-  for n, idx in groups.items():
+  small = [(n, idx) for n, idx in groups.values() if n <= _CAP]
+  for n, idx in groups.values():
     if n > _CAP:
       k = exact_k(n, fraction)
       keys = rows_of(n, idx)

@@ -1,7 +1,7 @@
-"""Masks ([LW] §3, DSD, WELSR): exact fractions, smallest magnitudes, block and path selection, combinators.
+"""Masks ([LW] §3, DSD, WELSR): exact fractions, smallest magnitudes, blocks, paths, combinators.
 
-The exactness tests run every exact selection implementation ('bracket', the CPU default, and 'sort',
-the accelerators' default, forced here) against numpy's stable argsort.
+The exactness tests run every exact selection implementation ('bracket', the CPU default, and
+'sort', the accelerators' default, forced here) against numpy's stable argsort.
 """
 
 import hypothesis.extra.numpy as hnp

@@ -1,7 +1,8 @@
 """The selection implementation per backend (reinit_jax/selection.py; [LW] DSD, WELSR, WELS).
 
-'bracket' (the CPU default) and 'sort' (the accelerators' default) must give identical masks for the
-same parameters and keys, so a run's masks do not depend on the backend; 'approx' selects exactly
+'bracket' (the CPU default), 'sort' (the accelerators' default) and 'sort_batched' must give
+identical masks for the same parameters and keys, so a run's masks do not depend on the backend;
+'approx' selects exactly
 round(p·n) entries; the choice is made at trace time from the argument, set_select_impl /
 use_select_impl, $REINIT_SELECT_IMPL, or the backend.
 """
@@ -42,28 +43,32 @@ def test_bracket_and_sort_give_identical_masks(fraction):
                                  masks.random_fraction(k, params, fraction, impl)),
                 static_argnums=1)
   mag_b, rnd_b = run(key, "bracket")
-  mag_s, rnd_s = run(key, "sort")
   for path, m in jax.tree_util.tree_flatten_with_path(mag_b)[0]:
     name = masks.path_of(path)
     leaf = params
     for k in name.split("/"):
       leaf = leaf[k]
     np.testing.assert_array_equal(np.asarray(m), _stable_ref(leaf, fraction), err_msg=name)
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), mag_b, mag_s)
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), rnd_b, rnd_s)
+  same = lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for impl in ("sort", "sort_batched"):
+    mag_s, rnd_s = run(key, impl)
+    jax.tree.map(same, mag_b, mag_s)
+    jax.tree.map(same, rnd_b, rnd_s)
   counts = [int(np.asarray(m).sum()) for m in jax.tree.leaves(rnd_s)]
   assert counts == [int(round(fraction * np.size(x))) for x in jax.tree.leaves(params)]
 
 
-def test_sort_path_is_one_sort_per_size_group_and_no_loop():
-  # Two 1,152-entry kernels share one sort, the 150×130 kernel has its own, and the six tensors
-  # of <= 1,024 entries (bias 16, scale 7, offset 7, head 160, bias 10, scalar) share one padded sort.
+@pytest.mark.parametrize("impl,sorts", [("sort", 4), ("sort_batched", 3)])
+def test_sorting_paths_sort_once_per_tensor_or_size_and_loop_nowhere(impl, sorts):
+  # Two 1,152-entry kernels ('sort': a sort each, 'sort_batched': one for both), the 150×130 kernel,
+  # and the six tensors of <= 1,024 entries (bias 16, scale 7, offset 7, head 160, bias 10, scalar)
+  # in one padded sort.
   params = _tree()
-  jaxpr = str(jax.make_jaxpr(lambda p: masks.smallest_magnitude(p, 0.2, "sort"))(params))
-  assert jaxpr.count(" sort[") == 3 and "while[" not in jaxpr
-  jaxpr = str(jax.make_jaxpr(lambda p: masks.random_fraction(jax.random.key(0), p, 0.2, "sort"))(
+  jaxpr = str(jax.make_jaxpr(lambda p: masks.smallest_magnitude(p, 0.2, impl))(params))
+  assert jaxpr.count(" sort[") == sorts and "while[" not in jaxpr
+  jaxpr = str(jax.make_jaxpr(lambda p: masks.random_fraction(jax.random.key(0), p, 0.2, impl))(
       params))
-  assert jaxpr.count(" sort[") == 3 and "while[" not in jaxpr
+  assert jaxpr.count(" sort[") == sorts and "while[" not in jaxpr
   # the CPU default keeps the counting search (a loop per large tensor, no full sort of them)
   jaxpr = str(jax.make_jaxpr(lambda p: masks.smallest_magnitude(p, 0.2))(params))
   assert "while[" in jaxpr
