@@ -1,4 +1,5 @@
-"""K = 8 seeds vmapped in one jitted call against 8 sequential single-seed calls (docs/CONTRACTS.md, Engine).
+"""K = 8 seeds vmapped in one jitted call against 8 sequential single-seed calls ([LW] §1.1 averages
+over seeds).
 
 The engine trains every seed of a config together (``make_train_call`` vmaps the scanned step over
 the seed axis). All contenders do the same work: 8 seeds × n steps. ``vmapped``: one call with
