@@ -98,6 +98,7 @@ BAD = {
   "reinit.optimizer_policy": _name(),
   "reinit.batch_stats_policy": _name(),
   "reinit.idle_norm_policy": _name(),
+  "reinit.select_impl": _name(),
   "reinit.norm_batch_size": _int_below(1),
   "reinit.distill": _bool(),
   "reinit.distill_beta": _num0(),

@@ -141,6 +141,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "idle_norm_policy": _one_of("set", ("set", "skip"),
                                 "layerwise event that re-initializes nothing (k = K): set the "
                                 "normalization after block K anyway, or skip it"),
+    "select_impl": _one_of("auto", ("auto", "bracket", "sort", "sort_batched", "approx"),
+                           "k-smallest selection of magnitude/random_subset: auto = bracket on "
+                           "CPU, one sort per tensor on GPU/TPU; approx = lax.approx_min_k (opt-in)"),
     "norm_batch_size": _i(256, 1, "training examples measuring layer-wise normalizations"),
     "distill": _b(False, "self-distillation from the previous stage's network ([Z] §3.1)"),
     "distill_beta": Field(2.0, lambda v: _num(v) and v >= 0, "a finite number >= 0",

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax import data as D
-from reinit_jax import methods, models
+from reinit_jax import masks, methods, models
 from reinit_jax.train import faults, feed, multihost, outputs, schedules, step as S, validation
 from reinit_jax.train.state import base_keys, init_state
 
@@ -79,6 +79,8 @@ class Run:
 
   def _build_functions(self, c):
     r = c.reinit
+    # Read when the event is traced (below, once per memo key: the key holds the reinit section).
+    masks.set_select_impl(None if r.select_impl == "auto" else r.select_impl)
     sec = lambda name: c[name].to_dict()
     # Everything each builder reads, as its memo key (the model by its section and data shape).
     model_key = [sec("model"), self.data.meta.num_classes, list(self.data.meta.input_shape),
