@@ -59,8 +59,8 @@ def test_launch_trains_on_prepared_fashion_mnist_without_tensorflow(no_tf_env, t
   # manual_dir points nowhere: the run must read the cache, not Debian's files or TFDS.
   r = _run(["launch.py", f"--workdir={work}",
             "--config=configs/default.py:methods=standard,epochs=1,stages=1,train_subset=500,"
-            "model=mlp", f"--config.data_dir={root}", "--config.manual_dir=/nonexistent",
-            "--config.progress=off"], no_tf_env)
+            "model.name=mlp", f"--config.data.data_dir={root}",
+            "--config.data.manual_dir=/nonexistent", "--config.run.progress=off"], no_tf_env)
   assert r.returncode == 0, r.stderr[-3000:]
   assert (work / "summary.json").exists() and "Traceback" not in r.stderr
   import json
