@@ -28,6 +28,7 @@ from train_helpers import tiny_config
   (dict(chunks=2, stages=3), r"config.data.chunks=2"),
   (dict(weight_decay=-1e-4), r"config.optim.weight_decay"),
   (dict(dataset="fashion_mnist", per_seed=True), r"config.data.per_seed=True.*synthetic"),
+  (dict(per_seed=True, data__seed=3), r"config.data.seed=3 is invalid.*per_seed"),
 ])
 def test_bad_config_raises_one_line_before_compute(overrides, match, tmp_path):
   c = tiny_config()

@@ -15,24 +15,17 @@ import numpy as np
 import optax
 import pytest
 
-from reinit_jax import launch, train
+from reinit_jax import train
 from reinit_jax.train import feed, loop, setup
 from reinit_jax.train.loss import distill_kl, objective
 from reinit_jax.train.state import fresh_variables
+from train_helpers import tiny_config
 
 
 def tiny(**overrides):
-  """Synthetic task ([LW] §1.1), 64 training / 256 test examples, full batch, 3 stages of 1 step;
-  ``overrides`` by unique leaf name or ``section__field``."""
-  c = train.base_config()
-  c.name = "wiring"
-  c.data.synthetic_train, c.data.synthetic_test = 64, 256
-  c.optim.epochs, c.optim.momentum = 3, 0.9
-  c.reinit.stages, c.reinit.norm_batch_size = 3, 32
-  c.run.eval_batch_size, c.run.progress = 256, "off"
-  for k, v in overrides.items():
-    launch.set_field(c, k.replace("__", "."), v)
-  return c
+  """tests/train_helpers.py's tiny synthetic config at 3 stages of 1 step, SGD momentum 0.9 (so
+  the optimizer policies have a trace to keep or reset)."""
+  return tiny_config(**{"epochs": 3, "momentum": 0.9, **overrides})
 
 
 def built(c):

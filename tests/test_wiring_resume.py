@@ -12,21 +12,14 @@ import jax
 import numpy as np
 import pytest
 
-from reinit_jax import launch, train
+from reinit_jax import train
 from reinit_jax.train import loop, setup
+from train_helpers import tiny_config
 
 
 def tiny(**overrides):
-  """Synthetic task ([LW] §1.1), 64 training / 256 test examples, full batch, 6 steps in 3 stages;
-  ``overrides`` by unique leaf name or ``section__field``."""
-  c = train.base_config()
-  c.name = "wiring"
-  c.data.synthetic_train, c.data.synthetic_test = 64, 256
-  c.optim.epochs, c.reinit.stages = 6, 3
-  c.reinit.norm_batch_size, c.run.eval_batch_size, c.run.progress = 32, 256, "off"
-  for k, v in overrides.items():
-    launch.set_field(c, k.replace("__", "."), v)
-  return c
+  """tests/train_helpers.py's tiny synthetic config: 6 steps in 3 stages."""
+  return tiny_config(**overrides)
 
 
 def rows(workdir, split):

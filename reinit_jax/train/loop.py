@@ -127,8 +127,7 @@ class _Loop:
       if stopped:
         break
       if t < r.T:
-        with self.times.phase("train"):
-          self._flush()
+        self._wait()
         with self.times.phase("event"):
           state = self._event(state, t)
           jax.block_until_ready(state)
@@ -174,14 +173,12 @@ class _Loop:
       self.pending = (m, jnp.copy(state.step), (pos.step, t, pos.epoch, first_step))
       ev = c.run.eval_every_epochs
       if pos.epoch == r.E or (ev and pos.epoch // ev > e // ev):
-        with self.times.phase("train"):  # waits for the call's compute
-          self._flush()
+        self._wait()
         with self.times.phase("evaluate"):
           self._evaluate(state, t)
       ce = c.run.checkpoint_every
       if pos.epoch == r.E or (ce and pos.step // ce > (pos.step - k) // ce):
-        with self.times.phase("train"):
-          self._flush()
+        self._wait()
         if pos.epoch == r.E:
           last = [rec for rec in self.log.records if rec["stage"] == t and rec["step"] == pos.step]
           pos.stages.append({"stage": t, "step": pos.step, "metrics": last})
@@ -221,6 +218,11 @@ class _Loop:
     return r.event_fn(state, pool, n_now)
 
   # ----------------------------------------------------------------------------- records
+
+  def _wait(self):
+    """:meth:`_flush`, its wait for the last call's compute counted as training time."""
+    with self.times.phase("train"):
+      self._flush()
 
   def _flush(self):
     """Writes the last call's training metrics; raises NonFiniteError if a step went bad."""

@@ -47,10 +47,7 @@ class Run:
     # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...).
     self.per_run = bool(c.data.per_seed)
     self.run_data = ([self.data] + [D.build(validation.data_view(c, s)) for s in self.seeds[1:]]
-                     if self.per_run and c.data.seed is None else None)
-    if self.per_run and self.run_data is None:
-      validation.fail("data.seed", c.data.seed, "None with data.per_seed=True (each seed draws "
-                      "its own data set from its seed)")
+                     if self.per_run else None)
     meta = self.data.meta
     self.streaming = not meta.in_memory
     if self.streaming and c.reinit.distill and not c.reinit.distill_live:

@@ -120,6 +120,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"1 or equal to reinit.stages={c.reinit.stages} (online: stage t sees chunks 1..t)")
   if c.data.per_seed and c.data.dataset != "synthetic":
     fail("data.per_seed", True, "False for a TFDS data set (True: the synthetic task only)")
+  if c.data.per_seed and c.data.seed is not None:
+    fail("data.seed", c.data.seed, "None with data.per_seed=True (each seed draws its own data "
+         "set from its seed)")
   method = _checked("reinit.hparams", c.reinit.hparams,
                     lambda: methods.get(c.reinit.method, **c.reinit.hparams.to_dict()))
   m = getattr(method, "events_per_block", None)
