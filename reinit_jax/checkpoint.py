@@ -248,12 +248,16 @@ class Checkpoints:
     except Exception:  # noqa: BLE001
       pass
     done = os.path.join(self.directory, str(step))
-    for _ in range(20):
+    # With asynchronous saves a writer thread may still create the temporary directory after the
+    # error surfaced: done only when nothing is left twice in a row (up to 5 s).
+    clean = 0
+    for _ in range(100):
       left = glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*"))
       if (jax.process_index() == 0 and os.path.isdir(done)
           and not os.path.exists(os.path.join(done, CHECKSUMS))):
         left.append(done)  # complete for orbax, but its checksums could not be written
-      if not left:
+      clean = 0 if left else clean + 1
+      if clean == 2:
         break
       for p in left:
         shutil.rmtree(p, ignore_errors=True)
