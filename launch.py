@@ -28,6 +28,13 @@ def _stopped_early(signum, frame):
 signal.signal(signal.SIGINT, _stopped_early)
 signal.signal(signal.SIGTERM, _stopped_early)
 
+# One XLA:CPU device per core (before JAX starts), so that the CPU backend can split a run's seeds
+# over the cores (run.mesh='auto', reinit_jax/train/feed.py); other backends ignore the flag.
+_XLA = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _XLA:
+  os.environ["XLA_FLAGS"] = (f"{_XLA} --xla_force_host_platform_device_count="
+                             f"{len(os.sched_getaffinity(0))}").strip()
+
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 

@@ -165,6 +165,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "nan_policy": _one_of("stop", ("stop", "skip"), "a NaN/inf step: stop (last good checkpoint "
                           "kept) | skip its update"),
     "restart": _b(False, "discard the workdir's previous outputs and start over"),
+    "mesh": _one_of("auto", ("auto", "data", "runs"), "devices: 'data' splits batches over all "
+                    "devices; 'runs' splits the seeds (whole batches per device); 'auto': 'runs' "
+                    "on the CPU backend, 'data' elsewhere"),
     "tune_cpu_allocator": _b(True, "CPU backend only: malloc keeps freed pages (train/host.py)"),
     "modules": Field((), lambda v: isinstance(v, (tuple, list)) and all(isinstance(m, str)
                                                                         for m in v),

@@ -10,22 +10,54 @@ from reinit_jax import data as D
 
 
 class Placement:
-  """The mesh of all devices with one axis 'data': batches split over it, the rest replicated."""
+  """The mesh ('runs', 'data'): the run axis of every per-seed array split over 'runs', batches
+  over 'data', the rest replicated.
 
-  def __init__(self):
-    self.mesh = Mesh(np.array(jax.devices()), ("data",))
+  ``runs = 1``: one 'data' axis over ``devices`` (default: all), batches split over it (data
+  parallel). ``runs > 1`` (the CPU default, :func:`placement`): the seeds are split over ``runs``
+  devices, each holding whole batches, and the jitted functions run their share of the seeds in
+  ``shard_map`` (step.py), so a device computes exactly what one device computes for those seeds
+  (bitwise; tests/test_train_devices.py).
+  """
+
+  def __init__(self, runs: int = 1, devices=None):
+    devices = list(jax.devices() if devices is None else devices)
+    if runs > 1:  # whole batches per device: the 'data' axis has size 1
+      devices = devices[:runs]
+    self.mesh = Mesh(np.array(devices).reshape(runs, -1), ("runs", "data"))
     self.replicated = NamedSharding(self.mesh, P())
-    self.n = self.mesh.size
+    self.runs = runs
+    self.n = self.mesh.shape["data"]  # the multiple a batch must be
 
-  def batch(self, ndim: int, axis: int) -> NamedSharding:
-    """Sharding of an array whose dimension ``axis`` is the batch."""
+  @property
+  def runs_mesh(self):
+    """The mesh the jitted functions split their seeds over (``shard_map``), or None."""
+    return self.mesh if self.runs > 1 else None
+
+  def key(self) -> list:
+    """What a compiled function depends on (its memo key, setup.py)."""
+    return [self.runs, [int(d.id) for d in self.mesh.devices.flat]]
+
+  def batch(self, ndim: int, axis: int, seeded: bool = False) -> NamedSharding:
+    """Sharding of an array whose dimension ``axis`` is the batch (and dimension 0 the seeds,
+    when ``seeded``)."""
     spec = [None] * ndim
     spec[axis] = "data"
+    if seeded and self.runs > 1:
+      spec[0] = "runs"
     return NamedSharding(self.mesh, P(*spec))
 
   def replicate(self, tree):
     """Every array of ``tree`` on every device (host arrays: see :meth:`put`)."""
     return jax.tree.map(lambda a: self.put(a, self.replicated), tree)
+
+  def seeded(self, tree):
+    """Every array of ``tree``, whose axis 0 is the seeds, split over 'runs' (replicated over
+    'data')."""
+    # One run device: replicated, the sharding jit gives its outputs (an equal but differently
+    # written sharding would make jit compile its functions again).
+    sh = NamedSharding(self.mesh, P("runs")) if self.runs > 1 else self.replicated
+    return jax.tree.map(lambda a: self.put(a, sh), tree)
 
   def put(self, a, sharding: NamedSharding):
     """A host array, the same in every process, as a global array of ``sharding``.
@@ -37,6 +69,24 @@ class Placement:
     if jax.process_count() == 1 or not isinstance(a, np.ndarray):
       return jax.device_put(a, sharding)
     return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+
+def placement(policy: str, num_seeds: int, streaming: bool = False) -> Placement:
+  """The :class:`Placement` of a run for ``run.mesh`` = ``policy``.
+
+  'data': every device on the 'data' axis (batches split). 'runs': the seeds split over as many
+  devices as divide the seed count (at most all), whole batches per device. 'auto': 'runs' on the
+  CPU backend with one process (XLA:CPU runs a grid point's small per-seed matmuls on about one
+  core; one host device per core gives each its own seeds, bench/README.md "Run axis"; one device
+  when the seeds do not split), 'data' elsewhere. A streamed data set always uses 'data'.
+  """
+  n = jax.device_count()
+  if policy == "data" or streaming:
+    return Placement(1)
+  if policy == "auto" and (jax.default_backend() != "cpu" or jax.process_count() > 1):
+    return Placement(1)
+  runs = max(d for d in range(1, min(n, num_seeds) + 1) if num_seeds % d == 0)
+  return Placement(runs, jax.devices()[:runs])
 
 
 def train_indices(seeds, first_epoch: int, num_epochs: int, n: int, batch_size: int) -> np.ndarray:

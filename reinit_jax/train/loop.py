@@ -97,7 +97,7 @@ class _Loop:
     if restored is not None:
       self.last_ckpt, state, meta = restored
       pos = Position.from_json(meta)
-      state = r.place.replicate(state)
+      state = r.place.seeded(state)
       if not pos.done:
         log_.warning("resuming %s from its checkpoint at step %d (stage %d)", self.workdir,
                      self.last_ckpt, pos.stage)
@@ -163,14 +163,16 @@ class _Loop:
           state, m = r.train_call(state, xs, ys)
         else:
           idx = feed.train_indices(r.seeds, first, g, n, B)
-          idx = r.place.put(idx, r.place.batch(3, 2))
+          idx = r.place.put(idx, r.place.batch(3, 2, seeded=True))
           state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
         self._flush()
+        # A copy of the counters: the state itself is donated to the next call. (The copy may
+        # wait for the call's compute: counted as training.)
+        counters = jnp.copy(state.step)
       first_step = pos.step + 1
       pos.epoch, pos.epoch_step = divmod(e * spe + pos.epoch_step + k, spe)
       pos.step += k
-      # A copy of the counters: the state itself is donated to the next call.
-      self.pending = (m, jnp.copy(state.step), (pos.step, t, pos.epoch, first_step))
+      self.pending = (m, counters, (pos.step, t, pos.epoch, first_step))
       ev = c.run.eval_every_epochs
       if pos.epoch == r.E or (ev and pos.epoch // ev > e // ev):
         self._wait()
@@ -203,8 +205,8 @@ class _Loop:
     idx, _ = feed.eval_batches(n, self.c.run.eval_batch_size, r.place.n)
     if t > 1:
       return r.teacher_cache(state.teacher, x_dev, jax.device_put(idx, r.place.batch(2, 1)))
-    return r.place.replicate(jnp.zeros((len(r.seeds), idx.size, r.data.meta.num_classes),
-                                       jnp.float32))
+    return r.place.seeded(jnp.zeros((len(r.seeds), idx.size, r.data.meta.num_classes),
+                                    jnp.float32))
 
   def _event(self, state, t):
     """The event after stage t: R, BatchNorm resets, normalizations, optimizer state (events.py)."""

@@ -62,15 +62,24 @@ def fresh_variables(model, seed, stage) -> dict:
 def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool) -> TrainState:
   """θ_1 from the model's own initializer, the method's context (prepared once), a fresh optimizer.
 
-  Single seed, pure and jit-able; vmap it over base keys (S, 2) and seeds (S,).
+  Single seed, pure and jit-able; vmap it over base keys (S, 2) and seeds (S,). Equals
+  ``prepare_state(method, init_state(model, None, ...))``: the method-free part compiles once for
+  every method of a grid.
   """
   variables = fresh_variables(model, seed, 0)
   context = methods.make_context(model, variables["params"])
-  context = method.prepare(stream_key(base_key, EVENT_STREAM, 0), variables["params"], context)
   zero = jnp.zeros((), jnp.int32)
-  return TrainState(variables=variables, opt_state=tx.init(variables["params"]), context=context,
-                    teacher=dict(variables) if distill else None, step=zero, step_in_stage=zero,
-                    stage=zero + 1, key=base_key, seed=jnp.asarray(seed, jnp.int32))
+  state = TrainState(variables=variables, opt_state=tx.init(variables["params"]), context=context,
+                     teacher=dict(variables) if distill else None, step=zero, step_in_stage=zero,
+                     stage=zero + 1, key=base_key, seed=jnp.asarray(seed, jnp.int32))
+  return state if method is None else prepare_state(method, state)
+
+
+def prepare_state(method, state: TrainState) -> TrainState:
+  """The method's once-before-training draw (e.g. WELS's fixed mask, [LW] §1.1) into the context."""
+  context = method.prepare(stream_key(state.key, EVENT_STREAM, 0), state.variables["params"],
+                           state.context)
+  return state.replace(context=context)
 
 
 def base_keys(seeds) -> jax.Array:

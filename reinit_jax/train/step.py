@@ -14,10 +14,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from reinit_jax import events
 from reinit_jax.train import loss as L, multihost
 from reinit_jax.train.state import EVENT_STREAM, STEP_STREAM, TrainState, fresh_variables, stream_key
+
+
+def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
+  """``jax.jit(fn)``; with a runs mesh (``feed.Placement.runs_mesh``), ``fn`` runs in ``shard_map``
+  over its 'runs' axis: each device applies ``fn`` to its own seeds.
+
+  ``fn`` is written over the seed axis (vmap or ``lax.map``), so on its share it computes what one
+  device computes for those seeds; every output has the seeds first. ``seeded[i]``: argument i
+  has the seeds on axis 0 (else it is shared, e.g. the data set). ``compiler_options``: XLA
+  options of this function's compilation (setup.py: cheaper compiles for what runs rarely).
+  """
+  if runs_mesh is not None:
+    specs = tuple(P("runs") if s else P() for s in seeded)
+    fn = jax.shard_map(fn, mesh=runs_mesh, in_specs=specs, out_specs=P("runs"), check_vma=False)
+  return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
 
 
 def _apply_train(model, variables, x, key, has_batch_stats):
@@ -72,7 +88,8 @@ def _summarize(loss, acc, lr):
 
 
 def make_train_call(step, *, cached: bool, capacity: int | None = None,
-                    max_steps: int | None = None, seed_axis: str = "auto", per_run: bool = False):
+                    max_steps: int | None = None, seed_axis: str = "auto", per_run: bool = False,
+                    runs_mesh=None):
   """Jitted, vmapped, scanned training on device-resident data.
 
   ``call(state (S,...), x_all (N, ...), y_all (N,), tprobs (S, N', C) | None, idx (S, n, B))``
@@ -92,11 +109,14 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
 
   ``per_run``: ``x_all``/``y_all`` carry the run axis, (S, N, ...) and (S, N): every seed trains on
   its own data set (independent runs of the synthetic task, [LW] §1.1).
+
+  ``runs_mesh``: the seeds split over its 'runs' axis (:func:`jit_seeds`).
   """
   if seed_axis == "auto":
     seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
   if capacity is not None or max_steps is not None:
-    return make_fixed_shape_call(step, cached=cached, capacity=capacity, max_steps=max_steps)
+    return make_fixed_shape_call(step, cached=cached, capacity=capacity, max_steps=max_steps,
+                                 runs_mesh=runs_mesh)
 
   def one(state, x_all, y_all, tp_all, idx):
     def body(st, ix):
@@ -120,10 +140,11 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
     fn = jax.vmap(one, in_axes=(0, d, d, 0 if cached else None, 0))
   else:
     raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
-  return jax.jit(fn, donate_argnums=0)
+  return jit_seeds(fn, runs_mesh, (True, per_run, per_run, cached, True), donate_argnums=0)
 
 
-def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps: int | None):
+def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps: int | None,
+                          runs_mesh=None):
   """:func:`make_train_call` with one call shape for every stage (see there); same results.
 
   The returned function has the same signature; ``.jitted`` is the underlying jitted function
@@ -144,8 +165,8 @@ def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps
     nf = jnp.maximum(n, 1).astype(jnp.float32)
     return state, {"loss": tot_l / nf, "accuracy": tot_a / nf, "learning_rate": lr}
 
-  fn = jax.jit(jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0, None)),
-               donate_argnums=0)
+  fn = jit_seeds(jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0, None)), runs_mesh,
+                 (True, False, False, cached, True, False), donate_argnums=0)
   pad_x, pad_y, pad_t = _RowPad(capacity, 0), _RowPad(capacity, 0), _RowPad(capacity, 1)
 
   def call(state, x_all, y_all, tprobs, idx):
@@ -199,7 +220,7 @@ def make_stream_call(step):
   return jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
 
 
-def make_eval(model, augment: Callable, per_run: bool = False):
+def make_eval(model, augment: Callable, per_run: bool = False, runs_mesh=None):
   """``eval(variables (S,...), x_all, y_all, idx (nb, Be), w (nb, Be)) -> (loss (S,), acc (S,))``.
 
   Mean cross-entropy and accuracy over the examples with weight 1 (padding has weight 0).
@@ -219,10 +240,11 @@ def make_eval(model, augment: Callable, per_run: bool = False):
     return tot_l / n, tot_c / n
 
   d = 0 if per_run else None  # per-run data sets: x_all (S, N, ...), y_all (S, N)
-  return jax.jit(jax.vmap(one, in_axes=(0, d, d, None, None)))
+  return jit_seeds(jax.vmap(one, in_axes=(0, d, d, None, None)), runs_mesh,
+                   (True, per_run, per_run, False, False))
 
 
-def make_teacher_cache(model, augment: Callable, per_run: bool = False):
+def make_teacher_cache(model, augment: Callable, per_run: bool = False, runs_mesh=None):
   """``cache(teacher (S,...), x_all, idx (nb, Be)) -> probs (S, nb·Be, C)``: the teacher's class
   probabilities on every training example, un-augmented ([Z] §3.1's cached teacher; row i = example i)."""
   key = jax.random.PRNGKey(0)
@@ -232,12 +254,14 @@ def make_teacher_cache(model, augment: Callable, per_run: bool = False):
                         idx)
     return probs.reshape(-1, probs.shape[-1])
 
-  return jax.jit(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)))
+  return jit_seeds(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)), runs_mesh,
+                   (True, per_run, False))
 
 
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
                optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None,
-               idle_norm_policy: str = "set", per_run: bool = False):
+               idle_norm_policy: str = "set", per_run: bool = False, runs_mesh=None,
+               compiler_options=None):
   """The event after the current stage, jitted once (stage is traced state; [Z] §3, [LW] §3).
 
   ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
@@ -264,7 +288,8 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
                          teacher=dict(state.variables) if distill else None,
                          stage=t + 1, step_in_stage=jnp.zeros_like(state.step_in_stage))
 
-  fn = jax.jit(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)), donate_argnums=0)
+  fn = jit_seeds(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)), runs_mesh,
+                 (True, per_run, False), donate_argnums=0, compiler_options=compiler_options)
   if capacity is None:
     return fn
   pad = _RowPad(capacity, 0)
