@@ -1,5 +1,7 @@
 """Interrupting a run and re-running the same command ends bitwise where an uninterrupted run ends."""
 
+import json
+
 import pytest
 
 from reinit_jax import train
@@ -33,3 +35,17 @@ def test_finished_run_rerun_is_a_no_op(tmp_path):
   a = train.run(tiny_config(), str(tmp_path))
   b = train.run(tiny_config(), str(tmp_path))
   assert a["params_digest"] == b["params_digest"] and b["steps"] == 6
+
+
+def test_config_json_of_an_older_version_resumes(tmp_path):
+  # A config.json written before a field existed: the missing field counts as its default.
+  c = tiny_config()
+  first = train.run(c, str(tmp_path))
+  path = tmp_path / "config.json"
+  stored = json.loads(path.read_text())
+  del stored["run"]["mesh"], stored["optim"]["momentum"]
+  path.write_text(json.dumps(stored))
+  again = train.run(c, str(tmp_path))
+  assert again == first  # recognized as the same finished run: its summary is kept
+  with pytest.raises(ValueError, match=r"another config \(fields \['optim.momentum'\]\)"):
+    train.run(tiny_config(momentum=0.5), str(tmp_path))

@@ -177,7 +177,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
 }
 TOP: dict[str, Field] = {"name": _s("base", "run name (default workdir runs/<name>)")}
 # Fields that may differ between an interrupted run and its resumption.
-RESUME_FREE = ("name", "run.stop_after_steps", "run.progress", "run.checkpoint_every",
+RESUME_FREE = ("name", "run.stop_after_steps", "run.progress", "run.checkpoint_every", "run.mesh",
                "run.keep_checkpoints", "run.restart", "run.nan_policy", "reinit.methods")
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 
-from reinit_jax.train.config import RESUME_FREE
+from reinit_jax.train.config import RESUME_FREE, fields
 
 # What a run writes; config.run.restart=True removes these (and nothing else) first.
 OUTPUTS = ("checkpoints", "checkpoints.corrupt", "tensorboard", "metrics.jsonl", "summary.json",
@@ -40,7 +40,11 @@ def read_json(path: str):
 
 def config_json(c) -> dict:
   """The resolved config as a JSON-able dict (tuples as lists)."""
-  return json.loads(json.dumps(c.to_dict(), default=lambda o: list(o) if isinstance(o, tuple)
+  return _json(c.to_dict())
+
+
+def _json(value):
+  return json.loads(json.dumps(value, default=lambda o: list(o) if isinstance(o, tuple)
                                else str(o)))
 
 
@@ -56,11 +60,19 @@ def _flat(d: dict) -> dict:
 
 
 def check_resumable(workdir: str, c) -> None:
-  """Refuses to resume a workdir whose config.json differs in a field that changes the result."""
+  """Refuses to resume a workdir whose config.json differs in a field that changes the result.
+
+  A field missing from the stored config.json (written before the field existed) counts as its
+  default, so outputs of an earlier version of the code resume when nothing changed.
+  """
   old = read_json(os.path.join(workdir, "config.json"))
   if old is None:
     return
   old, new = _flat(old), _flat(config_json(c))
+  # A field the old config.json lacks (written before the field existed) had its default then.
+  for k, f in fields().items():
+    if k not in old and k in new:
+      old[k] = _json(f.default)
   diff = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and old.get(k) != new.get(k))
   if diff:
     raise ValueError(f"workdir {workdir} holds a run of another config (fields {diff}); use a new "
