@@ -204,3 +204,22 @@ def test_cpu_knob_keeps_all_the_data_and_every_point_validates(path, mode, point
   c = m.get_config("cpu=1,learning_rate=0.5,stages=5,epochs=10")
   assert (c.optim.learning_rate, c.reinit.stages, c.model.name) == (0.5, 5, "mlp")
   assert m.get_config("").run.eval_train == mode
+
+
+@pytest.mark.slow  # imports TensorFlow and prepares Fashion-MNIST for TFDS (~30 s)
+def test_streamed_training_view_and_noise_refused(request, tmp_path):
+  """Streamed data: train_fit (read un-augmented through tf.data) at every stage end; the noise
+  splits need the training set in memory: one line naming the field, before any step."""
+  from test_train_stream import needs_debian, stream_config
+  if needs_debian.args[0]:
+    pytest.skip(needs_debian.kwargs["reason"])
+  data_dir = str(request.config.cache.mkdir("reinit_jax_tfds"))
+  w = str(tmp_path / "s")
+  train.run(stream_config(data_dir, **{"run.eval_train": "stage"}), w)
+  fit = records(w, "train_fit")
+  assert [x["step"] for x in fit] == [4, 8] and all(0 <= x["accuracy"] <= 1 for x in fit)
+  c = stream_config(data_dir, **{"run.eval_train": "stage", "data.label_noise": 0.2})
+  with pytest.raises(ValueError, match=r"^config\.run\.eval_train='stage' is invalid; allowed: "
+                                       r"'off' for a streamed data set") as e:
+    train.run(c, str(tmp_path / "noisy"))
+  assert "\n" not in str(e.value)
