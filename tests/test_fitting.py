@@ -223,3 +223,28 @@ def test_streamed_training_view_and_noise_refused(request, tmp_path):
                                        r"'off' for a streamed data set") as e:
     train.run(c, str(tmp_path / "noisy"))
   assert "\n" not in str(e.value)
+
+
+def test_seed_axis_map_and_vmap_agree():
+  """The accelerator path (seeds vmapped) gives the CPU path's numbers (seeds one after another)."""
+  from reinit_jax.train import setup
+  c = validation.validate(tiny_config(label_noise=0.4, seeds=(0, 1), eval_batch_size=24))
+  r = setup.Run(c)
+  state = r.init()
+  fit = fitting.TrainFit(r, _with(c, "stage"))
+  x, _ = r.arrays(lambda d: d.train(1))
+  fit.stage(1, x)
+  got = {}
+  for axis in ("map", "vmap"):
+    fn = fitting.make_fit_eval(r.model, r.data.augment, seed_axis=axis)
+    got[axis] = [np.asarray(a) for a in fn(state.variables, *fit.sets)]
+  assert got["map"][1].shape == (2, 4)
+  for a, b in zip(got["map"], got["vmap"]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert fit.sets[-1] == 3  # 64 rows in padded batches of 24
+
+
+def _with(c, mode):
+  c = c.copy_and_resolve_references()
+  c.run.eval_train = mode
+  return c

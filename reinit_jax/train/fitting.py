@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinit_jax.train import feed, loss as L, stream, validation
+from reinit_jax.train import feed, loss as L, setup, stream, validation
 
 SPLITS = ("train_fit", "train_noisy", "train_noisy_clean", "train_clean")
 KEY = "_train_fit"  # the device results' key among the validation/test results
@@ -118,11 +118,11 @@ class TrainFit:
                       "data.label_noise > 0 (the noisy/clean splits need the training set in memory)")
     if r.streaming:
       return
-    from reinit_jax.train.setup import _memo  # shared with the grid's other points, as setup's
     d = c.data
     key = [c.model.to_dict(), r.data.meta.num_classes, list(r.data.meta.input_shape), d.dataset,
            d.augmentation, d.image_size, r.per_run]
-    self.fn = _memo("fit", key, lambda: make_fit_eval(r.model, r.data.augment, r.per_run))
+    # Shared with the grid's other points in this process, as setup's own jitted functions.
+    self.fn = setup._memo("fit", key, lambda: make_fit_eval(r.model, r.data.augment, r.per_run))
     self.cap = max(r.stage_n)
     self.max_nb = feed.eval_batches(self.cap, self.batch_size, r.place.n)[0].shape[0]
 
