@@ -8,7 +8,9 @@ DIR:
 * ``report.md``: the main table laid out like [Z] Tables 1–3 (rows: setting, columns: method,
   cells: mean ± std test accuracy over seeds, in %; a single seed shows its value alone, since a
   std of 0 would read as a measured spread), the sign tests between methods with Holm's
-  correction [LW Table 3] where seeds pair up, a table of every run, and what was missing;
+  correction [LW Table 3] where seeds pair up, the same table and tests for the test accuracy at
+  the final epoch, the training-set accuracy per stage and epochs to fit where recorded
+  (``fit_report``, [Z] §6, [AA] §4), a table of every run, and what was missing;
 * PNGs: learning curves with stage boundaries and weight norm per row [Z Figs. 2–3], learning-rate ×
   weight-decay heatmaps [Z Fig. 4] and accuracy against the number of stages [Z Fig. 5] where the
   runs span such grids.
@@ -34,7 +36,7 @@ import sys
 
 import numpy as np
 
-from reinit_jax.analysis import plots, stats
+from reinit_jax.analysis import fit_report, plots, stats
 from reinit_jax.train import config as config_schema
 
 _RUN_FILES = ("config.json", "summary.json", "metrics.jsonl")
@@ -355,6 +357,14 @@ def report(run_dirs, out: str, *, alpha: float = 0.05, row_by=()) -> str:
            "mean validation accuracy; * = selected on test accuracy (no validation recorded). "
            "n=1: one seed, no spread measured.", "",
            "## Sign tests between methods [LW Table 3]", "", sign_table(cells, alpha), ""]
+    final = {k: (dataclasses.replace(r, test=fit_report.final_test(r)), t)
+             for k, (r, t) in cells.items() if fit_report.final_test(r)}
+    if final:  # the same configurations, read at the last epoch instead of the best validation
+      md += ["## Test accuracy (%) at the final epoch", "", main_table(final), "",
+             "The configurations above; test accuracy after the last epoch (final_test_accuracy) "
+             "instead of at the best validation accuracy.", "",
+             "## Sign tests at the final epoch", "", sign_table(final, alpha), ""]
+    md += fit_report.sections(cells)
   else:
     md += ["No run has a test accuracy in summary.json.", ""]
   md += ["## Runs", "", _runs_table(runs), ""]

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import faults, feed, host, multihost, outputs, stream, validation
+from reinit_jax.train import faults, feed, fitting, host, multihost, outputs, stream, validation
 from reinit_jax.train import workdir as W
 from reinit_jax.train.position import Position
 from reinit_jax.train.setup import Run
@@ -36,7 +36,8 @@ def run(config, workdir: str) -> dict:
 
   Returns the summary (also written to ``workdir/summary.json``): test_accuracy {mean, std,
   per_seed} at the best validation accuracy, best_validation_accuracy, per-stage final metrics,
-  wall_time_s, a time breakdown (``times``), steps_per_second, params_digest, events, steps. Raises
+  wall_time_s, a time breakdown (``times``), steps_per_second, params_digest, events, steps; with
+  ``run.eval_train='eval'`` also epochs_to_fit, fit_reached, fit_threshold (``fitting``). Raises
   ValueError (one line) on a bad config before any compute. With ``run.stop_after_steps`` the run
   checkpoints and returns early with ``interrupted: True``. Faults (README, Reliability): raises
   ``faults.Preempted`` after a SIGTERM checkpoint, ``faults.NonFiniteError`` on a NaN/inf
@@ -75,6 +76,7 @@ class _Loop:
     self.r, self.c, self.workdir = r, c, workdir
     self.t_start, self.compile_timer = t_start, compile_timer
     self.pending = None  # (metrics, step counters, position) of the last call, fetched late
+    self.fit = fitting.TrainFit(r, c)  # run.eval_train: training-set evaluation ([Z] §6)
 
   def run(self, stop) -> dict:
     closers = []  # closed also when the loop raises
@@ -148,6 +150,7 @@ class _Loop:
     if not r.streaming:
       x_dev, y_dev = r.arrays(lambda d: d.train(t))
     self.stage_inputs = (split, x_dev)
+    self.fit.stage(t, x_dev)
     n, B, spe = r.stage_n[t - 1], r.batch[t - 1], r.spe[t - 1]
     g = feed.epochs_per_call(r.E, spe, c.run.max_steps_per_call)
     tprobs = self._teacher_probs(state, t, n, x_dev) if r.distill == "cached" else None
@@ -256,12 +259,16 @@ class _Loop:
                          float(np.mean(m["accuracy"])))
 
   def _evaluate(self, state, stage):
-    """Validation and test of every seed (one host transfer); updates the best-validation record
-    (model selection, [LW] §3: test accuracy at the best validation accuracy)."""
+    """Validation and test of every seed (one host transfer), with ``run.eval_train`` the stage's
+    training view too (``fitting``, [Z] §6); updates the best-validation record (model selection,
+    [LW] §3: test accuracy at the best validation accuracy)."""
     r, pos = self.r, self.pos
     S = len(r.seeds)
     on_device = {name: r.eval_fn(state.variables, x, y, idx, w)
                  for name, (x, y, idx, w) in r.eval_sets.items()}
+    fit = self.fit.due(pos.epoch == r.E)
+    if fit:
+      on_device[fitting.KEY] = self.fit.launch(state.variables)
     results, norms = multihost.fetch((on_device, r.norm_fn(state.variables["params"])))
     if r.streaming:  # streamed in fixed-shape batches; an empty split (no hold-out) is skipped
       for name, split in (("validation", r.data.validation), ("test", r.data.test)):
@@ -269,6 +276,8 @@ class _Loop:
           results[name] = stream.evaluate(r.eval_fn, state.variables, split,
                                           self.c.run.eval_batch_size, r.place,
                                           r.data.meta.input_shape)
+    if fit:
+      results.update(self.fit.collect(results.pop(fitting.KEY), state.variables))
     recs = []
     for name, (loss, acc) in results.items():
       for s in range(S):
@@ -319,6 +328,7 @@ class _Loop:
       "steps_per_second": ran / max(now - self.t0, 1e-9),
       "params_digest": outputs.params_digest(multihost.fetch(state.variables["params"])),
       "interrupted": stopped, "workdir": os.path.abspath(self.workdir),
+      **self.fit.summary(self.log.records, r.seeds, r.T),
     }
     if multihost.is_primary():
       W.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)

@@ -1,0 +1,207 @@
+"""Does training fit its data? Training-set evaluation per stage ([Z] §6 label noise; [AA] §3).
+
+With ``run.eval_train`` on, the stage loop also evaluates the current stage's training view
+``data.train(t)`` (eval mode, no augmentation, every seed) at the last evaluation of every stage
+(``'stage'``) or at every evaluation (``'eval'``), in the same host transfer as validation and test.
+Records (metrics.jsonl ``split``, docs/CONTRACTS.md):
+
+* ``train_fit``: accuracy/loss on the labels as trained on (noisy where relabelled);
+* with ``data.label_noise > 0`` ([Z] §6): ``train_noisy`` (the relabelled examples against their
+  noisy labels), ``train_noisy_clean`` (the same examples against their original labels) and
+  ``train_clean`` (the examples not relabelled). A relabelled example may have drawn its own class
+  again (about 1/C of them, as in [Z]); it still counts as relabelled.
+
+Online mode ([AA] §3): stage t trains on a prefix of the training view, so the noisy indices are
+restricted to the stage's rows. One forward pass per seed over the stage's rows gives all four
+splits; the index batches, weights and label arrays are built once per stage (not per evaluation),
+padded to the largest stage so the evaluation compiles once per run.
+
+[AA] §4 trains each online stage until the training accuracy reaches 99%. The budget here is
+fixed (every call keeps its shape; no early stopping), so with ``'eval'`` the summary reports
+:func:`epochs_to_fit`: whether, and after how many epochs, the fixed budget reached
+``run.fit_threshold``. A config must show that its budget reaches the threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reinit_jax.train import feed, loss as L, setup, stream, validation
+
+SPLITS = ("train_fit", "train_noisy", "train_noisy_clean", "train_clean")
+KEY = "_train_fit"  # the device results' key among the validation/test results
+
+
+def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"):
+  """The jitted training-set evaluation of every seed (one forward pass for the four splits).
+
+  ``fit(variables (S,...), x (N, ...), y (N,), y_clean (N,), noisy (N,), idx (nb, Be), w (nb, Be),
+  nb_run int32) -> (loss (S, 4), acc (S, 4))``, columns in :data:`SPLITS` order: all rows against
+  ``y``; rows with ``noisy`` = 1 against ``y`` and against ``y_clean``; rows with ``noisy`` = 0
+  against ``y``. Only the first ``nb_run`` batches of ``idx`` run (a while loop: online stages pad
+  ``idx`` to the largest stage without computing the padding); padding rows have weight 0. An empty
+  split gives loss = accuracy = 0. ``per_run``: ``x``, ``y``, ``y_clean``, ``noisy`` carry the run
+  axis (S, N, ...). ``seed_axis`` as in ``step.make_train_call`` ('auto': one seed after another on
+  the CPU backend, whose batched matmuls are slow; vmapped elsewhere).
+  """
+  if seed_axis == "auto":
+    seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
+  key = jax.random.PRNGKey(0)  # eval-mode augmentation is deterministic; the key is unused
+
+  def one(variables, x, y, y_clean, noisy, idx, w, nb_run):
+    def body(i, tot):
+      ix, ww = idx[i], w[i]
+      logits = model.apply(variables, augment(key, x[ix], False), train=False)
+      pred = jnp.argmax(logits, -1)
+      ce, ce_c = L.cross_entropy(logits, y[ix]), L.cross_entropy(logits, y_clean[ix])
+      hit = (pred == y[ix]).astype(jnp.float32)
+      hit_c = (pred == y_clean[ix]).astype(jnp.float32)
+      m = noisy[ix] * ww
+      # Columns: weight, loss, hits per split (SPLITS order).
+      wts = jnp.stack([ww, m, m, ww - m])
+      losses = jnp.stack([ce, ce, ce_c, ce])
+      hits = jnp.stack([hit, hit, hit_c, hit])
+      return tot + jnp.stack([wts.sum(-1), (wts * losses).sum(-1), (wts * hits).sum(-1)])
+
+    tot = jax.lax.fori_loop(0, nb_run, body, jnp.zeros((3, len(SPLITS)), jnp.float32))
+    n = jnp.maximum(tot[0], 1.0)
+    return tot[1] / n, tot[2] / n
+
+  if seed_axis == "map":
+    def fn(variables, x, y, y_clean, noisy, idx, w, nb_run):
+      if per_run:
+        return jax.lax.map(lambda a: one(*a, idx, w, nb_run), (variables, x, y, y_clean, noisy))
+      return jax.lax.map(lambda v: one(v, x, y, y_clean, noisy, idx, w, nb_run), variables)
+  elif seed_axis == "vmap":
+    d = 0 if per_run else None
+    fn = jax.vmap(one, in_axes=(0, d, d, d, d, None, None, None))
+  else:
+    raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
+  return jax.jit(fn)
+
+
+def stage_rows(data, stage: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Stage ``stage``'s training labels ``y`` (n,), original labels ``y_clean`` (n,) and relabelled
+  mask ``noisy`` (n,) float32, n = len(data.train(stage)): ``noisy_indices`` index the full training
+  view, so online stages keep those below the stage's row count ([AA] §3, [Z] §6)."""
+  y = np.asarray(data.train(stage).y, np.int32)
+  n = len(y)
+  noisy = np.zeros(n, np.float32)
+  idx = np.asarray(data.noisy_indices, np.int64)
+  noisy[idx[idx < n]] = 1.0
+  clean = y if data.train_clean_y is None else np.asarray(data.train_clean_y[:n], np.int32)
+  return y, clean, noisy
+
+
+class TrainFit:
+  """The training-set evaluation of one run (module docstring); built from a ``setup.Run``.
+
+  ``stage(t, x_dev)`` prepares stage t (once per stage), ``due(end_of_stage)`` says whether an
+  evaluation includes the training set, ``launch(variables)`` dispatches it (device arrays, fetched
+  together with validation and test), ``collect(fetched, variables)`` returns ``{split: (loss (S,),
+  acc (S,))}`` for the non-empty splits.
+  """
+
+  def __init__(self, r, c):
+    self.r, self.mode, self.threshold = r, c.run.eval_train, float(c.run.fit_threshold)
+    self.noise = float(c.data.label_noise) > 0
+    self.batch_size = c.run.eval_batch_size
+    self.sets = None
+    if self.mode == "off":
+      return
+    if r.streaming and self.noise:
+      validation.fail("run.eval_train", self.mode, "'off' for a streamed data set with "
+                      "data.label_noise > 0 (the noisy/clean splits need the training set in memory)")
+    if r.streaming:
+      return
+    d = c.data
+    key = [c.model.to_dict(), r.data.meta.num_classes, list(r.data.meta.input_shape), d.dataset,
+           d.augmentation, d.image_size, r.per_run]
+    # Shared with the grid's other points in this process, as setup's own jitted functions.
+    self.fn = setup._memo("fit", key, lambda: make_fit_eval(r.model, r.data.augment, r.per_run))
+    self.cap = max(r.stage_n)
+    self.max_nb = feed.eval_batches(self.cap, self.batch_size, r.place.n)[0].shape[0]
+
+  def stage(self, t: int, x_dev) -> None:
+    """Builds stage t's device inputs: rows padded to the largest stage, index batches padded to
+    its batch count (``x_dev``: the stage's training inputs on the devices, the loop's copy)."""
+    r = self.r
+    self.t = t
+    if self.mode == "off" or r.streaming:
+      return
+    runs = r.run_data if r.per_run else [r.data]
+    rows = [stage_rows(d, t) for d in runs]
+    n = len(rows[0][0])
+    self.counts = [(n, int(nz.sum()), n - int(nz.sum())) for _, _, nz in rows]
+    pad = lambda a: np.pad(a, [(0, self.cap - n)] + [(0, 0)] * (a.ndim - 1))
+    cols = [np.stack([pad(row[i]) for row in rows]) if r.per_run else pad(rows[0][i])
+            for i in range(3)]
+    axis = 1 if r.per_run else 0
+    if n < self.cap:  # online: one shape for every stage, so one compilation per run
+      widths = [(0, 0)] * x_dev.ndim
+      widths[axis] = (0, self.cap - n)
+      x_dev = jnp.pad(x_dev, widths)
+    idx, w = feed.eval_batches(n, self.batch_size, r.place.n)
+    nb = idx.shape[0]
+    idx = np.pad(idx, ((0, self.max_nb - nb), (0, 0)))
+    w = np.pad(w, ((0, self.max_nb - nb), (0, 0)))
+    sh = r.place.batch(2, 1)
+    self.sets = (x_dev, *r.place.replicate(tuple(cols)), jax.device_put(idx, sh),
+                 jax.device_put(w, sh), np.int32(nb))
+
+  def due(self, end_of_stage: bool) -> bool:
+    """Whether this evaluation includes the training set ('stage': the stage's last; 'eval': all)."""
+    return self.mode == "eval" or (self.mode == "stage" and end_of_stage)
+
+  def launch(self, variables):
+    """Dispatches the evaluation on the devices; None when streamed (see :meth:`collect`)."""
+    return None if self.r.streaming else self.fn(variables, *self.sets)
+
+  def collect(self, fetched, variables) -> dict:
+    """``{split: (loss (S,), acc (S,))}`` from the fetched ``launch`` output; a streamed training
+    view (train_fit only) is read here, un-augmented, with its noisy labels."""
+    r = self.r
+    if r.streaming:
+      split = dataclasses.replace(r.data.train(self.t), train=False)
+      return {"train_fit": stream.evaluate(r.eval_fn, variables, split, self.batch_size, r.place,
+                                           r.data.meta.input_shape)}
+    loss, acc = (np.asarray(a) for a in fetched)
+    names = SPLITS if self.noise else SPLITS[:1]
+    # A split with no example in every seed's data (e.g. an online stage of clean rows) is skipped.
+    sizes = [max(cnt[i] for cnt in self.counts) for i in (0, 1, 1, 2)]
+    return {name: (loss[:, i], acc[:, i]) for i, name in enumerate(names) if sizes[i]}
+
+  def summary(self, records: list, seeds: list, stages: int) -> dict:
+    """``epochs_to_fit``, ``fit_reached``, ``fit_threshold`` for summary.json (mode 'eval' only)."""
+    if self.mode != "eval":
+      return {}
+    return epochs_to_fit(records, seeds, stages, self.threshold)
+
+
+def epochs_to_fit(records: list, seeds: list, stages: int, threshold: float) -> dict:
+  """Per stage and seed, the first epoch (1-based within the stage) whose ``train_fit`` accuracy
+  is ≥ ``threshold``, or None if never ([AA] §4 trains every stage to 99% training accuracy).
+
+  Only the evaluations that happened count (every ``run.eval_every_epochs``, and the end of every
+  stage): with ``eval_every_epochs=2`` an epoch count is even or the stage's last. Stages 1..
+  ``stages`` with any ``train_fit`` record are listed (an interrupted run lists fewer).
+  Returns ``{"epochs_to_fit": [[epoch | None] * S per stage], "fit_reached": fraction of
+  (stage, seed) pairs that reached it (None when none was evaluated), "fit_threshold"}``.
+  """
+  first: dict = {}
+  seen = set()
+  for rec in records:
+    if rec.get("split") != "train_fit":
+      continue
+    t, s = rec["stage"], rec["seed"]
+    seen.add(t)
+    if rec["accuracy"] >= threshold and (t, s) not in first:
+      first[(t, s)] = rec["epoch"]
+  out = [[first.get((t, s)) for s in seeds] for t in range(1, stages + 1) if t in seen]
+  cells = [e for row in out for e in row]
+  reached = sum(e is not None for e in cells) / len(cells) if cells else None
+  return {"epochs_to_fit": out, "fit_reached": reached, "fit_threshold": threshold}
