@@ -18,12 +18,13 @@ from reinit_jax import train
 from train_helpers import tiny_config, records, run_keeping
 c = tiny_config(method=sys.argv[2], batch_size=16, epochs=4, stages=2, mesh=sys.argv[3],
                 seeds=tuple(range(int(sys.argv[4]))), eval_every_epochs=1,
-                per_seed=int(sys.argv[4]) > 1)
+                per_seed=int(sys.argv[4]) > 1, label_noise=0.25, eval_train='eval')
 r, s = run_keeping(c, sys.argv[1])
 print(json.dumps({{'devices': jax.device_count(), 'runs': r.place.runs, 'data': r.place.n,
                   'acc': s['test_accuracy']['per_seed'], 'digest': s['params_digest'],
                   'loss': [x['loss'] for x in records(sys.argv[1], 'train')],
                   'test': [x['accuracy'] for x in records(sys.argv[1], 'test')],
+                  'noisy': [x['accuracy'] for x in records(sys.argv[1], 'train_noisy_clean')],
                   'compiles': [r.train_call._cache_size(), r.event_fn._cache_size(),
                                r.eval_fn._cache_size()]}}))
 """
@@ -56,6 +57,8 @@ def test_seeds_split_over_devices_are_bitwise_one_device(tmp_path):
   assert (one["runs"], two["runs"], two["data"]) == (1, 2, 1)
   assert two["digest"] == one["digest"]
   assert two["loss"] == one["loss"] and two["test"] == one["test"]
+  # One call per stage (2 epochs), so 2 evaluations × 4 seeds of the relabelled examples.
+  assert two["noisy"] == one["noisy"] and len(one["noisy"]) == 2 * 4
   assert two["compiles"] == [1, 1, 1]  # one compilation per function across stages
   odd = _run(2, str(tmp_path / "odd"), method="random_subset", seeds=3)
   assert (odd["runs"], odd["data"]) == (1, 1)

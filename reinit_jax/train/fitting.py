@@ -30,13 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinit_jax.train import feed, loss as L, setup, stream, validation
+from reinit_jax.train import feed, loss as L, setup, step as S, stream, validation
 
 SPLITS = ("train_fit", "train_noisy", "train_noisy_clean", "train_clean")
 KEY = "_train_fit"  # the device results' key among the validation/test results
 
 
-def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"):
+def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto", runs_mesh=None):
   """The jitted training-set evaluation of every seed (one forward pass for the four splits).
 
   ``fit(variables (S,...), x (N, ...), y (N,), y_clean (N,), noisy (N,), idx (nb, Be), w (nb, Be),
@@ -46,7 +46,8 @@ def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"
   ``idx`` to the largest stage without computing the padding); padding rows have weight 0. An empty
   split gives loss = accuracy = 0. ``per_run``: ``x``, ``y``, ``y_clean``, ``noisy`` carry the run
   axis (S, N, ...). ``seed_axis`` as in ``step.make_train_call`` ('auto': one seed after another on
-  the CPU backend, whose batched matmuls are slow; vmapped elsewhere).
+  the CPU backend, whose batched matmuls are slow; vmapped elsewhere); ``runs_mesh``: the seeds
+  split over its 'runs' axis (``step.jit_seeds``).
   """
   if seed_axis == "auto":
     seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
@@ -81,7 +82,7 @@ def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"
     fn = jax.vmap(one, in_axes=(0, d, d, d, d, None, None, None))
   else:
     raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
-  return jax.jit(fn)
+  return S.jit_seeds(fn, runs_mesh, (True,) + (per_run,) * 4 + (False,) * 3)
 
 
 def stage_rows(data, stage: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,9 +121,10 @@ class TrainFit:
       return
     d = c.data
     key = [c.model.to_dict(), r.data.meta.num_classes, list(r.data.meta.input_shape), d.dataset,
-           d.augmentation, d.image_size, r.per_run]
+           d.augmentation, d.image_size, r.per_run, r.place.key()]
     # Shared with the grid's other points in this process, as setup's own jitted functions.
-    self.fn = setup._memo("fit", key, lambda: make_fit_eval(r.model, r.data.augment, r.per_run))
+    self.fn = setup._memo("fit", key, lambda: make_fit_eval(r.model, r.data.augment, r.per_run,
+                                                            runs_mesh=r.place.runs_mesh))
     self.cap = max(r.stage_n)
     self.max_nb = feed.eval_batches(self.cap, self.batch_size, r.place.n)[0].shape[0]
 
@@ -150,7 +152,8 @@ class TrainFit:
     idx = np.pad(idx, ((0, self.max_nb - nb), (0, 0)))
     w = np.pad(w, ((0, self.max_nb - nb), (0, 0)))
     sh = r.place.batch(2, 1)
-    self.sets = (x_dev, *r.place.replicate(tuple(cols)), jax.device_put(idx, sh),
+    put = r.place.seeded if r.per_run else r.place.replicate
+    self.sets = (x_dev, *put(tuple(cols)), jax.device_put(idx, sh),
                  jax.device_put(w, sh), np.int32(nb))
 
   def due(self, end_of_stage: bool) -> bool:
