@@ -155,13 +155,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
                    "seeds trained together on the run axis"),
     "eval_every_epochs": _i(0, 0, "0: evaluate at the end of every stage only"),
     "eval_batch_size": _i(1000, 1, "evaluation batch"),
-    "eval_train": _one_of("off", ("off", "stage", "eval"),
+    "eval_train": _one_of("off", ("off", "stage", "eval", "call"),
                           "also evaluate the stage's training view (train_fit; with label noise "
                           "train_noisy, train_noisy_clean, train_clean; [Z] §6): at the end of "
-                          "every stage | at every evaluation (train/fitting.py)"),
+                          "every stage | at every evaluation | after every train call "
+                          "(train/fitting.py)"),
     "fit_threshold": Field(0.99, lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]",
                            "training accuracy counted as fitting a stage (summary epochs_to_fit "
-                           "with eval_train='eval'; [AA] §4: 99%)"),
+                           "with eval_train='eval' or 'call'; [AA] §4: 99%)"),
     "max_steps_per_call": _i(256, 1, "steps per jitted call (a scan over whole epochs)"),
     "checkpoint_every": _i(0, 0, "steps between checkpoints; 0: end of every stage only"),
     # Two at least: a corrupt newest checkpoint falls back to the one before it.

@@ -2,7 +2,9 @@
 
 With ``run.eval_train`` on, the stage loop also evaluates the current stage's training view
 ``data.train(t)`` (eval mode, no augmentation, every seed) at the last evaluation of every stage
-(``'stage'``) or at every evaluation (``'eval'``), in the same host transfer as validation and test.
+(``'stage'``), at every evaluation (``'eval'``), in the same host transfer as validation and test,
+or after every train call (``'call'``: the training view alone between the regular evaluations,
+so an online study sees the epoch a stage fits without evaluating the test set every epoch).
 Records (metrics.jsonl ``split``, docs/CONTRACTS.md):
 
 * ``train_fit``: accuracy/loss on the labels as trained on (noisy where relabelled);
@@ -157,8 +159,9 @@ class TrainFit:
                  jax.device_put(w, sh), np.int32(nb))
 
   def due(self, end_of_stage: bool) -> bool:
-    """Whether this evaluation includes the training set ('stage': the stage's last; 'eval': all)."""
-    return self.mode == "eval" or (self.mode == "stage" and end_of_stage)
+    """Whether this evaluation includes the training set ('stage': the stage's last; 'eval' and
+    'call': all)."""
+    return self.mode in ("eval", "call") or (self.mode == "stage" and end_of_stage)
 
   def launch(self, variables):
     """Dispatches the evaluation on the devices; None when streamed (see :meth:`collect`)."""
@@ -179,8 +182,8 @@ class TrainFit:
     return {name: (loss[:, i], acc[:, i]) for i, name in enumerate(names) if sizes[i]}
 
   def summary(self, records: list, seeds: list, stages: int) -> dict:
-    """``epochs_to_fit``, ``fit_reached``, ``fit_threshold`` for summary.json (mode 'eval' only)."""
-    if self.mode != "eval":
+    """``epochs_to_fit``, ``fit_reached``, ``fit_threshold`` for summary.json ('eval', 'call')."""
+    if self.mode not in ("eval", "call"):
       return {}
     return epochs_to_fit(records, seeds, stages, self.threshold)
 

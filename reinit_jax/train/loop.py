@@ -181,6 +181,10 @@ class _Loop:
         self._wait()
         with self.times.phase("evaluate"):
           self._evaluate(state, t)
+      elif self.fit.mode == "call":  # the training set only, after every call
+        self._wait()
+        with self.times.phase("evaluate"):
+          self._evaluate(state, t, held_out=False)
       ce = c.run.checkpoint_every
       if pos.epoch == r.E or (ce and pos.step // ce > (pos.step - k) // ce):
         self._wait()
@@ -258,19 +262,20 @@ class _Loop:
     self.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
                          float(np.mean(m["accuracy"])))
 
-  def _evaluate(self, state, stage):
+  def _evaluate(self, state, stage, held_out: bool = True):
     """Validation and test of every seed (one host transfer), with ``run.eval_train`` the stage's
     training view too (``fitting``, [Z] §6); updates the best-validation record (model selection,
-    [LW] §3: test accuracy at the best validation accuracy)."""
+    [LW] §3: test accuracy at the best validation accuracy). ``held_out=False``: the training view
+    alone (``run.eval_train='call'``)."""
     r, pos = self.r, self.pos
     S = len(r.seeds)
     on_device = {name: r.eval_fn(state.variables, x, y, idx, w)
-                 for name, (x, y, idx, w) in r.eval_sets.items()}
+                 for name, (x, y, idx, w) in r.eval_sets.items() if held_out}
     fit = self.fit.due(pos.epoch == r.E)
     if fit:
       on_device[fitting.KEY] = self.fit.launch(state.variables)
     results, norms = multihost.fetch((on_device, r.norm_fn(state.variables["params"])))
-    if r.streaming:  # streamed in fixed-shape batches; an empty split (no hold-out) is skipped
+    if r.streaming and held_out:  # streamed in fixed-shape batches; an empty split is skipped
       for name, split in (("validation", r.data.validation), ("test", r.data.test)):
         if len(split):
           results[name] = stream.evaluate(r.eval_fn, state.variables, split,
