@@ -129,15 +129,18 @@ def test_per_seed_data_uses_each_seeds_noise(tmp_path):
     _check(_recorded(w, 6, r.seeds[i]), _direct(r, d, state.variables, i, n))
 
 
-def test_epochs_to_fit_follows_the_records(tmp_path):
-  kw = dict(method="standard", epochs=12, stages=3, eval_train="eval", eval_every_epochs=1,
+# Four epochs in each of three stages, one epoch a call; the training set evaluated every epoch.
+_FIT = dict(method="standard", epochs=12, stages=3, eval_train="eval", eval_every_epochs=1,
             max_steps_per_call=1, learning_rate=0.3, seeds=(0, 1), synthetic_alpha=3.0,
             fit_threshold=0.7)
+_EVERY_EPOCH = [(t, e) for t in (1, 2, 3) for e in (1, 2, 3, 4)]
+
+
+def test_epochs_to_fit_follows_the_records(tmp_path):
   w = str(tmp_path)
-  s = train.run(tiny_config(**kw), w)
+  s = train.run(tiny_config(**_FIT), w)
   fit = records(w, "train_fit")
-  assert sorted({(x["stage"], x["epoch"]) for x in fit}) == [(t, e) for t in (1, 2, 3)
-                                                             for e in (1, 2, 3, 4)]
+  assert sorted({(x["stage"], x["epoch"]) for x in fit}) == _EVERY_EPOCH
   want = []
   for t in (1, 2, 3):
     row = []
@@ -157,17 +160,12 @@ def test_epochs_to_fit_follows_the_records(tmp_path):
 
 def test_call_mode_fits_after_every_call_and_tests_at_stage_ends(tmp_path):
   # Online studies: the epoch a stage fits, without evaluating the test set every epoch.
-  kw = dict(method="standard", epochs=12, stages=3, eval_train="call", eval_every_epochs=0,
-            max_steps_per_call=1, learning_rate=0.3, seeds=(0, 1), synthetic_alpha=3.0,
-            fit_threshold=0.7)
   w = str(tmp_path)
-  s = train.run(tiny_config(**kw), w)
+  s = train.run(tiny_config(**{**_FIT, "eval_train": "call", "eval_every_epochs": 0}), w)
   fit, test = records(w, "train_fit"), records(w, "test")
-  assert sorted({(x["stage"], x["epoch"]) for x in fit}) == [(t, e) for t in (1, 2, 3)
-                                                             for e in (1, 2, 3, 4)]
+  assert sorted({(x["stage"], x["epoch"]) for x in fit}) == _EVERY_EPOCH
   assert sorted({(x["stage"], x["epoch"]) for x in test}) == [(1, 4), (2, 4), (3, 4)]
-  eval_mode = train.run(tiny_config(**{**kw, "eval_train": "eval", "eval_every_epochs": 1}),
-                        str(tmp_path / "eval"))
+  eval_mode = train.run(tiny_config(**_FIT), str(tmp_path / "eval"))
   assert s["epochs_to_fit"] == eval_mode["epochs_to_fit"]  # the same training, the same fits
   assert s["params_digest"] == eval_mode["params_digest"]
 
