@@ -202,18 +202,20 @@ def test_resume_keeps_the_records_and_epochs_to_fit(tmp_path):
     assert done[k] == full[k], k
 
 
-@pytest.mark.parametrize("path,mode,points", [("configs/label_noise.py", "stage", 18),
-                                              ("configs/online.py", "eval", 6)])
-def test_cpu_knob_keeps_all_the_data_and_every_point_validates(path, mode, points):
-  """cpu=1: an MLP on every training image (no subset); layerwise's K fits the MLP's layers;
-  explicit fields still override the knob."""
+@pytest.mark.parametrize("path,mode,cpu_mode,subset,points", [
+  ("configs/label_noise.py", "stage", "stage", None, 18),  # all 54,000 training images
+  ("configs/online.py", "eval", "call", 10000, 6),  # a subset every stage of which is fitted
+])
+def test_cpu_knob_and_every_point_validates(path, mode, cpu_mode, subset, points):
+  """cpu=1: an MLP; layerwise's K fits the MLP's layers; explicit fields still override the knob."""
   from reinit_jax.launch import sweep
   m = sweep.load_module(path)
   grid = m.get_sweep("cpu=1")
   assert len(grid) == points
   for p in grid:
     c = validation.validate(m.get_config(sweep.merged_arg("cpu=1", p)))
-    assert c.model.name == "mlp" and c.data.train_subset is None and c.run.eval_train == mode
+    assert c.model.name == "mlp" and c.data.train_subset == subset
+    assert c.run.eval_train == cpu_mode
     if c.reinit.method == "layerwise":
       assert c.model.num_blocks == min(c.reinit.stages, len(c.model.options.widths) + 1)
   c = m.get_config("cpu=1,learning_rate=0.5,stages=5,epochs=10")
