@@ -15,6 +15,15 @@ done
 python -m reinit_jax.analysis.report runs/synthetic_main_100 --out results/synthetic
 python results/tables.py runs/synthetic_main_100 runs/synthetic_idle_100 runs/synthetic_rescale_100 \
   --row synthetic_alpha --col method,idle_norm_policy
+python results/tables.py runs/synthetic_l2_100 --row weight_decay --col method,synthetic_alpha
 
-# (d) [HR] initialization diagnostics of every model (tiny conv nets on CPU).
+# (b) [HR] initialization diagnostics of every model (tiny conv nets on CPU).
 python results/make_init_diagnostics.py --out results/init_diagnostics
+
+# (c) online learning [AA], [Z] A.2: every stage fitted (CPU budget `cpu=1`), 6 seeds.
+python launch.py --config=configs/online.py:cpu=1,seeds=6 --sweep=all --workdir=runs/online_cpu $L
+python -m reinit_jax.analysis.report runs/online_cpu --out results/online
+
+# (d) label noise [Z] §6: how far standard training memorizes the noisy labels on this CPU.
+python launch.py --config="configs/label_noise.py:cpu=1,q=0.4,method=standard,distill=False,epochs=40,stages=1,seeds=2" \
+  --config.run.eval_train=eval --config.run.eval_every_epochs=5 --workdir=runs/noise_memorize $L
