@@ -16,7 +16,8 @@ import numpy as np
 
 FIT_SPLITS = ("train_fit", "train_noisy", "train_noisy_clean", "train_clean")
 _HEAD = {"train_fit": "train (labels trained on)", "train_noisy": "relabelled vs noisy label",
-         "train_noisy_clean": "relabelled vs clean label", "train_clean": "not relabelled"}
+         "train_noisy_clean": "relabelled vs clean label", "train_clean": "not relabelled",
+         "test": "test"}
 
 
 def final_test(run) -> dict:
@@ -38,21 +39,23 @@ def _cell(values) -> str:
 
 def stage_fit_table(cells) -> str | None:
   """Markdown: per cell and stage, mean ± std (%) over seeds of the training-set splits at the
-  stage's end (its last evaluation); None when no run recorded any."""
+  stage's end (its last evaluation), with the test accuracy there ([AA] §4: accuracy after each
+  online stage); None when no run recorded any."""
   lines = []
   present = set()
   for (row, method), (r, _) in sorted(cells.items()):
     for st in r.summary.get("stages") or []:
       by = {}
       for m in st.get("metrics") or []:
-        if m.get("split") in FIT_SPLITS and isinstance(m.get("accuracy"), (int, float)):
+        if m.get("split") in FIT_SPLITS + ("test",) and isinstance(m.get("accuracy"),
+                                                                    (int, float)):
           by.setdefault(m["split"], []).append(m["accuracy"])
-      if by:
+      if set(by) & set(FIT_SPLITS):
         present |= set(by)
         lines.append((row, method, st.get("stage"), by))
   if not lines:
     return None
-  cols = [s for s in FIT_SPLITS if s in present]
+  cols = [s for s in FIT_SPLITS + ("test",) if s in present]
   out = ["| setting | method | stage | " + " | ".join(_HEAD[s] for s in cols) + " |",
          "| --- | --- | ---: |" + " ---: |" * len(cols)]
   for row, method, stage, by in lines:
