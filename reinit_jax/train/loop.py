@@ -169,13 +169,11 @@ class _Loop:
           idx = r.place.put(idx, r.place.batch(3, 2, seeded=True))
           state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
         self._flush()
-        # A copy of the counters: the state itself is donated to the next call. (The copy may
-        # wait for the call's compute: counted as training.)
-        counters = jnp.copy(state.step)
       first_step = pos.step + 1
       pos.epoch, pos.epoch_step = divmod(e * spe + pos.epoch_step + k, spe)
       pos.step += k
-      self.pending = (m, counters, (pos.step, t, pos.epoch, first_step))
+      # The call's step counters come with its metrics (the state is donated to the next call).
+      self.pending = (m, m["step"], (pos.step, t, pos.epoch, first_step))
       ev = c.run.eval_every_epochs
       if pos.epoch == r.E or (ev and pos.epoch // ev > e // ev):
         self._wait()

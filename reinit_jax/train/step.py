@@ -83,8 +83,12 @@ def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, be
   return step
 
 
-def _summarize(loss, acc, lr):
-  return {"loss": jnp.mean(loss), "accuracy": jnp.mean(acc), "learning_rate": lr[-1]}
+def _summarize(state, loss, acc, lr):
+  # The step counter rides with the metrics (a negative one records a non-finite step,
+  # faults.guard_step): reading it needs no copy of the donated state, which would wait for the
+  # call and keep the host from preparing the next one meanwhile.
+  return {"loss": jnp.mean(loss), "accuracy": jnp.mean(acc), "learning_rate": lr[-1],
+          "step": state.step}
 
 
 def make_train_call(step, *, cached: bool, capacity: int | None = None,
@@ -124,7 +128,7 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
       return step(st, x_all[ix], y_all[ix], tp)
 
     state, out = jax.lax.scan(body, state, idx)
-    return state, _summarize(*out)
+    return state, _summarize(state, *out)
 
   if per_run and (capacity is not None or max_steps is not None):
     raise ValueError("per-run data sets do not combine with online (growing) stages")
@@ -163,7 +167,8 @@ def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps
     # n is a traced, unbatched scalar: a while loop of exactly n steps, padded steps never run.
     state, tot_l, tot_a, lr = jax.lax.fori_loop(0, n, body, (state, zero, zero, zero))
     nf = jnp.maximum(n, 1).astype(jnp.float32)
-    return state, {"loss": tot_l / nf, "accuracy": tot_a / nf, "learning_rate": lr}
+    return state, {"loss": tot_l / nf, "accuracy": tot_a / nf, "learning_rate": lr,
+                   "step": state.step}
 
   fn = jit_seeds(jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0, None)), runs_mesh,
                  (True, False, False, cached, True, False), donate_argnums=0)
@@ -215,7 +220,7 @@ def make_stream_call(step):
 
   def one(state, xs, ys):
     state, out = jax.lax.scan(lambda st, b: step(st, b[0], b[1], None), state, (xs, ys))
-    return state, _summarize(*out)
+    return state, _summarize(state, *out)
 
   return jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
 
