@@ -16,6 +16,7 @@ python -m reinit_jax.analysis.report runs/synthetic_main_100 --out results/synth
 python results/tables.py runs/synthetic_main_100 runs/synthetic_idle_100 runs/synthetic_rescale_100 \
   --row synthetic_alpha --col method,idle_norm_policy
 python results/tables.py runs/synthetic_l2_100 --row weight_decay --col method,synthetic_alpha
+python results/tables.py runs/synthetic_momentum_100 --row synthetic_alpha --col method
 
 # (b) [HR] initialization diagnostics of every model (tiny conv nets on CPU).
 python results/make_init_diagnostics.py --out results/init_diagnostics
