@@ -29,11 +29,10 @@ signal.signal(signal.SIGINT, _stopped_early)
 signal.signal(signal.SIGTERM, _stopped_early)
 
 # One XLA:CPU device per core (before JAX starts), so that the CPU backend can split a run's seeds
-# over the cores (run.mesh='auto', reinit_jax/train/feed.py); other backends ignore the flag.
-_XLA = os.environ.get("XLA_FLAGS", "")
-if "xla_force_host_platform_device_count" not in _XLA:
-  os.environ["XLA_FLAGS"] = (f"{_XLA} --xla_force_host_platform_device_count="
-                             f"{len(os.sched_getaffinity(0))}").strip()
+# over the cores (run.mesh='auto'); other backends ignore it.
+from reinit_jax.launch import devices  # noqa: E402
+
+devices.one_cpu_device_per_core()
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

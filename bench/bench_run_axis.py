@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 import sys
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             f" --xla_force_host_platform_device_count={len(os.sched_getaffinity(0))}")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.dirname(_HERE)]
+from reinit_jax.launch import devices  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+devices.one_cpu_device_per_core()  # as launch.py; before common, whose imports start JAX's backend
+
 import common  # noqa: E402
 
 import argparse  # noqa: E402

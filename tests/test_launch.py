@@ -97,3 +97,15 @@ def test_launch_default_no_flags(tmp_path):
   for m in ("standard", "shrink_perturb", "layerwise"):
     s = json.load(open(os.path.join(ROOT, "runs", "default", m, "summary.json")))
     assert s["test_accuracy"]["mean"] > 0.5
+
+
+def test_one_cpu_device_per_core_keeps_a_users_count(monkeypatch):
+  from reinit_jax.launch import devices
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+  devices.one_cpu_device_per_core()
+  cores = len(os.sched_getaffinity(0))
+  assert os.environ["XLA_FLAGS"] == ("--xla_cpu_enable_fast_math=false "
+                                     f"--xla_force_host_platform_device_count={cores}")
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+  devices.one_cpu_device_per_core()
+  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"

@@ -121,12 +121,9 @@ class TrainFit:
                       "data.label_noise > 0 (the noisy/clean splits need the training set in memory)")
     if r.streaming:
       return
-    d = c.data
-    key = [c.model.to_dict(), r.data.meta.num_classes, list(r.data.meta.input_shape), d.dataset,
-           d.augmentation, d.image_size, r.per_run, r.place.key()]
     # Shared with the grid's other points in this process, as setup's own jitted functions.
-    self.fn = setup._memo("fit", key, lambda: make_fit_eval(r.model, r.data.augment, r.per_run,
-                                                            runs_mesh=r.place.runs_mesh))
+    self.fn = setup._memo("fit", r.model_key + [r.per_run], lambda: make_fit_eval(
+        r.model, r.data.augment, r.per_run, runs_mesh=r.place.runs_mesh))
     self.cap = max(r.stage_n)
     self.max_nb = feed.eval_batches(self.cap, self.batch_size, r.place.n)[0].shape[0]
 

@@ -88,6 +88,7 @@ class Run:
     model_key = [sec("model"), self.data.meta.num_classes, list(self.data.meta.input_shape),
                  c.data.dataset, c.data.augmentation, c.data.image_size, self.streaming,
                  self.place.key()]
+    self.model_key = model_key  # other builders' memo keys start from it (train/fitting.py)
     mesh = self.place.runs_mesh
     geometry = [self.stage_n, self.batch, self.E, len(self.seeds), c.run.max_steps_per_call,
                 self.per_run]
