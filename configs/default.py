@@ -27,7 +27,7 @@ def get_config(arg=None):
   c.reinit.method = "standard"
   c.reinit.methods = ("standard", "shrink_perturb", "layerwise")
   # Evaluated at the end of each stage, the 10,000 test images in one batch: evaluating every epoch
-  # cost more than training 3,000 images (bench/README.md, "Where a run's time goes").
+  # cost more than training 3,000 images (bench/README.md, section 8).
   c.run.eval_every_epochs = 0
   c.run.eval_batch_size = 10000
   c.run.max_steps_per_call = 30
