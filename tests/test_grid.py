@@ -64,7 +64,7 @@ def test_sweep_all_equals_separate_runs(tmp_path):
   grid, alone = tmp_path / "grid", tmp_path / "alone"
   p = _launch([f"--config={cfg}", "--sweep=all", f"--workdir={grid}"])
   assert p.returncode == 0, p.stderr[-3000:]
-  names = sorted(os.listdir(grid))
+  names = sorted(n for n in os.listdir(grid) if not n.startswith("."))
   assert len(names) == 4
   for i in (3,):  # the last point (after three others in the grid's process) as its own process
     q = _launch([f"--config={cfg}", f"--sweep={i}", f"--workdir={alone}"])
@@ -80,7 +80,7 @@ def test_sweep_all_equals_separate_runs(tmp_path):
 @pytest.mark.slow
 def test_sweep_all_resumes_after_kill(tmp_path):
   """kill -9 during a grid, then the same command: finished points are kept as they were, the
-  interrupted one resumes, the rest run; the outcome equals an uninterrupted grid's."""
+  interrupted pack resumes from its checkpoint; the outcome equals an uninterrupted grid's."""
   cfg = _config(tmp_path, epochs=300)
   wd = tmp_path / "grid"
   env = {**os.environ, "PYTHONPATH": ROOT}
@@ -88,12 +88,18 @@ def test_sweep_all_resumes_after_kill(tmp_path):
                         "--sweep=all", f"--workdir={wd}"], cwd=ROOT, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   t0 = time.time()
-  # Wait until the first point finished and the second has a checkpoint, then kill -9.
+  # Wait until the first pack's points finished and the second pack (.packs/<id>) has a
+  # checkpoint, then kill -9.
+  def runs():
+    packs = wd / ".packs"
+    return ([wd / n for n in os.listdir(wd) if not n.startswith(".")] +
+            ([packs / n for n in os.listdir(packs)] if packs.exists() else []))
   while time.time() - t0 < 400:
-    done = [n for n in os.listdir(wd) if (wd / n / "summary.json").exists()] if wd.exists() else []
+    dirs = runs() if wd.exists() else []
+    done = [d.name for d in dirs if d.parent == wd and (d / "summary.json").exists()]
     # A finished step (orbax renames a step's temporary directory to its number when complete).
-    ckpt = [n for n in os.listdir(wd) if n not in done and (wd / n / "checkpoints").exists()
-            and any(e.isdigit() for e in os.listdir(wd / n / "checkpoints"))] if wd.exists() else []
+    ckpt = [d for d in dirs if not (d / "summary.json").exists() and (d / "checkpoints").exists()
+            and any(e.isdigit() for e in os.listdir(d / "checkpoints"))]
     if done and ckpt:
       break
     time.sleep(0.2)
@@ -108,5 +114,5 @@ def test_sweep_all_resumes_after_kill(tmp_path):
   ref = tmp_path / "ref"
   r = _launch([f"--config={cfg}", "--sweep=all", f"--workdir={ref}"], timeout=900)
   assert r.returncode == 0
-  for n in os.listdir(ref):
+  for n in (n for n in os.listdir(ref) if not n.startswith(".")):
     assert _summary(wd / n)["params_digest"] == _summary(ref / n)["params_digest"], n

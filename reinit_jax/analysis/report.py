@@ -67,13 +67,16 @@ class RunInfo:
 
 
 def find_runs(paths) -> list[str]:
-  """Workdirs under ``paths`` (sorted): directories holding config.json/summary.json/metrics.jsonl."""
+  """Workdirs under ``paths`` (sorted): directories holding config.json/summary.json/metrics.jsonl,
+  hidden directories (a packed grid's ``.packs/``, train/pack.py) skipped."""
   found = []
   for p in paths:
     if not os.path.isdir(p):
       raise ValueError(f"run_dirs: {p!r} is not a directory")
     for root, dirs, files in os.walk(p):
-      dirs[:] = sorted(d for d in dirs if d not in ("checkpoints", "tensorboard"))
+      # A hidden directory (a packed grid's .packs/) holds no run of its own points.
+      dirs[:] = sorted(d for d in dirs if d not in ("checkpoints", "tensorboard")
+                       and not d.startswith("."))
       if any(f in files for f in _RUN_FILES):
         found.append(root)
         dirs[:] = []  # a run's subdirectories are its own outputs, not more runs

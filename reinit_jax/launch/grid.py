@@ -1,7 +1,9 @@
 """``--sweep=all``: every point of a config's grid in one process (README, Launching the studies).
 
-Each point writes ``<workdir>/<point name>/`` exactly as ``--sweep=<i>`` does, and resumes on its
-own: a killed grid re-run skips the finished points and resumes the interrupted one.
+Each point writes ``<workdir>/<point name>/`` exactly as ``--sweep=<i>`` does. Points that differ
+only in values (learning rate, weight decay, β, S&P's λ/γ, per-seed data such as the synthetic α)
+train together as one pack on the run axis (``train/pack.py``; ``run.pack='off'``: one by one). A
+killed grid re-run skips the finished points and resumes the interrupted pack or point.
 """
 
 from __future__ import annotations
@@ -14,16 +16,30 @@ from reinit_jax.launch import study, sweep
 def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
   """Runs every point of ``get_sweep`` of the config file ``path_arg`` (``file.py:arg``) with the
   ``--config.*`` values applied; returns {point name: summary}. Every point is validated first."""
-  from reinit_jax.train import validate
+  from reinit_jax.train import pack as P, run, validate, workdir as W
   points = sweep.points(path_arg)
   configs = {}
   for i in range(len(points)):
     name, config = sweep.point_config(path_arg, i)
     sweep.set_overrides(config, flag_values)
-    validate(config)
-    configs[name] = config
+    configs[name] = validate(config)
+  where = {name: os.path.join(workdir, name) for name in configs}
+  # Finished points (of this grid or of --sweep=<i> runs) are not trained again.
+  todo = {n: c for n, c in configs.items() if W.finished_summary(where[n], c) is None}
+  packed = {}
+  for names in P.groups(todo):
+    if len(names) < 2:
+      continue
+    pack = P.Pack.of({n: todo[n] for n in names}, [where[n] for n in names])
+    for n in names:  # config.json now: another config's run there fails before any compute
+      W.prepare(where[n], todo[n])
+    run(todo[names[0]], os.path.join(workdir, ".packs", pack.ident), pack=pack)
+    packed.update(dict.fromkeys(names))
   out = {}
   for name, config in configs.items():
-    for method, summary in study.run_study(config, os.path.join(workdir, name)).items():
+    if name in packed or name not in todo:
+      out[name] = W.finished_summary(where[name], config)
+      continue
+    for method, summary in study.run_study(config, where[name]).items():
       out[name if len(config.reinit.methods) <= 1 else f"{name}/{method}"] = summary
   return out

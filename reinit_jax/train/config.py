@@ -176,6 +176,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "mesh": _one_of("auto", ("auto", "data", "runs"), "devices: 'data' splits batches over all "
                     "devices; 'runs' splits the seeds (whole batches per device); 'auto': 'runs' "
                     "on the CPU backend, 'data' elsewhere"),
+    "pack": _one_of("auto", ("auto", "off"), "--sweep=all: grid points that differ only in "
+                    "values (learning rate, weight decay, β, S&P's λ and γ, per-seed data such as "
+                    "the synthetic α) train together on the run axis, one compiled call for all "
+                    "(train/pack.py) | every point alone"),
     "tune_cpu_allocator": _b(True, "CPU backend only: malloc keeps freed pages (train/host.py)"),
     "modules": Field((), lambda v: isinstance(v, (tuple, list)) and all(isinstance(m, str)
                                                                         for m in v),
@@ -186,6 +190,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
 TOP: dict[str, Field] = {"name": _s("base", "run name (default workdir runs/<name>)")}
 # Fields that may differ between an interrupted run and its resumption.
 RESUME_FREE = ("name", "run.stop_after_steps", "run.progress", "run.checkpoint_every", "run.mesh",
+               "run.pack",
                "run.keep_checkpoints", "run.restart", "run.nan_policy", "reinit.methods")
 
 

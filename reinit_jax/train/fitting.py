@@ -47,12 +47,9 @@ def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"
   against ``y``. Only the first ``nb_run`` batches of ``idx`` run (a while loop: online stages pad
   ``idx`` to the largest stage without computing the padding); padding rows have weight 0. An empty
   split gives loss = accuracy = 0. ``per_run``: ``x``, ``y``, ``y_clean``, ``noisy`` carry the run
-  axis (S, N, ...). ``seed_axis`` as in ``step.make_train_call`` ('auto': one seed after another on
-  the CPU backend, whose batched matmuls are slow; vmapped elsewhere); ``runs_mesh``: the seeds
+  axis (S, N, ...). ``seed_axis`` as in ``step.over_runs``; ``runs_mesh``: the seeds
   split over its 'runs' axis (``step.jit_seeds``).
   """
-  if seed_axis == "auto":
-    seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
   key = jax.random.PRNGKey(0)  # eval-mode augmentation is deterministic; the key is unused
 
   def one(variables, x, y, y_clean, noisy, idx, w, nb_run):
@@ -74,16 +71,8 @@ def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"
     n = jnp.maximum(tot[0], 1.0)
     return tot[1] / n, tot[2] / n
 
-  if seed_axis == "map":
-    def fn(variables, x, y, y_clean, noisy, idx, w, nb_run):
-      if per_run:
-        return jax.lax.map(lambda a: one(*a, idx, w, nb_run), (variables, x, y, y_clean, noisy))
-      return jax.lax.map(lambda v: one(v, x, y, y_clean, noisy, idx, w, nb_run), variables)
-  elif seed_axis == "vmap":
-    d = 0 if per_run else None
-    fn = jax.vmap(one, in_axes=(0, d, d, d, d, None, None, None))
-  else:
-    raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
+  d = 0 if per_run else None
+  fn = S.over_runs(one, (0, d, d, d, d, None, None, None), seed_axis)
   return S.jit_seeds(fn, runs_mesh, (True,) + (per_run,) * 4 + (False,) * 3)
 
 

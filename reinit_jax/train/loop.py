@@ -24,6 +24,7 @@ import numpy as np
 
 from reinit_jax.checkpoint import Checkpoints
 from reinit_jax.train import faults, feed, fitting, host, multihost, outputs, stream, validation
+from reinit_jax.train import pack as pack_
 from reinit_jax.train import workdir as W
 from reinit_jax.train.position import Position
 from reinit_jax.train.setup import Run
@@ -31,7 +32,7 @@ from reinit_jax.train.setup import Run
 log_ = logging.getLogger("reinit_jax")
 
 
-def run(config, workdir: str) -> dict:
+def run(config, workdir: str, pack=None) -> dict:
   """Trains ``config`` in ``workdir``; resumes from its latest checkpoint if there is one.
 
   Returns the summary (also written to ``workdir/summary.json``): test_accuracy {mean, std,
@@ -42,6 +43,9 @@ def run(config, workdir: str) -> dict:
   checkpoints and returns early with ``interrupted: True``. Faults (README, Reliability): raises
   ``faults.Preempted`` after a SIGTERM checkpoint, ``faults.NonFiniteError`` on a NaN/inf
   (nan_policy='stop'), ``CheckpointError`` when a checkpoint cannot be written.
+
+  ``pack`` (``train/pack.py``): the runs of several grid points, ``config`` the first point's;
+  ``workdir`` is the pack's, and every point's own directory is written when the pack finishes.
   """
   t_start = time.time()
   with faults.StopFlag() as stop:  # from here on Ctrl-C waits for a safe point
@@ -62,7 +66,7 @@ def run(config, workdir: str) -> dict:
       multihost.barrier("reinit_jax:prepared")
       host.tune_cpu_allocator(c.run.tune_cpu_allocator)
       with outputs.CompileTimer() as compile_timer:
-        r = Run(c)
+        r = Run(c, pack)
         if stop.set:
           raise faults.Preempted(f"{stop.name} before training started; nothing to save",
                                  stop.signum)
@@ -256,7 +260,7 @@ class _Loop:
     self.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
                      "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
                      "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
-                     "seed": r.seeds[s]} for s in range(S)])
+                     **self._who(s)} for s in range(S)])
     self.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
                          float(np.mean(m["accuracy"])))
 
@@ -286,7 +290,7 @@ class _Loop:
       for s in range(S):
         recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": name,
                      "loss": float(loss[s]), "accuracy": float(acc[s]), "learning_rate": None,
-                     "param_norm": float(norms[s]), "seed": r.seeds[s]})
+                     "param_norm": float(norms[s]), **self._who(s)})
     self.log.write(recs)
     best = pos.best
     for s in range(S):
@@ -296,6 +300,12 @@ class _Loop:
         best.validation[s] = float(results["validation"][1][s])
         best.test[s] = float(results["test"][1][s]) if "test" in results else None
         best.step[s] = pos.step
+
+  def _who(self, s: int) -> dict:
+    """Run s of the run axis in a record: its seed, and in a pack its point's index."""
+    r = self.r
+    return {"seed": r.seeds[s]} if r.pack is None else {"seed": r.seeds[s],
+                                                         "point": r.pack.point_of[s]}
 
   def _save(self, state):
     self._flush()  # reads the fault record of the last call: a bad state is never saved
@@ -310,29 +320,41 @@ class _Loop:
       self.last_ckpt = pos.step
 
   def _summary(self, state, stopped: bool) -> dict:
-    r, c, pos = self.r, self.c, self.pos
+    r, pos = self.r, self.pos
+    pos.records = self.log.records
     now = time.time()
+    params = multihost.fetch(state.variables["params"])
+    steps_per_second = (pos.step - self.steps0) / max(now - self.t0, 1e-9)
     wall = self.wall0 + now - self.t0
-    ran = pos.step - self.steps0
+    if r.pack is not None and not stopped:  # every point's own directory, before the pack's summary
+      host_state = multihost.fetch(state)
+      if multihost.is_primary():
+        pack_.write_points(self, host_state, wall, steps_per_second)
+    summary = self.summary_of(pos, r.seeds, params, stopped, self.workdir, wall, steps_per_second,
+                              self.c.reinit.method)
+    if multihost.is_primary():
+      W.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
+    return summary
+
+  def summary_of(self, pos: Position, seeds: list, params, stopped: bool, workdir: str,
+                 wall: float, steps_per_second: float, method: str) -> dict:
+    """summary.json of the runs ``seeds`` at ``pos`` (a pack's point: its share of both)."""
     best = pos.best
     has_val = any(v >= 0 for v in best.validation)
     # Without a validation split (synthetic task) the test accuracy is the final one.
     test = best.test if has_val else pos.last_test
     nan = float("nan")
-    summary = {
-      "name": c.name, "method": c.reinit.method, "seeds": r.seeds,
+    return {
+      "name": self.c.name, "method": method, "seeds": seeds,
       "test_accuracy": outputs.mean_std([nan if v is None else v for v in test]),
       "best_validation_accuracy": outputs.mean_std(best.validation) if has_val else None,
       "best_step": best.step if has_val else None,
       "final_test_accuracy": outputs.mean_std([nan if v is None else v for v in pos.last_test]),
       "stages": pos.stages, "events": pos.events, "steps": pos.step,
-      "total_steps": r.total_steps, "wall_time_s": wall,
+      "total_steps": self.r.total_steps, "wall_time_s": wall,
       "times": self.times.totals(),
-      "steps_per_second": ran / max(now - self.t0, 1e-9),
-      "params_digest": outputs.params_digest(multihost.fetch(state.variables["params"])),
-      "interrupted": stopped, "workdir": os.path.abspath(self.workdir),
-      **self.fit.summary(self.log.records, r.seeds, r.T),
+      "steps_per_second": steps_per_second,
+      "params_digest": outputs.params_digest(params),
+      "interrupted": stopped, "workdir": os.path.abspath(workdir),
+      **self.fit.summary(pos.records, seeds, self.r.T),
     }
-    if multihost.is_primary():
-      W.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
-    return summary

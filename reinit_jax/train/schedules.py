@@ -16,17 +16,20 @@ import jax.numpy as jnp
 import optax
 
 
-def make_optimizer(name: str, weight_decay: float, momentum: float = 0.9,
-                   kwargs: dict | None = None) -> optax.GradientTransformation:
+def make_optimizer(name: str, weight_decay, momentum: float = 0.9,
+                   kwargs: dict | None = None, decay: bool | None = None
+                   ) -> optax.GradientTransformation:
   """``add_decayed_weights(wd)`` (L2 added to the gradient, PyTorch SGD style) then ``optax.<name>``.
 
-  The result's updates must be multiplied by the learning rate (see module docstring).
+  The result's updates must be multiplied by the learning rate (see module docstring). ``decay``:
+  whether the chain holds ``add_decayed_weights`` (default: when ``weight_decay`` is non-zero);
+  True for a traced ``weight_decay`` (a packed grid, ``train/pack.py``), where a zero adds 0·θ.
   """
   kwargs = dict(kwargs or {})
   if name == "sgd":
     kwargs.setdefault("momentum", momentum)
   opt = getattr(optax, name)(learning_rate=1.0, **kwargs)
-  if weight_decay:
+  if decay if decay is not None else weight_decay:
     return optax.chain(optax.add_decayed_weights(weight_decay), opt)
   return opt
 

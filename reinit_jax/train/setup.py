@@ -17,6 +17,7 @@ import numpy as np
 from reinit_jax import data as D
 from reinit_jax import masks, methods, models
 from reinit_jax.train import faults, feed, multihost, outputs, schedules, step as S, validation
+from reinit_jax.train import pack as pack_
 from reinit_jax.train.state import base_keys, init_state, prepare_state
 
 
@@ -43,15 +44,17 @@ class Run:
   ``eval_fn``, ``event_fn``, ``teacher_cache``, ``norm_fn``, and the stage geometry (T stages of E
   epochs, ``stage_n`` examples, ``batch`` size and ``spe`` steps per epoch of every stage)."""
 
-  def __init__(self, c):
-    self.c = c
-    self.seeds = [int(s) for s in c.run.seeds]
-    with multihost.primary_first("reinit_jax:data"):  # several processes: one prepares the data
-      self.data = D.build(validation.data_view(c))
-    # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...).
+  def __init__(self, c, pack=None):
+    self.c, self.pack = c, pack  # pack: a train.pack.Pack (the runs of several grid points)
+    self.seeds = [int(s) for s in c.run.seeds] if pack is None else list(pack.seeds)
+    # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...); in a pack
+    # each run's is the one its point would draw alone.
     self.per_run = bool(c.data.per_seed)
-    self.run_data = ([self.data] + [D.build(validation.data_view(c, s)) for s in self.seeds[1:]]
-                     if self.per_run else None)
+    views = [validation.data_view(pc, None if i == 0 else s)
+             for pc in ([c] if pack is None else pack.configs) for i, s in enumerate(pc.run.seeds)]
+    with multihost.primary_first("reinit_jax:data"):  # several processes: one prepares the data
+      self.data = D.build(views[0])
+    self.run_data = ([self.data] + [D.build(v) for v in views[1:]] if self.per_run else None)
     meta = self.data.meta
     self.streaming = not meta.in_memory
     self.place = feed.placement(c.run.mesh, len(self.seeds), self.streaming)
@@ -73,10 +76,17 @@ class Run:
     self.spe = [n // b for n, b in zip(self.stage_n, self.batch)]
     self.total_steps = sum(self.spe) * self.E
     o = c.optim
+    self.hyper = dict(pack.hyper) if pack is not None else {}
     self.tx = schedules.make_optimizer(o.optimizer, o.weight_decay, o.momentum,
-                                       o.options.to_dict())
-    self.lr_fn = schedules.make_schedule(o.schedule, o.learning_rate,
-                                         [s * self.E for s in self.spe], self.total_steps)
+                                       o.options.to_dict(),
+                                       decay=True if "weight_decay" in self.hyper else None)
+    stage_steps = [s * self.E for s in self.spe]
+    self.lr_fn = schedules.make_schedule(o.schedule, o.learning_rate, stage_steps,
+                                         self.total_steps)
+    self.values = (None, None)
+    if self.hyper:
+      self.values = pack_.resolver(c, self.tx, self.lr_fn, self.method, stage_steps,
+                                   self.total_steps)
     self._build_functions(c)
 
   def _build_functions(self, c):
@@ -92,17 +102,19 @@ class Run:
     mesh = self.place.runs_mesh
     geometry = [self.stage_n, self.batch, self.E, len(self.seeds), c.run.max_steps_per_call,
                 self.per_run]
+    # A packed run's functions also read the values its runs differ in (train/pack.py).
+    hyper = sorted(self.hyper)
     step_key = model_key + [sec("optim"), geometry, r.distill, r.distill_live, r.distill_beta,
-                            c.run.nan_policy]
-    event_key = model_key + [sec("optim"), sec("reinit"), geometry]
-    init_key = model_key + [sec("optim"), r.distill, geometry]
+                            c.run.nan_policy, hyper]
+    event_key = model_key + [sec("optim"), sec("reinit"), geometry, hyper]
+    init_key = model_key + [sec("optim"), r.distill, geometry, hyper]
     rare = _RARE if jax.default_backend() == "cpu" else None
     augment = (lambda k, x, train: x.astype(jnp.float32)) if self.streaming else self.data.augment
     self.distill = "off" if not r.distill else ("live" if r.distill_live else "cached")
 
     def step():
       stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=self.distill,
-                            beta=r.distill_beta)
+                            beta=r.distill_beta, values=self.values[0])
       return faults.guard_step(stepper, c.run.nan_policy)  # NaN/inf record inside the scan
 
     # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
@@ -125,19 +137,19 @@ class Run:
         distill=r.distill, optimizer_policy=r.optimizer_policy,
         batch_stats_policy=r.batch_stats_policy, capacity=cap,
         idle_norm_policy=r.idle_norm_policy, per_run=self.per_run, runs_mesh=mesh,
-        compiler_options=rare))
+        compiler_options=rare, values=self.values[1]))
     self.norm_fn = _memo("norm", self.place.key(), lambda: S.jit_seeds(
-        jax.vmap(outputs.param_norm), mesh, (True,)))
+        S.over_runs(outputs.param_norm, (0,)), mesh, (True,)))
     model, method, tx, distill = self.model, self.method, self.tx, r.distill  # not self: a
     # memoized function must not keep this run's data alive for the rest of a grid
     # θ_1 and the optimizer do not depend on the method: one compilation for a grid's methods.
-    self.init_fn = _memo("init", init_key, lambda: S.jit_seeds(jax.vmap(
-        lambda k, s: init_state(model, None, tx, k, s, distill)), mesh, (True, True),
+    self.init_fn = _memo("init", init_key, lambda: S.jit_seeds(S.over_runs(
+        lambda k, s: init_state(model, None, tx, k, s, distill), (0, 0)), mesh, (True, True),
         compiler_options=rare))
     self.prepare_fn = None
     if method.declaration.prepare is not None:
-      self.prepare_fn = _memo("prepare", event_key, lambda: S.jit_seeds(jax.vmap(
-          lambda st: prepare_state(method, st)), mesh, (True,), donate_argnums=0,
+      self.prepare_fn = _memo("prepare", event_key, lambda: S.jit_seeds(S.over_runs(
+          lambda st: prepare_state(method, st), (0,)), mesh, (True,), donate_argnums=0,
           compiler_options=rare))
     self.eval_sets = {}
     if not self.streaming:
@@ -163,4 +175,7 @@ class Run:
     """The initial state (S seeds), split over the mesh's 'runs' axis (replicated over 'data')."""
     seeds = self.place.seeded(np.asarray(self.seeds, np.int32))
     state = self.init_fn(self.place.seeded(base_keys(self.seeds)), seeds)
-    return self.place.seeded(state if self.prepare_fn is None else self.prepare_fn(state))
+    state = state if self.prepare_fn is None else self.prepare_fn(state)
+    if self.hyper:  # a pack's per-run values (train/pack.py)
+      state = state.replace(hyper={k: jnp.asarray(v) for k, v in self.hyper.items()})
+    return self.place.seeded(state)

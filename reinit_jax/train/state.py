@@ -32,6 +32,9 @@ class TrainState:
     step: global gradient steps so far (int32). step_in_stage: steps in the current stage (int32).
     stage: the current stage, 1-based (int32). key: the seed's base PRNG key (uint32 (2,)) for
     events, augmentation and dropout. seed: the seed (int32), for the init keys.
+    hyper: None, or the values a packed grid varies per run ({'learning_rate': float32 scalar,
+      ...}; ``train/pack.py``): the step and the event read them instead of the config's
+      constants, so grid points that differ only in such values train in one compiled call.
   """
 
   variables: dict
@@ -43,6 +46,7 @@ class TrainState:
   stage: jax.Array
   key: jax.Array
   seed: jax.Array
+  hyper: Any = None
 
 
 def stream_key(base: jax.Array, stream: int, position) -> jax.Array:

@@ -36,6 +36,34 @@ def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
   return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
 
 
+def over_runs(fn, in_axes, seed_axis: str = "auto"):
+  """``fn`` (written for one run) over the run axis of the arguments whose ``in_axes`` is 0.
+
+  ``seed_axis``: 'vmap' batches the runs; 'map' runs them one after another (``lax.map``), which
+  keeps every matmul unbatched: XLA:CPU runs matmuls batched over seeds far slower than separate
+  ones (bench/README.md, seeds: 3.6× for 8 scnn_tiny seeds), and a run's bits then do not depend
+  on how many runs share the call (a packed grid, ``train/pack.py``). 'auto': 'map' on the CPU
+  backend, 'vmap' on accelerators. ``in_axes``: 0 or None per positional argument.
+  """
+  if seed_axis == "auto":
+    seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
+  if seed_axis == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+  if seed_axis != "map":
+    raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
+  mapped = [i for i, a in enumerate(in_axes) if a == 0]
+
+  def over(*args):
+    def one(xs):
+      full = list(args)
+      for i, x in zip(mapped, xs):
+        full[i] = x
+      return fn(*full)
+    return jax.lax.map(one, tuple(args[i] for i in mapped))
+
+  return over
+
+
 def _apply_train(model, variables, x, key, has_batch_stats):
   """Training-mode forward: (logits, updated mutable collections)."""
   rngs = {"dropout": key}
@@ -49,14 +77,20 @@ def _teacher_probs(model, teacher, x):
   return jax.lax.stop_gradient(jax.nn.softmax(model.apply(teacher, x, train=False).astype(jnp.float32)))
 
 
-def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, beta: float):
+def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, beta: float,
+              values: Callable | None = None):
   """One gradient step of one seed: ``step(state, x_raw (B, ...), y (B,), tprobs | None)``.
 
   ``distill``: 'off' | 'cached' (``tprobs`` gathered from the stage's cache) | 'live' (teacher
   forward on the same augmented batch, eval mode). β is applied from stage 2 on ([Z] §3.1).
   Returns (state, (loss, accuracy, lr)), loss = CE + β·KL (weight decay acts in the optimizer).
+  ``values(state.hyper) -> (tx, lr_fn, beta)``: the run's own optimizer, schedule and β when the
+  state carries per-run values (a packed grid, ``train/pack.py``).
   """
+  const = (tx, lr_fn, beta)
+
   def step(state: TrainState, x_raw, y, tprobs):
+    tx, lr_fn, beta = const if state.hyper is None else values(state.hyper)
     key = stream_key(state.key, STEP_STREAM, state.step)
     k_aug, k_drop = jax.random.split(key)
     x = augment(k_aug, x_raw, True)
@@ -106,21 +140,19 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
   below the stage's n) and ``idx`` to ``max_steps`` steps, of which a while loop runs only the
   first n. See :func:`make_fixed_shape_call`.
 
-  ``seed_axis``: 'vmap' batches the seeds; 'map' runs them one after another inside the same call
-  (``lax.map``), which keeps every matmul unbatched: XLA:CPU runs matmuls batched over seeds far
-  slower than separate ones (bench/README.md, seeds: 3.6× for 8 scnn_tiny seeds). 'auto' (default):
-  'map' on the CPU backend, 'vmap' on accelerators.
+  ``seed_axis``: how the seeds share the call, :func:`over_runs` ('auto': one after another on the
+  CPU backend, vmapped on accelerators).
 
   ``per_run``: ``x_all``/``y_all`` carry the run axis, (S, N, ...) and (S, N): every seed trains on
   its own data set (independent runs of the synthetic task, [LW] §1.1).
 
   ``runs_mesh``: the seeds split over its 'runs' axis (:func:`jit_seeds`).
   """
-  if seed_axis == "auto":
-    seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
   if capacity is not None or max_steps is not None:
+    if per_run:
+      raise ValueError("per-run data sets do not combine with online (growing) stages")
     return make_fixed_shape_call(step, cached=cached, capacity=capacity, max_steps=max_steps,
-                                 runs_mesh=runs_mesh)
+                                 seed_axis=seed_axis, runs_mesh=runs_mesh)
 
   def one(state, x_all, y_all, tp_all, idx):
     def body(st, ix):
@@ -130,25 +162,13 @@ def make_train_call(step, *, cached: bool, capacity: int | None = None,
     state, out = jax.lax.scan(body, state, idx)
     return state, _summarize(state, *out)
 
-  if per_run and (capacity is not None or max_steps is not None):
-    raise ValueError("per-run data sets do not combine with online (growing) stages")
-  if seed_axis == "map":
-    def fn(state, x_all, y_all, tp_all, idx):
-      if per_run:
-        return jax.lax.map(lambda a: one(a[0], a[3], a[4], a[1], a[2]),
-                           (state, tp_all if cached else None, idx, x_all, y_all))
-      return jax.lax.map(lambda a: one(a[0], x_all, y_all, a[1], a[2]),
-                         (state, tp_all if cached else None, idx))
-  elif seed_axis == "vmap":
-    d = 0 if per_run else None
-    fn = jax.vmap(one, in_axes=(0, d, d, 0 if cached else None, 0))
-  else:
-    raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
+  d = 0 if per_run else None
+  fn = over_runs(one, (0, d, d, 0 if cached else None, 0), seed_axis)
   return jit_seeds(fn, runs_mesh, (True, per_run, per_run, cached, True), donate_argnums=0)
 
 
 def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps: int | None,
-                          runs_mesh=None):
+                          seed_axis: str = "auto", runs_mesh=None):
   """:func:`make_train_call` with one call shape for every stage (see there); same results.
 
   The returned function has the same signature; ``.jitted`` is the underlying jitted function
@@ -170,8 +190,8 @@ def make_fixed_shape_call(step, *, cached: bool, capacity: int | None, max_steps
     return state, {"loss": tot_l / nf, "accuracy": tot_a / nf, "learning_rate": lr,
                    "step": state.step}
 
-  fn = jit_seeds(jax.vmap(one, in_axes=(0, None, None, 0 if cached else None, 0, None)), runs_mesh,
-                 (True, False, False, cached, True, False), donate_argnums=0)
+  fn = jit_seeds(over_runs(one, (0, None, None, 0 if cached else None, 0, None), seed_axis),
+                 runs_mesh, (True, False, False, cached, True, False), donate_argnums=0)
   pad_x, pad_y, pad_t = _RowPad(capacity, 0), _RowPad(capacity, 0), _RowPad(capacity, 1)
 
   def call(state, x_all, y_all, tprobs, idx):
@@ -222,7 +242,7 @@ def make_stream_call(step):
     state, out = jax.lax.scan(lambda st, b: step(st, b[0], b[1], None), state, (xs, ys))
     return state, _summarize(state, *out)
 
-  return jax.jit(jax.vmap(one, in_axes=(0, None, None)), donate_argnums=0)
+  return jax.jit(over_runs(one, (0, None, None)), donate_argnums=0)
 
 
 def make_eval(model, augment: Callable, per_run: bool = False, runs_mesh=None):
@@ -245,7 +265,7 @@ def make_eval(model, augment: Callable, per_run: bool = False, runs_mesh=None):
     return tot_l / n, tot_c / n
 
   d = 0 if per_run else None  # per-run data sets: x_all (S, N, ...), y_all (S, N)
-  return jit_seeds(jax.vmap(one, in_axes=(0, d, d, None, None)), runs_mesh,
+  return jit_seeds(over_runs(one, (0, d, d, None, None)), runs_mesh,
                    (True, per_run, per_run, False, False))
 
 
@@ -259,14 +279,14 @@ def make_teacher_cache(model, augment: Callable, per_run: bool = False, runs_mes
                         idx)
     return probs.reshape(-1, probs.shape[-1])
 
-  return jit_seeds(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)), runs_mesh,
+  return jit_seeds(over_runs(one, (0, 0 if per_run else None, None)), runs_mesh,
                    (True, per_run, False))
 
 
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
                optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None,
                idle_norm_policy: str = "set", per_run: bool = False, runs_mesh=None,
-               compiler_options=None):
+               compiler_options=None, values: Callable | None = None):
   """The event after the current stage, jitted once (stage is traced state; [Z] §3, [LW] §3).
 
   ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
@@ -275,10 +295,13 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
   ``events.apply_event``, keeps the pre-event variables as the next teacher, and moves to stage t+1
   with the step-in-stage counter at 0 (the schedule restarts). ``state`` is donated. With
   ``capacity`` (online mode) ``x_all`` is zero-padded to that many rows first, so the event
-  compiles once per run (``n_current`` keeps the draw inside the stage's rows).
+  compiles once per run (``n_current`` keeps the draw inside the stage's rows). ``values(hyper)
+  -> (method, tx)``: the run's own method hyperparameters and optimizer (``train/pack.py``).
   """
+  const = (method, tx)
 
   def one(state: TrainState, x_all, n_current):
+    method, tx = const if state.hyper is None else values(state.hyper)
     t = state.stage
     fresh = fresh_variables(model, state.seed, t)
     ek = stream_key(state.key, EVENT_STREAM, t)
@@ -293,7 +316,7 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
                          teacher=dict(state.variables) if distill else None,
                          stage=t + 1, step_in_stage=jnp.zeros_like(state.step_in_stage))
 
-  fn = jit_seeds(jax.vmap(one, in_axes=(0, 0 if per_run else None, None)), runs_mesh,
+  fn = jit_seeds(over_runs(one, (0, 0 if per_run else None, None)), runs_mesh,
                  (True, per_run, False), donate_argnums=0, compiler_options=compiler_options)
   if capacity is None:
     return fn

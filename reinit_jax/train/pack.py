@@ -1,0 +1,189 @@
+"""Packed grids: points that differ only in values train together on the run axis (README, Grids).
+
+A grid's points often differ in a learning rate, a weight decay (the [LW] §1.1 L2 grid), β of the
+distillation loss ([Z] §3.1), S&P's λ and γ ([AA] §4), or a data value that every run draws on its
+own anyway (the synthetic α with ``data.per_seed``). Such values are not structure: the compiled
+step is the same for all of them. A pack stacks the runs of those points (points × seeds) on one
+run axis; the values that differ travel in ``TrainState.hyper`` (one scalar per run) and the step
+and the event read them there instead of the config's constants, so one compiled call trains every
+point of the pack. Values the points share stay compile-time constants, as in a run of one point.
+
+The pack trains in ``<grid workdir>/.packs/<id>/`` (hidden: reports read the points' directories;
+its own checkpoints: a killed grid resumes the pack) and, once finished, writes every point's directory as a run of that point alone writes it:
+config.json, metrics.jsonl, TensorBoard, summary.json and a checkpoint of the point's final state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import jax
+import numpy as np
+
+from reinit_jax.train import outputs, workdir as W
+from reinit_jax.train.position import Best, Position
+
+# Config fields whose values ride in TrainState.hyper, by their key there.
+VALUE_FIELDS = {"optim.learning_rate": "learning_rate", "optim.weight_decay": "weight_decay",
+                "reinit.distill_beta": "distill_beta"}
+# Data fields that differ between the points of a pack only when every run draws its own data
+# (data.per_seed): nothing is traced, each run's data set is built from its point's config.
+DATA_FIELDS = ("data.synthetic_alpha",)
+# Method hyperparameters used only arithmetically (traceable); others (a fraction fixes a count,
+# K fixes a block) are structure.
+TRACED_HPARAMS = {"shrink_perturb": ("shrink", "perturb")}
+
+
+def _flat(c) -> dict:
+  flat = W._flat(W.config_json(c))
+  for k, v in dict(flat.get("reinit.hparams") or {}).items():
+    flat[f"reinit.hparams.{k}"] = v
+  flat.pop("reinit.hparams", None)
+  return flat
+
+
+def _free(c) -> set:
+  """The fields of ``c`` that may differ inside a pack."""
+  free = set(VALUE_FIELDS) | {"run.seeds"}
+  if c.data.per_seed:
+    free |= set(DATA_FIELDS)
+  free |= {f"reinit.hparams.{h}" for h in TRACED_HPARAMS.get(c.reinit.method, ())}
+  return free
+
+
+def structure(c) -> str | None:
+  """What must be equal for two points to share a pack (a JSON text); None: the point runs alone
+  (``run.pack='off'``, several methods in one point)."""
+  if c.run.pack == "off" or tuple(c.reinit.methods):
+    return None
+  free = _free(c)
+  return json.dumps({k: v for k, v in _flat(c).items() if k not in free}, sort_keys=True,
+                    default=str)
+
+
+def groups(configs: dict) -> list[list[str]]:
+  """Point names grouped into packs (every point in exactly one; grid order kept)."""
+  out: dict = {}
+  for name, c in configs.items():
+    key = structure(c)
+    out.setdefault(name if key is None else key, []).append(name)
+  return list(out.values())
+
+
+@dataclasses.dataclass
+class Pack:
+  """The runs of a pack: ``points`` (names), ``configs``, per run its point index ``point_of`` and
+  its ``seeds``; ``hyper``: {key: float32 (R,)} for every value field that differs."""
+
+  points: list
+  configs: list
+  point_of: list
+  seeds: list
+  hyper: dict
+  workdirs: list
+
+  @classmethod
+  def of(cls, configs: dict, workdirs: list) -> "Pack":
+    """The pack of ``configs`` ({point name: validated config}, one pack of :func:`groups`), the
+    points writing into ``workdirs``."""
+    names, cs = list(configs), list(configs.values())
+    point_of = [p for p, c in enumerate(cs) for _ in c.run.seeds]
+    seeds = [int(s) for c in cs for s in c.run.seeds]
+    flats = [_flat(c) for c in cs]
+    hyper = {}
+    fields = dict(VALUE_FIELDS, **{f"reinit.hparams.{h}": f"hparams.{h}"
+                                   for h in TRACED_HPARAMS.get(cs[0].reinit.method, ())})
+    for field, key in fields.items():
+      vals = [f.get(field) for f in flats]
+      if len({json.dumps(v) for v in vals}) > 1:
+        default = _method_default(cs[0].reinit.method, key)
+        vals = [default if v is None else v for v in vals]
+        hyper[key] = np.asarray([vals[p] for p in point_of], np.float32)
+    return cls(names, cs, point_of, seeds, hyper, list(workdirs))
+
+  @property
+  def ident(self) -> str:
+    """The pack's directory name under ``.packs/``: a digest of its point names."""
+    return hashlib.sha256("\n".join(self.points).encode()).hexdigest()[:12]
+
+  def runs(self, p: int) -> slice:
+    """The runs of point ``p`` on the run axis (contiguous)."""
+    idx = [i for i, q in enumerate(self.point_of) if q == p]
+    return slice(idx[0], idx[-1] + 1)
+
+
+def _method_default(method: str, key: str):
+  if not key.startswith("hparams."):
+    return None
+  from reinit_jax import methods
+  return methods.get(method).hparams[key.split(".", 1)[1]]
+
+
+def resolver(c, tx, lr_fn, method, stage_steps, total_steps):
+  """``(step_values, event_values)`` for ``step.make_step`` and ``step.make_event``: from a run's
+  ``hyper`` (traced scalars) its optimizer, schedule, β and method; fields not in ``hyper`` keep
+  the run's built constants."""
+  from reinit_jax.train import schedules
+  o = c.optim
+
+  def optimizer(hyper):
+    if "weight_decay" not in hyper:
+      return tx
+    return schedules.make_optimizer(o.optimizer, hyper["weight_decay"], o.momentum,
+                                    o.options.to_dict(), decay=True)
+
+  def step_values(hyper):
+    lr = lr_fn if "learning_rate" not in hyper else schedules.make_schedule(
+        o.schedule, hyper["learning_rate"], stage_steps, total_steps)
+    return optimizer(hyper), lr, hyper.get("distill_beta", c.reinit.distill_beta)
+
+  def event_values(hyper):
+    hp = {k.split(".", 1)[1]: v for k, v in hyper.items() if k.startswith("hparams.")}
+    m = method if not hp else type(method)(method.declaration, {**method.hparams, **hp})
+    return m, optimizer(hyper)
+
+  return step_values, event_values
+
+
+def _own(rec: dict) -> dict:
+  return {k: v for k, v in rec.items() if k != "point"}
+
+
+def point_position(pos: Position, p: int, runs: slice) -> Position:
+  """Point ``p``'s share of the pack's position: its records (untagged) and per-seed lists."""
+  mine = lambda recs: [_own(x) for x in recs if x.get("point") == p]
+  b = pos.best
+  return dataclasses.replace(
+      pos, records=mine(pos.records),
+      stages=[{**st, "metrics": mine(st["metrics"])} for st in pos.stages],
+      best=Best(b.validation[runs], b.test[runs], b.step[runs]), last_test=pos.last_test[runs])
+
+
+def write_points(loop, state, wall: float, steps_per_second: float) -> None:
+  """Writes every point's directory from the finished pack (``state`` fetched to the host): what a
+  run of the point alone writes, its timing fields the pack's."""
+  from reinit_jax.checkpoint import Checkpoints
+  pack, pos = loop.r.pack, loop.pos
+  for p, (c, d) in enumerate(zip(pack.configs, pack.workdirs)):
+    runs = pack.runs(p)
+    mine = point_position(pos, p, runs)
+    W.prepare(d, c)
+    log = outputs.MetricsLog(d)
+    log.write(mine.records)
+    log.close()
+    st = jax.tree.map(lambda a: a[runs], state).replace(hyper=None)
+    if "weight_decay" in pack.hyper and not c.optim.weight_decay:
+      # The point alone has no add_decayed_weights in its chain (schedules.make_optimizer): its
+      # checkpoint holds the state it would restore.
+      st = st.replace(opt_state=st.opt_state[1])
+    ckpt = Checkpoints(os.path.join(d, "checkpoints"), c.run.keep_checkpoints)
+    try:
+      ckpt.save(pos.step, st, mine.to_json())
+    finally:
+      ckpt.close()
+    summary = loop.summary_of(mine, pack.seeds[runs], st.variables["params"], False, d, wall,
+                              steps_per_second, c.reinit.method)
+    W.write_json(os.path.join(d, "summary.json"), summary, indent=2)

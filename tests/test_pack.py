@@ -1,0 +1,163 @@
+"""Packed grids (train/pack.py): points that differ only in values train together on the run axis and
+write what each point alone writes, bitwise."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from reinit_jax.launch import grid, sweep
+from reinit_jax.train import pack as P, step as S, validate
+
+GRID = '''
+from reinit_jax import launch
+
+def get_config(arg=None):
+  c = launch.base_config()
+  c.name = "pack_grid"
+  c.data.synthetic_train = 64
+  c.data.synthetic_test = 300
+  c.data.per_seed = True
+  c.optim.epochs = 6
+  c.optim.momentum = 0.9
+  c.reinit.stages = 3
+  c.reinit.method = "shrink_perturb"
+  c.reinit.norm_batch_size = 32
+  c.run.max_steps_per_call = 10
+  c.run.progress = "off"
+  c.run.seeds = (0, 1)
+  k = launch.apply(c, arg, alpha=1.0, lr=0.05, l2=0.0, shrink=0.4)
+  c.data.synthetic_alpha = float(k["alpha"])
+  c.optim.learning_rate = float(k["lr"])
+  c.optim.weight_decay = float(k["l2"])
+  if c.reinit.method == "shrink_perturb":
+    c.reinit.hparams = {"shrink": float(k["shrink"])}
+  return c
+
+def get_sweep(arg=None):
+  return [dict(alpha=0.5), dict(alpha=2.0, lr=0.1), dict(l2=0.01, shrink=0.8),
+          dict(alpha=2.0, method="standard")]
+'''
+
+TIMING = ("wall_time_s", "steps_per_second", "times", "workdir")
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+  path = tmp_path_factory.mktemp("cfg") / "pack_grid.py"
+  path.write_text(GRID)
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def alone(cfg, tmp_path_factory):
+  """Every point run by itself (run.pack='off'): the reference."""
+  wd = tmp_path_factory.mktemp("alone")
+  grid.run_grid(cfg, {"run.pack": "off"}, str(wd))
+  return wd
+
+
+def _configs(cfg, **flags):
+  out = {}
+  for i in range(len(sweep.points(cfg))):
+    name, c = sweep.point_config(cfg, i)
+    sweep.set_overrides(c, flags)
+    out[name] = validate(c)
+  return out
+
+
+def _summary(d):
+  s = json.load(open(os.path.join(d, "summary.json")))
+  return {k: v for k, v in s.items() if k not in TIMING}
+
+
+def _config_json(d):
+  c = json.load(open(os.path.join(d, "config.json")))
+  c["run"].pop("pack")
+  return c
+
+
+def test_groups_and_values(cfg):
+  """The S&P points share a pack whatever their α (per-seed data), lr, L2 or λ; the standard point
+  (another method: another event) runs alone; only the values that differ are traced."""
+  configs = _configs(cfg)
+  names = list(configs)
+  assert P.groups(configs) == [names[:3], names[3:]]
+  assert P.groups(_configs(cfg, **{"run.pack": "off"})) == [[n] for n in names]
+  pack = P.Pack.of({n: configs[n] for n in names[:3]}, ["a", "b", "c"])
+  assert sorted(pack.hyper) == ["hparams.shrink", "learning_rate", "weight_decay"]
+  np.testing.assert_allclose(pack.hyper["learning_rate"], [0.05, 0.05, 0.1, 0.1, 0.05, 0.05])
+  np.testing.assert_allclose(pack.hyper["weight_decay"], [0, 0, 0, 0, 0.01, 0.01])
+  np.testing.assert_allclose(pack.hyper["hparams.shrink"], [0.4, 0.4, 0.4, 0.4, 0.8, 0.8])
+  assert pack.seeds == [0, 1] * 3 and pack.point_of == [0, 0, 1, 1, 2, 2]
+  assert pack.runs(1) == slice(2, 4)
+
+
+def test_shared_data_values_are_structure(cfg):
+  """Without per-seed data the runs share one data set, so α separates packs (the three S&P
+  points have three α)."""
+  configs = _configs(cfg, **{"data.per_seed": False})
+  assert P.groups(configs) == [[n] for n in configs]
+  configs = _configs(cfg, **{"data.per_seed": False, "data.synthetic_alpha": 1.0})
+  names = list(configs)
+  assert P.groups(configs) == [names[:3], names[3:]]
+
+
+def test_packed_grid_equals_points_alone(cfg, alone, tmp_path):
+  """Each point of the packed grid writes what it writes alone: summary (timing aside, same
+  params_digest), metrics.jsonl, config.json (run.pack aside), TensorBoard and a checkpoint."""
+  wd = tmp_path / "grid"
+  out = grid.run_grid(cfg, {}, str(wd))
+  packs = os.listdir(wd / ".packs")
+  assert len(packs) == 1  # the three S&P points: one run of 6 = 3 points × 2 seeds
+  assert len(json.load(open(wd / ".packs" / packs[0] / "summary.json"))["seeds"]) == 6
+  names = [n for n in os.listdir(alone)]
+  assert sorted(names) == sorted(out) and len(names) == 4
+  digests = set()
+  for n in names:
+    a, b = _summary(wd / n), _summary(alone / n)
+    assert a == b, n
+    digests.add(a["params_digest"])
+    assert (wd / n / "metrics.jsonl").read_text() == (alone / n / "metrics.jsonl").read_text()
+    assert _config_json(wd / n) == _config_json(alone / n)
+    assert os.listdir(wd / n / "tensorboard")
+    assert str(a["steps"]) in os.listdir(wd / n / "checkpoints")
+  assert len(digests) == 4  # the values reached every run: no two points trained alike
+
+
+def test_interrupted_pack_resumes(cfg, alone, tmp_path):
+  """A pack stopped mid-training (as after kill -9: its checkpoint is what is left) resumes from
+  its checkpoint on the next grid run and ends as an uninterrupted one; finished points are kept."""
+  wd = tmp_path / "grid"
+  grid.run_grid(cfg, {"run.stop_after_steps": 4}, str(wd))
+  names = sorted(n for n in os.listdir(alone))
+  packed = [n for n in names if "standard" not in n]
+  assert not any((wd / n / "summary.json").exists() for n in packed)
+  assert all((wd / n / "config.json").exists() for n in packed)  # written before any compute
+  grid.run_grid(cfg, {}, str(wd))
+  for n in names:
+    assert _summary(wd / n) == _summary(alone / n), n
+  # A point whose summary was removed runs again, alone: the rest of its pack stays as it was.
+  kept = {n: (wd / n / "summary.json").read_text() for n in names if n != packed[1]}
+  os.remove(wd / packed[1] / "summary.json")
+  grid.run_grid(cfg, {}, str(wd))
+  assert _summary(wd / packed[1]) == _summary(alone / packed[1])
+  assert all((wd / n / "summary.json").read_text() == t for n, t in kept.items())
+
+
+@pytest.mark.parametrize("seed_axis", ["map", "vmap"])
+def test_over_runs(seed_axis):
+  """over_runs maps the arguments with in_axes 0 and passes the others whole."""
+  f = S.over_runs(lambda a, b, c: a * b + c.sum(), (0, None, 0), seed_axis)
+  a, c = jnp.arange(3.0), jnp.arange(6.0).reshape(3, 2)
+  np.testing.assert_array_equal(jax.jit(f)(a, 2.0, c), a * 2.0 + c.sum(1))
+
+
+def test_bad_pack_value_names_the_field(cfg):
+  name, c = sweep.point_config(cfg, 0)
+  sweep.set_overrides(c, {"run.pack": "always"})
+  with pytest.raises(ValueError, match="run.pack"):
+    validate(c)
