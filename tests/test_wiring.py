@@ -39,8 +39,8 @@ def run_recording(c, workdir, monkeypatch):
   events, teachers, runs = [], [], []
 
   class Recording(setup.Run):
-    def __init__(self, c_):
-      super().__init__(c_)
+    def __init__(self, c_, pack=None):
+      super().__init__(c_, pack)
       event_fn, teacher_cache = self.event_fn, self.teacher_cache
 
       def event(state, *args):

@@ -40,8 +40,8 @@ def test_resume_where_the_step_matters_is_bitwise_and_restores_the_step(tmp_path
   steps_in = []
 
   class Recording(setup.Run):
-    def __init__(self, c_):
-      super().__init__(c_)
+    def __init__(self, c_, pack=None):
+      super().__init__(c_, pack)
       call = self.train_call
 
       def counting(state, *args):

@@ -37,8 +37,8 @@ def run_keeping(c, workdir, edit=None, fresh=False):
   built = []
 
   class Kept(setup.Run):
-    def __init__(self, c_):
-      super().__init__(c_)
+    def __init__(self, c_, pack=None):
+      super().__init__(c_, pack)
       if edit is not None:
         edit(self)
       built.append(self)
