@@ -140,7 +140,8 @@ def test_interrupted_pack_resumes(cfg, alone, tmp_path):
   grid.run_grid(cfg, {}, str(wd))
   for n in names:
     assert _summary(wd / n) == _summary(alone / n), n
-  # A point whose summary was removed runs again, alone: the rest of its pack stays as it was.
+  # A point whose summary was removed is written again from the pack's last checkpoint (no
+  # training); the other points stay as they were.
   kept = {n: (wd / n / "summary.json").read_text() for n in names if n != packed[1]}
   os.remove(wd / packed[1] / "summary.json")
   grid.run_grid(cfg, {}, str(wd))

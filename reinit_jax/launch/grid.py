@@ -8,6 +8,7 @@ killed grid re-run skips the finished points and resumes the interrupted pack or
 
 from __future__ import annotations
 
+import logging
 import os
 
 from reinit_jax.launch import study, sweep
@@ -25,19 +26,28 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
     configs[name] = validate(config)
   where = {name: os.path.join(workdir, name) for name in configs}
   # Finished points (of this grid or of --sweep=<i> runs) are not trained again.
-  todo = {n: c for n, c in configs.items() if W.finished_summary(where[n], c) is None}
-  packed = {}
-  for names in P.groups(todo):
-    if len(names) < 2:
+  finished = {n for n, c in configs.items() if W.finished_summary(where[n], c) is not None}
+  for n in sorted(finished):
+    logging.getLogger("reinit_jax").warning("%s: already finished (summary.json kept as it was)",
+                                            where[n])
+  packed = set()
+  for names in P.groups(configs):
+    if len(names) < 2 or set(names) <= finished:
       continue
-    pack = P.Pack.of({n: todo[n] for n in names}, [where[n] for n in names])
+    pack = P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names])
     for n in names:  # config.json now: another config's run there fails before any compute
-      W.prepare(where[n], todo[n])
-    run(todo[names[0]], os.path.join(workdir, ".packs", pack.ident), pack=pack)
-    packed.update(dict.fromkeys(names))
+      if n not in finished:
+        W.prepare(where[n], configs[n])
+    pack_dir = os.path.join(workdir, ".packs", pack.ident)
+    # A pack that finished before one of its points was written (killed in between, or a point's
+    # outputs removed since): resumed from its last checkpoint, it writes the missing points.
+    if os.path.exists(os.path.join(pack_dir, "summary.json")):
+      os.remove(os.path.join(pack_dir, "summary.json"))
+    run(configs[names[0]], pack_dir, pack=pack)
+    packed.update(names)
   out = {}
   for name, config in configs.items():
-    if name in packed or name not in todo:
+    if name in packed or name in finished:
       out[name] = W.finished_summary(where[name], config)
       continue
     for method, summary in study.run_study(config, where[name]).items():

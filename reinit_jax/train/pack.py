@@ -164,10 +164,12 @@ def point_position(pos: Position, p: int, runs: slice) -> Position:
 
 def write_points(loop, state, wall: float, steps_per_second: float) -> None:
   """Writes every point's directory from the finished pack (``state`` fetched to the host): what a
-  run of the point alone writes, its timing fields the pack's."""
+  run of the point alone writes, its timing fields the pack's. A finished point is kept as it is."""
   from reinit_jax.checkpoint import Checkpoints
   pack, pos = loop.r.pack, loop.pos
   for p, (c, d) in enumerate(zip(pack.configs, pack.workdirs)):
+    if W.finished_summary(d, c) is not None:
+      continue
     runs = pack.runs(p)
     mine = point_position(pos, p, runs)
     W.prepare(d, c)
@@ -181,7 +183,8 @@ def write_points(loop, state, wall: float, steps_per_second: float) -> None:
       st = st.replace(opt_state=st.opt_state[1])
     ckpt = Checkpoints(os.path.join(d, "checkpoints"), c.run.keep_checkpoints)
     try:
-      ckpt.save(pos.step, st, mine.to_json())
+      if pos.step not in ckpt.all_steps():  # else written by an earlier write of this pack
+        ckpt.save(pos.step, st, mine.to_json())
     finally:
       ckpt.close()
     summary = loop.summary_of(mine, pack.seeds[runs], st.variables["params"], False, d, wall,
