@@ -15,7 +15,8 @@ get_config). Every seed draws its own training and test set
 the first seed. Writes summary.json with the final test accuracy mean ± std over seeds (the task
 has no validation split).
 
-Sweeps (`grid=` picks one; seeds stay on the run axis of every point):
+Sweeps (`grid=` picks one; seeds stay on the run axis of every point; with `--sweep=all` the points
+of one method train as one pack, since α is per-seed data and L2 a value: README, Launching):
 
     python launch.py --config=configs/synthetic.py:seeds=100 --sweep=all            # main: α × 6 methods
     python launch.py --config=configs/synthetic.py:seeds=100,grid=l2 --sweep=all    # α × {BL, LW} × L2

@@ -29,8 +29,9 @@ def get_config(arg=None):
   c.run.max_steps_per_call = 10
   c.run.progress = "off"
   c.run.seeds = (0, 1)
-  k = launch.apply(c, arg, alpha=1.0, lr=0.05, l2=0.0, shrink=0.4)
+  k = launch.apply(c, arg, alpha=1.0, lr=0.05, l2=0.0, shrink=0.4, q=0.0, grid="main")
   c.data.synthetic_alpha = float(k["alpha"])
+  c.data.label_noise = float(k["q"])
   c.optim.learning_rate = float(k["lr"])
   c.optim.weight_decay = float(k["l2"])
   if c.reinit.method == "shrink_perturb":
@@ -38,6 +39,8 @@ def get_config(arg=None):
   return c
 
 def get_sweep(arg=None):
+  if "grid=noise" in (arg or ""):
+    return [dict(q=0.0), dict(q=0.4), dict(q=0.4, lr=0.1)]
   return [dict(alpha=0.5), dict(alpha=2.0, lr=0.1), dict(l2=0.01, shrink=0.8),
           dict(alpha=2.0, method="standard")]
 '''
@@ -96,14 +99,17 @@ def test_groups_and_values(cfg):
   assert pack.runs(1) == slice(2, 4)
 
 
-def test_shared_data_values_are_structure(cfg):
-  """Without per-seed data the runs share one data set, so α separates packs (the three S&P
-  points have three α)."""
+def test_data_values_stack_data_only_when_they_differ(cfg):
+  """Without per-seed data the points still pack; only a pack whose points differ in a data value
+  stacks one data set per run."""
   configs = _configs(cfg, **{"data.per_seed": False})
-  assert P.groups(configs) == [[n] for n in configs]
-  configs = _configs(cfg, **{"data.per_seed": False, "data.synthetic_alpha": 1.0})
   names = list(configs)
   assert P.groups(configs) == [names[:3], names[3:]]
+  assert P.Pack.of({n: configs[n] for n in names[:3]}, names[:3]).per_run_data
+  same = {n: configs[n] for n in names[:3]}
+  for c in same.values():
+    c.data.synthetic_alpha = 1.0
+  assert not P.Pack.of(same, names[:3]).per_run_data
 
 
 def test_packed_grid_equals_points_alone(cfg, alone, tmp_path):
@@ -147,6 +153,25 @@ def test_interrupted_pack_resumes(cfg, alone, tmp_path):
   grid.run_grid(cfg, {}, str(wd))
   assert _summary(wd / packed[1]) == _summary(alone / packed[1])
   assert all((wd / n / "summary.json").read_text() == t for n, t in kept.items())
+
+
+def test_label_noise_levels_share_a_pack(cfg, tmp_path):
+  """Label-noise levels q of data shared by the seeds: one pack holding every run's own noisy
+  labels; each point (with its training-set fit splits) equals the point alone."""
+  noise = cfg + ":grid=noise"
+  flags = {"data.per_seed": False, "run.eval_train": "stage"}
+  configs = _configs(noise, **flags)
+  assert P.groups(configs) == [list(configs)]
+  assert P.Pack.of(configs, list(configs)).per_run_data
+  grid.run_grid(noise, flags, str(tmp_path / "grid"))
+  grid.run_grid(noise, {**flags, "run.pack": "off"}, str(tmp_path / "alone"))
+  for n in configs:
+    a, b = tmp_path / "grid" / n, tmp_path / "alone" / n
+    assert _summary(a) == _summary(b), n
+    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
+  splits = {json.loads(x)["split"] for x in (tmp_path / "grid" / "q-0.4" / "metrics.jsonl")
+            .read_text().splitlines()}
+  assert {"train_noisy", "train_noisy_clean"} <= splits
 
 
 @pytest.mark.parametrize("seed_axis", ["map", "vmap"])

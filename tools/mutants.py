@@ -57,6 +57,7 @@ STEP, LOOP = "reinit_jax/train/step.py", "reinit_jax/train/loop.py"
 STATE = "reinit_jax/train/state.py"
 METHODS, MASKS, EVENTS = "reinit_jax/methods.py", "reinit_jax/masks.py", "reinit_jax/events.py"
 SCHED, SPLITS = "reinit_jax/train/schedules.py", "reinit_jax/data/splits.py"
+PACK, PACK_TESTS = "reinit_jax/train/pack.py", ("tests/test_pack.py",)
 
 MUTANTS = (
   # ---------------------------------------------------------------- the trainer's wiring (issue 17)
@@ -154,6 +155,14 @@ MUTANTS = (
   Mutant("resume_fresh_state", LOOP, "self.last_ckpt, state, meta = restored",
          "self.last_ckpt, _, meta = restored", ("tests/test_train_resume.py",) + RESUME,
          "resume restores the position but trains a fresh state"),
+  Mutant("pack_lr_ignored", PACK, 'lr = lr_fn if "learning_rate" not in hyper else',
+         'lr = lr_fn if True else', PACK_TESTS,
+         "a packed grid trains every point at the first point's learning rate"),
+  Mutant("pack_hparams_ignored", PACK, "m = method if not hp else", "m = method if True else",
+         PACK_TESTS, "a packed grid applies the first point's S&P λ to every point"),
+  Mutant("pack_runs_off_by_one", PACK, "return slice(idx[0], idx[-1] + 1)",
+         "return slice(idx[0], idx[-1])", PACK_TESTS,
+         "a point's summary drops its last seed"),
 )
 
 

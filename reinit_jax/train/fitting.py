@@ -100,7 +100,13 @@ class TrainFit:
 
   def __init__(self, r, c):
     self.r, self.mode, self.threshold = r, c.run.eval_train, float(c.run.fit_threshold)
-    self.noise = float(c.data.label_noise) > 0
+    # Per run: its point's label noise and the point it belongs to (a packed grid, train/pack.py).
+    pack = r.pack
+    configs = [c] * len(r.seeds) if pack is None else [pack.configs[p] for p in pack.point_of]
+    self.noisy_run = np.asarray([float(pc.data.label_noise) > 0 for pc in configs])
+    self.point = np.zeros(len(r.seeds), int) if pack is None else np.asarray(pack.point_of)
+    self.noise = bool(self.noisy_run.any())
+    self.present = {}  # split -> runs that report it (bool (S,)), set by collect
     self.batch_size = c.run.eval_batch_size
     self.sets = None
     if self.mode == "off":
@@ -163,9 +169,17 @@ class TrainFit:
                                            r.data.meta.input_shape)}
     loss, acc = (np.asarray(a) for a in fetched)
     names = SPLITS if self.noise else SPLITS[:1]
-    # A split with no example in every seed's data (e.g. an online stage of clean rows) is skipped.
-    sizes = [max(cnt[i] for cnt in self.counts) for i in (0, 1, 1, 2)]
-    return {name: (loss[:, i], acc[:, i]) for i, name in enumerate(names) if sizes[i]}
+    # A split with no example in the data of every seed of a point (e.g. an online stage of clean
+    # rows) is not reported for that point; nor are the noise splits of a point without noise.
+    counts = np.asarray(self.counts)[:, [0, 1, 1, 2]]  # examples per split, per data set
+    counts = np.broadcast_to(counts, (len(self.point), 4))  # (S, 4): shared data, every run
+    size = np.stack([counts[self.point == p].max(0) for p in self.point])  # its point's largest
+    self.present = {}
+    for i, name in enumerate(names):
+      runs = (size[:, i] > 0) & (self.noisy_run if i else True)
+      if runs.any():
+        self.present[name] = runs
+    return {name: (loss[:, i], acc[:, i]) for i, name in enumerate(names) if name in self.present}
 
   def summary(self, records: list, seeds: list, stages: int) -> dict:
     """``epochs_to_fit``, ``fit_reached``, ``fit_threshold`` for summary.json ('eval', 'call')."""

@@ -288,6 +288,8 @@ class _Loop:
     recs = []
     for name, (loss, acc) in results.items():
       for s in range(S):
+        if name in self.fit.present and not self.fit.present[name][s]:
+          continue  # a training-set split this run's point does not have (fitting.collect)
         recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": name,
                      "loss": float(loss[s]), "accuracy": float(acc[s]), "learning_rate": None,
                      "param_norm": float(norms[s]), **self._who(s)})

@@ -29,9 +29,9 @@ from reinit_jax.train.position import Best, Position
 # Config fields whose values ride in TrainState.hyper, by their key there.
 VALUE_FIELDS = {"optim.learning_rate": "learning_rate", "optim.weight_decay": "weight_decay",
                 "reinit.distill_beta": "distill_beta"}
-# Data fields that differ between the points of a pack only when every run draws its own data
-# (data.per_seed): nothing is traced, each run's data set is built from its point's config.
-DATA_FIELDS = ("data.synthetic_alpha",)
+# Data values: nothing is traced; when they differ inside a pack every run gets its point's data
+# set on the run axis (as with data.per_seed), which costs one copy of the training set per run.
+DATA_FIELDS = ("data.synthetic_alpha", "data.label_noise")
 # Method hyperparameters used only arithmetically (traceable); others (a fraction fixes a count,
 # K fixes a block) are structure.
 TRACED_HPARAMS = {"shrink_perturb": ("shrink", "perturb")}
@@ -47,9 +47,7 @@ def _flat(c) -> dict:
 
 def _free(c) -> set:
   """The fields of ``c`` that may differ inside a pack."""
-  free = set(VALUE_FIELDS) | {"run.seeds"}
-  if c.data.per_seed:
-    free |= set(DATA_FIELDS)
+  free = set(VALUE_FIELDS) | set(DATA_FIELDS) | {"run.seeds"}
   free |= {f"reinit.hparams.{h}" for h in TRACED_HPARAMS.get(c.reinit.method, ())}
   return free
 
@@ -76,7 +74,8 @@ def groups(configs: dict) -> list[list[str]]:
 @dataclasses.dataclass
 class Pack:
   """The runs of a pack: ``points`` (names), ``configs``, per run its point index ``point_of`` and
-  its ``seeds``; ``hyper``: {key: float32 (R,)} for every value field that differs."""
+  its ``seeds``; ``hyper``: {key: float32 (R,)} for every value field that differs;
+  ``per_run_data``: a data value differs (every run gets its point's data set)."""
 
   points: list
   configs: list
@@ -84,6 +83,7 @@ class Pack:
   seeds: list
   hyper: dict
   workdirs: list
+  per_run_data: bool = False
 
   @classmethod
   def of(cls, configs: dict, workdirs: list) -> "Pack":
@@ -102,7 +102,8 @@ class Pack:
         default = _method_default(cs[0].reinit.method, key)
         vals = [default if v is None else v for v in vals]
         hyper[key] = np.asarray([vals[p] for p in point_of], np.float32)
-    return cls(names, cs, point_of, seeds, hyper, list(workdirs))
+    per_run_data = any(len({json.dumps(f.get(k)) for f in flats}) > 1 for k in DATA_FIELDS)
+    return cls(names, cs, point_of, seeds, hyper, list(workdirs), per_run_data)
 
   @property
   def ident(self) -> str:

@@ -48,15 +48,26 @@ class Run:
     self.c, self.pack = c, pack  # pack: a train.pack.Pack (the runs of several grid points)
     self.seeds = [int(s) for s in c.run.seeds] if pack is None else list(pack.seeds)
     # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...); in a pack
-    # each run's is the one its point would draw alone.
-    self.per_run = bool(c.data.per_seed)
-    views = [validation.data_view(pc, None if i == 0 else s)
+    # whose points differ in a data value, each run's is its point's (train/pack.py).
+    self.per_run = bool(c.data.per_seed) or bool(pack is not None and pack.per_run_data)
+    views = [validation.data_view(pc, None if i == 0 or not pc.data.per_seed else s)
              for pc in ([c] if pack is None else pack.configs) for i, s in enumerate(pc.run.seeds)]
+    built = {}  # runs that share a view (seeds of a point without per-seed data) share its arrays
+
+    def build(view):
+      key = json.dumps(view.to_dict(), sort_keys=True, default=str)
+      if key not in built:
+        built[key] = D.build(view)
+      return built[key]
+
     with multihost.primary_first("reinit_jax:data"):  # several processes: one prepares the data
-      self.data = D.build(views[0])
-    self.run_data = ([self.data] + [D.build(v) for v in views[1:]] if self.per_run else None)
+      self.data = build(views[0])
+    self.run_data = [self.data] + [build(v) for v in views[1:]] if self.per_run else None
     meta = self.data.meta
     self.streaming = not meta.in_memory
+    if self.streaming and pack is not None and pack.per_run_data:
+      validation.fail("run.pack", c.run.pack, "'off' for a grid whose points differ in data "
+                      "values on a streamed data set (a pack would hold one data set per run)")
     self.place = feed.placement(c.run.mesh, len(self.seeds), self.streaming)
     if self.streaming and c.reinit.distill and not c.reinit.distill_live:
       validation.fail("reinit.distill_live", False, "True for a streamed data set (no cache)")
