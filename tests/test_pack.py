@@ -90,6 +90,8 @@ def test_groups_and_values(cfg):
   names = list(configs)
   assert P.groups(configs) == [names[:3], names[3:]]
   assert P.groups(_configs(cfg, **{"run.pack": "off"})) == [[n] for n in names]
+  # At most run.pack_max_runs runs a pack (2 seeds a point): [2 points], [1 point]; [standard].
+  assert P.groups(_configs(cfg, **{"run.pack_max_runs": 5})) == [names[:2], names[2:3], names[3:]]
   pack = P.Pack.of({n: configs[n] for n in names[:3]}, ["a", "b", "c"])
   assert sorted(pack.hyper) == ["hparams.shrink", "learning_rate", "weight_decay"]
   np.testing.assert_allclose(pack.hyper["learning_rate"], [0.05, 0.05, 0.1, 0.1, 0.05, 0.05])

@@ -119,6 +119,7 @@ BAD = {
   "run.modules": _STR_TUPLE,
   "run.mesh": _name(),
   "run.pack": _name(),
+  "run.pack_max_runs": _int_below(1),
   "run.eval_train": _name(),
   # A number in (0, 1]: 0, negatives and anything above 1 are refused.
   "run.fit_threshold": st.one_of(not_num, st.none(), st.floats(max_value=0, allow_infinity=False),

@@ -180,6 +180,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                     "values (learning rate, weight decay, β, S&P's λ and γ, per-seed data such as "
                     "the synthetic α) train together on the run axis, one compiled call for all "
                     "(train/pack.py) | every point alone"),
+    "pack_max_runs": _i(300, 1, "the most runs (points × seeds) in one pack: a pack holds its "
+                        "per-run data sets together (300 synthetic-task runs: 3.7 GB on CPU)"),
     "tune_cpu_allocator": _b(True, "CPU backend only: malloc keeps freed pages (train/host.py)"),
     "modules": Field((), lambda v: isinstance(v, (tuple, list)) and all(isinstance(m, str)
                                                                         for m in v),
@@ -190,7 +192,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
 TOP: dict[str, Field] = {"name": _s("base", "run name (default workdir runs/<name>)")}
 # Fields that may differ between an interrupted run and its resumption.
 RESUME_FREE = ("name", "run.stop_after_steps", "run.progress", "run.checkpoint_every", "run.mesh",
-               "run.pack",
+               "run.pack", "run.pack_max_runs",
                "run.keep_checkpoints", "run.restart", "run.nan_policy", "reinit.methods")
 
 

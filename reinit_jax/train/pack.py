@@ -63,12 +63,25 @@ def structure(c) -> str | None:
 
 
 def groups(configs: dict) -> list[list[str]]:
-  """Point names grouped into packs (every point in exactly one; grid order kept)."""
+  """Point names grouped into packs (every point in exactly one; grid order kept), each pack at
+  most ``run.pack_max_runs`` runs (a point alone may hold more)."""
   out: dict = {}
   for name, c in configs.items():
     key = structure(c)
     out.setdefault(name if key is None else key, []).append(name)
-  return list(out.values())
+  packs = []
+  for names in out.values():
+    cap = configs[names[0]].run.pack_max_runs
+    packs.append([])
+    runs = 0
+    for n in names:
+      k = len(configs[n].run.seeds)
+      if packs[-1] and runs + k > cap:
+        packs.append([])
+        runs = 0
+      packs[-1].append(n)
+      runs += k
+  return packs
 
 
 @dataclasses.dataclass
