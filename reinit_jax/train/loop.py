@@ -250,13 +250,13 @@ class _Loop:
                if good is not None else "no checkpoint was written yet")
       raise faults.NonFiniteError(
         f"non-finite loss or parameters at step {bad[0][1]} (stage {stage}) for seed(s) "
-        f"{[r.seeds[i] for i, _ in bad]}; {where}; set config.run.nan_policy='skip' to skip "
+        f"{[self._run_name(i) for i, _ in bad]}; {where}; set config.run.nan_policy='skip' to skip "
         "such steps")
     S = len(r.seeds)
     if c.run.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
       log_.warning("skipped non-finite step(s) among steps %d..%d (stage %d) of seed(s) %s",
                    first_step, step, stage,
-                   [r.seeds[s] for s in range(S) if not np.isfinite(m["loss"][s])])
+                   [self._run_name(s) for s in range(S) if not np.isfinite(m["loss"][s])])
     self.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
                      "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
                      "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
@@ -308,6 +308,11 @@ class _Loop:
     r = self.r
     return {"seed": r.seeds[s]} if r.pack is None else {"seed": r.seeds[s],
                                                          "point": r.pack.point_of[s]}
+
+  def _run_name(self, s: int):
+    """Run s for a message: its seed, in a pack '<point name>:<seed>'."""
+    r = self.r
+    return r.seeds[s] if r.pack is None else f"{r.pack.points[r.pack.point_of[s]]}:{r.seeds[s]}"
 
   def _save(self, state):
     self._flush()  # reads the fault record of the last call: a bad state is never saved
