@@ -139,10 +139,11 @@ def _why(err: BaseException) -> str:
 
 
 class Checkpoints:
-  """``CheckpointManager`` wrapper for ``<workdir>/checkpoints``; saves are synchronous.
+  """``CheckpointManager`` wrapper for ``<workdir>/checkpoints``; saves are asynchronous.
 
-  Synchronous because a run often ends right after its last save and a save must never race the
-  donation of the state buffers to the next jitted call.
+  A save copies the state on the device first, so it never races the donation of the state
+  buffers to the next jitted call; the next save, a restore or :meth:`close` waits for the write
+  in flight (a run often ends right after its last save).
   """
 
   def __init__(self, directory: str, max_to_keep: int = 2):
