@@ -38,7 +38,8 @@ TRACED_HPARAMS = {"shrink_perturb": ("shrink", "perturb")}
 
 
 def _flat(c) -> dict:
-  flat = W._flat(W.config_json(c))
+  """``c`` as {'section.field': value}, the method's hyperparameters as 'reinit.hparams.<name>'."""
+  flat = W.flat_sections(W.config_json(c))
   for k, v in dict(flat.get("reinit.hparams") or {}).items():
     flat[f"reinit.hparams.{k}"] = v
   flat.pop("reinit.hparams", None)

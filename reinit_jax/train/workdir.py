@@ -48,7 +48,7 @@ def _json(value):
                                else str(o)))
 
 
-def _flat(d: dict) -> dict:
+def flat_sections(d: dict) -> dict:
   """{'optim': {'learning_rate': x}} -> {'optim.learning_rate': x} (one level: sections)."""
   out = {}
   for k, v in d.items():
@@ -68,7 +68,7 @@ def check_resumable(workdir: str, c) -> None:
   old = read_json(os.path.join(workdir, "config.json"))
   if old is None:
     return
-  old, new = _flat(old), _flat(config_json(c))
+  old, new = flat_sections(old), flat_sections(config_json(c))
   # A field the old config.json lacks (written before the field existed) had its default then.
   for k, f in fields().items():
     if k not in old and k in new:
