@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from reinit_jax.launch import grid, sweep
+from reinit_jax import train
 from reinit_jax.train import pack as P, setup, step as S, validate
 
 GRID = '''
@@ -155,6 +156,12 @@ def test_interrupted_pack_resumes(cfg, alone, tmp_path):
   grid.run_grid(cfg, {}, str(wd))
   assert _summary(wd / packed[1]) == _summary(alone / packed[1])
   assert all((wd / n / "summary.json").read_text() == t for n, t in kept.items())
+  # The point's own checkpoint restores in a run of the point alone (its optimizer without the
+  # pack's weight decay: schedules.without_decay).
+  os.remove(wd / packed[0] / "summary.json")
+  train.run(_configs(cfg)[packed[0]], str(wd / packed[0]))
+  assert _summary(wd / packed[0]) == _summary(alone / packed[0])
+  assert not (wd / packed[0] / "checkpoints.corrupt").exists()  # restored, not set aside
 
 
 def test_label_noise_levels_share_a_pack(cfg, tmp_path):

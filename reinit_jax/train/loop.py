@@ -330,13 +330,15 @@ class _Loop:
     r, pos = self.r, self.pos
     pos.records = self.log.records
     now = time.time()
-    params = multihost.fetch(state.variables["params"])
     steps_per_second = (pos.step - self.steps0) / max(now - self.t0, 1e-9)
     wall = self.wall0 + now - self.t0
     if r.pack is not None and not stopped:  # every point's own directory, before the pack's summary
-      host_state = multihost.fetch(state)
+      host_state = multihost.fetch(state)  # one transfer: the points' checkpoints and digests
+      params = host_state.variables["params"]
       if multihost.is_primary():
         pack_.write_points(self, host_state, wall, steps_per_second)
+    else:
+      params = multihost.fetch(state.variables["params"])
     summary = self.summary_of(pos, r.seeds, params, stopped, self.workdir, wall, steps_per_second,
                               self.c.reinit.method)
     if multihost.is_primary():

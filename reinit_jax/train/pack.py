@@ -9,8 +9,9 @@ and the event read them there instead of the config's constants, so one compiled
 point of the pack. Values the points share stay compile-time constants, as in a run of one point.
 
 The pack trains in ``<grid workdir>/.packs/<id>/`` (hidden: reports read the points' directories;
-its own checkpoints: a killed grid resumes the pack) and, once finished, writes every point's directory as a run of that point alone writes it:
-config.json, metrics.jsonl, TensorBoard, summary.json and a checkpoint of the point's final state.
+its own checkpoints: a killed grid resumes the pack) and, once finished, writes every point's
+directory as a run of that point alone writes it: config.json, metrics.jsonl, TensorBoard,
+summary.json and a checkpoint of the point's final state.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import jax
 import numpy as np
 
-from reinit_jax.train import outputs, workdir as W
+from reinit_jax.train import outputs, schedules, workdir as W
 from reinit_jax.train.position import Best, Position
 
 # Config fields whose values ride in TrainState.hyper, by their key there.
@@ -110,13 +111,13 @@ class Pack:
     hyper = {}
     fields = dict(VALUE_FIELDS, **{f"reinit.hparams.{h}": f"hparams.{h}"
                                    for h in TRACED_HPARAMS.get(cs[0].reinit.method, ())})
+    differs = lambda field: len({json.dumps(f.get(field)) for f in flats}) > 1
     for field, key in fields.items():
-      vals = [f.get(field) for f in flats]
-      if len({json.dumps(v) for v in vals}) > 1:
+      if differs(field):
         default = _method_default(cs[0].reinit.method, key)
-        vals = [default if v is None else v for v in vals]
+        vals = [default if f.get(field) is None else f[field] for f in flats]
         hyper[key] = np.asarray([vals[p] for p in point_of], np.float32)
-    per_run_data = any(len({json.dumps(f.get(k)) for f in flats}) > 1 for k in DATA_FIELDS)
+    per_run_data = any(differs(k) for k in DATA_FIELDS)
     return cls(names, cs, point_of, seeds, hyper, list(workdirs), per_run_data)
 
   @property
@@ -141,7 +142,6 @@ def resolver(c, tx, lr_fn, method, stage_steps, total_steps):
   """``(step_values, event_values)`` for ``step.make_step`` and ``step.make_event``: from a run's
   ``hyper`` (traced scalars) its optimizer, schedule, β and method; fields not in ``hyper`` keep
   the run's built constants."""
-  from reinit_jax.train import schedules
   o = c.optim
 
   def optimizer(hyper):
@@ -193,9 +193,9 @@ def write_points(loop, state, wall: float, steps_per_second: float) -> None:
     log.close()
     st = jax.tree.map(lambda a: a[runs], state).replace(hyper=None)
     if "weight_decay" in pack.hyper and not c.optim.weight_decay:
-      # The point alone has no add_decayed_weights in its chain (schedules.make_optimizer): its
-      # checkpoint holds the state it would restore.
-      st = st.replace(opt_state=st.opt_state[1])
+      # The point alone has no weight decay in its optimizer: its checkpoint holds the state it
+      # would restore.
+      st = st.replace(opt_state=schedules.without_decay(st.opt_state))
     ckpt = Checkpoints(os.path.join(d, "checkpoints"), c.run.keep_checkpoints)
     try:
       if pos.step not in ckpt.all_steps():  # else written by an earlier write of this pack

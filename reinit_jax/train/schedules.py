@@ -34,6 +34,12 @@ def make_optimizer(name: str, weight_decay, momentum: float = 0.9,
   return opt
 
 
+def without_decay(opt_state):
+  """The state of ``make_optimizer(..., decay=False)`` from that of the same optimizer built with
+  ``decay=True`` (the chain's first state, ``add_decayed_weights``'s, holds nothing)."""
+  return opt_state[1]
+
+
 def make_schedule(kind: str, base_lr: float, stage_steps, total_steps: int) -> Callable:
   """``lr(step_in_stage, step, stage) -> float32`` for 'constant', 'cosine_per_stage' or 'cosine'.
 
