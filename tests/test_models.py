@@ -4,6 +4,7 @@ Full-size models are only traced with ``jax.eval_shape`` (free); real forwards u
 variants on small inputs so the file runs in seconds on 2 CPU cores.
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -272,12 +273,15 @@ def test_conv_impl_auto_picks_im2col_only_on_cpu():
   assert layers.resolve_conv_impl("xla") == "xla"
 
 
-@pytest.mark.parametrize("kernel,stride,size", [(3, 1, 8), (3, 1, 7), (1, 1, 5), (5, 1, 9),
-                                                (3, 2, 7), (3, 2, 8), (1, 2, 8), (7, 2, 9)])
-def test_im2col_matches_xla_conv(kernel, stride, size):
+@pytest.mark.parametrize("kernel,stride,size,c_in,c_out", [
+    (3, 1, 8, 3, 5), (3, 1, 7, 3, 5), (1, 1, 5, 3, 5), (5, 1, 9, 3, 5), (3, 2, 7, 3, 5),
+    (3, 2, 8, 3, 5), (1, 2, 8, 3, 5), (7, 2, 9, 3, 5),
+    # Narrow convs (layers._narrow): forward and input gradient as broadcast taps, or not.
+    (3, 1, 8, 1, 4), (3, 1, 8, 4, 4), (3, 2, 9, 1, 8), (3, 1, 8, 8, 2), (3, 1, 8, 5, 16)])
+def test_im2col_matches_xla_conv(kernel, stride, size, c_in, c_out):
   kx, kw = jax.random.split(KEY)
-  x = jax.random.normal(kx, (2, size, size, 3))
-  w = jax.random.normal(kw, (kernel, kernel, 3, 5))
+  x = jax.random.normal(kx, (2, size, size, c_in))
+  w = jax.random.normal(kw, (kernel, kernel, c_in, c_out))
   dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
 
   def loss(impl, x, w):
@@ -320,3 +324,24 @@ def test_conv_impls_give_same_params_outputs_and_grads(name):
     assert float(jnp.abs(a - b).max()) <= 1e-5 * max(1.0, float(jnp.abs(a).max()))
 
   jax.tree.map(close, g1, g2)
+
+
+@pytest.mark.parametrize("c_in,c_out,taps", [(1, 32, True), (4, 16, True), (8, 8, False),
+                                             (3, 64, False)])
+def test_narrow_convs_run_as_broadcast_taps(c_in, c_out, taps):
+  # The CPU path's forward conv: broadcast products for narrow inputs, XLA's conv otherwise.
+  x, w = jnp.zeros((2, 8, 8, c_in)), jnp.zeros((3, 3, c_in, c_out))
+  jaxpr = str(jax.make_jaxpr(lambda x, w: layers.im2col_conv(x, w, (1, 1), "SAME"))(x, w))
+  assert ("conv_general_dilated" not in jaxpr) == taps
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 1, 4), (3, 3, 4, 8), (7, 7, 3, 64), (392, 64), (64, 10)])
+def test_kernel_init_draws_flax_values_bitwise(shape):
+  # Drawn flat for XLA:CPU's compile time (base.kernel_init); the values must not move.
+  from reinit_jax.models import base
+  ref = {"he_normal": nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+         "xavier_uniform": nn.initializers.xavier_uniform()}
+  for name, init in ref.items():
+    np.testing.assert_array_equal(base.kernel_init(name)(KEY, shape), init(KEY, shape))
+  with pytest.raises(ValueError, match="initializer must be one of"):
+    base.kernel_init("lecun")

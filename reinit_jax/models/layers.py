@@ -8,7 +8,8 @@ value fails at ``models.create`` with one line naming the option.
 ``conv_impl`` exists for speed on CPU only (issue 6, bench/README.md section 1): inside a while
 loop (the engine's ``lax.scan`` over steps) XLA:CPU leaves the backward convolutions in a generic,
 7-25x slower form. With 'im2col' (what 'auto' picks on the CPU backend) both gradients are written
-in forward form and the weight gradient of a stride-1 conv as im2col matmuls (see
+in forward form and the weight gradient of a stride-1 conv as im2col matmuls; convs with a few
+input channels (a grayscale stem, scnn_tiny) run as fused broadcast products (see
 :func:`im2col_conv`). It is plugged into ``nn.Conv`` through its ``conv_general_dilated`` hook, so
 parameter names, shapes and initial values are those of ``nn.Conv`` whichever implementation runs.
 """
@@ -120,6 +121,46 @@ def _xla_conv(x, w, strides, pads):
   return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_DN)
 
 
+# XLA:CPU runs convs with a handful of input channels (a grayscale stem, scnn_tiny's 4-channel
+# layers) at 1-3 GFLOP/s: the same conv written as broadcast products fuses into one loop and is
+# 2-7x faster (bench/README.md, section 1). Past these sizes XLA's conv wins again (8→8: 0.7x).
+NARROW_IN, NARROW_IN_OUT = 4, 64
+
+
+def _narrow(c_in: int, c_out: int, pads) -> bool:
+  return c_in <= NARROW_IN and c_in * c_out <= NARROW_IN_OUT and min(min(p) for p in pads) >= 0
+
+
+def _taps_conv(x, w, strides, pads):
+  """The conv as a sum of kh·kw·C broadcast products: (B, H, W, C) × (kh, kw, C, O) → (B, H', W', O).
+
+  Accumulates in float32 whatever the compute dtype, as XLA's conv does on CPU.
+  """
+  kh, kw, c, _ = w.shape
+  (pt, pb), (pl, pr) = pads
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  ho = (xp.shape[1] - kh) // strides[0] + 1
+  wo = (xp.shape[2] - kw) // strides[1] + 1
+  w32 = w.astype(jnp.float32)
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      tap = lax.slice(xp, (0, i, j, 0),
+                      (xp.shape[0], i + (ho - 1) * strides[0] + 1, j + (wo - 1) * strides[1] + 1, c),
+                      (1, strides[0], strides[1], 1)).astype(jnp.float32)
+      for ch in range(c):
+        term = tap[..., ch:ch + 1] * w32[i, j, ch]
+        out = term if out is None else out + term
+  return out.astype(x.dtype)
+
+
+def _forward(x, w, strides, pads):
+  """The CPU path's forward conv: broadcast taps for narrow inputs, else XLA's conv."""
+  if _narrow(x.shape[-1], w.shape[-1], pads):
+    return _taps_conv(x, w, strides, pads)
+  return _xla_conv(x, w, strides, pads)
+
+
 def _weight_grad_rows(x, g, kh, kw, pads):
   """dW of a stride-1 conv as kh matmuls, one per kernel row: (kh, kw, C, O).
 
@@ -148,6 +189,9 @@ def _input_grad(g, w, x_hw, strides, pads):
   hi_h = x_hw[0] + kh - 1 - lo_h - ((g.shape[1] - 1) * strides[0] + 1)
   hi_w = x_hw[1] + kw - 1 - lo_w - ((g.shape[2] - 1) * strides[1] + 1)
   wt = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  padding = ((lo_h, hi_h), (lo_w, hi_w))
+  if strides == (1, 1) and _narrow(g.shape[-1], wt.shape[-1], padding):
+    return _taps_conv(g, wt.astype(g.dtype), (1, 1), padding)
   return lax.conv_general_dilated(g, wt.astype(g.dtype), (1, 1), ((lo_h, hi_h), (lo_w, hi_w)),
                                   lhs_dilation=strides, dimension_numbers=_DN)
 
@@ -165,11 +209,11 @@ def _weight_grad_conv(x, g, kh, kw, strides, pads):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_cpu(x, w, strides, pads):
-  return _xla_conv(x, w, strides, pads)
+  return _forward(x, w, strides, pads)
 
 
 def _conv_cpu_fwd(x, w, strides, pads):
-  return _xla_conv(x, w, strides, pads), (x, w)
+  return _forward(x, w, strides, pads), (x, w)
 
 
 def _conv_cpu_bwd(strides, pads, res, g):
@@ -195,7 +239,8 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
   """Drop-in ``lax.conv_general_dilated`` (NHWC × HWIO) with a backward pass written for XLA:CPU.
 
   Shapes: ``lhs`` (B, H, W, C), ``rhs`` (kh, kw, C, O) → (B, H', W', O); the forward pass is XLA's
-  conv unchanged, and the gradients equal XLA's (tested). Backward: dx is a forward-form conv
+  conv, or for narrow inputs (C ≤ 4, C·O ≤ 64) a sum of broadcast products, and the outputs and
+  gradients equal XLA's to float32 rounding (tested). Backward: dx is a forward-form conv
   of g with the flipped kernel (lhs-dilated by the stride); dW is, at stride 1, kh im2col
   matmuls (one per kernel row), at larger strides a forward-form conv with the channels as batch.
   Grouped (MobileNet's depthwise) and dilated convs use XLA's conv unchanged.
