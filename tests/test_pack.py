@@ -164,6 +164,23 @@ def test_interrupted_pack_resumes(cfg, alone, tmp_path):
   assert not (wd / packed[0] / "checkpoints.corrupt").exists()  # restored, not set aside
 
 
+def test_finished_points_are_not_packed_again(cfg, alone, tmp_path):
+  """A point finished before the grid ran (e.g. by --sweep=<i>) is kept; only the missing points of
+  its group train, as a pack of those alone."""
+  wd = tmp_path / "grid"
+  configs = _configs(cfg)
+  names = list(configs)
+  train.run(configs[names[0]], str(wd / names[0]))
+  first = (wd / names[0] / "summary.json").read_text()
+  grid.run_grid(cfg, {}, str(wd))
+  assert (wd / names[0] / "summary.json").read_text() == first
+  packs = os.listdir(wd / ".packs")
+  assert len(packs) == 1  # points 1 and 2 (point 0 was finished): 2 points × 2 seeds
+  assert len(json.load(open(wd / ".packs" / packs[0] / "summary.json"))["seeds"]) == 4
+  for n in names:
+    assert _summary(wd / n) == _summary(alone / n), n
+
+
 def test_label_noise_levels_share_a_pack(cfg, tmp_path):
   """Label-noise levels q of data shared by the seeds: one pack holding every run's own noisy
   labels; each point (with its training-set fit splits) equals the point alone."""

@@ -3,7 +3,8 @@
 Each point writes ``<workdir>/<point name>/`` exactly as ``--sweep=<i>`` does. Points that differ
 only in values (learning rate, weight decay, β, S&P's λ/γ, per-seed data such as the synthetic α)
 train together as one pack on the run axis (``train/pack.py``; ``run.pack='off'``: one by one). A
-killed grid re-run skips the finished points and resumes the interrupted pack or point.
+killed grid re-run skips the finished points and resumes the interrupted pack or point; points
+finished before the pack was first formed (``--sweep=<i>`` runs, a grown sweep) are not trained again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
                                             where[n])
   packed = set()
   for names in P.groups(configs):
-    if len(names) < 2 or set(names) <= finished:
+    todo = [n for n in names if n not in finished]
+    if todo != names and not os.path.isdir(_pack_dir(workdir, names, configs, where)):
+      # Only what is missing trains (points of earlier --sweep=<i> runs, or of a grid whose
+      # sweep has grown); a pack that ran before keeps its points and resumes (below).
+      names = todo
+    if len(names) < 2:
       continue
     pack = P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names])
     for n in names:  # config.json now: another config's run there fails before any compute
@@ -53,3 +59,12 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
     for method, summary in study.run_study(config, where[name]).items():
       out[name if len(config.reinit.methods) <= 1 else f"{name}/{method}"] = summary
   return out
+
+
+def _pack_dir(workdir: str, names: list, configs: dict, where: dict) -> str:
+  """Where the pack of ``names`` (all of them) trains: ``<workdir>/.packs/<ident>``."""
+  from reinit_jax.train import pack as P
+  if len(names) < 2:
+    return os.path.join(workdir, ".packs", "-")  # never a directory: one point runs alone
+  return os.path.join(workdir, ".packs",
+                      P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names]).ident)
