@@ -23,7 +23,7 @@ python results/make_init_diagnostics.py --out results/init_diagnostics
 
 # (c) online learning [AA], [Z] A.2: every stage fitted (CPU budget `cpu=1`), 6 seeds.
 python launch.py --config=configs/online.py:cpu=1,seeds=6 --sweep=all --workdir=runs/online_cpu $L
-python -m reinit_jax.analysis.report runs/online_cpu --out results/online
+python -m reinit_jax.analysis.report runs/online_cpu --out results/online --row-by weight_decay
 
 # (d) label noise [Z] §6: how far standard training memorizes the noisy labels on this CPU.
 python launch.py --config="configs/label_noise.py:cpu=1,q=0.4,method=standard,distill=False,epochs=40,stages=1,seeds=2" \

@@ -20,7 +20,7 @@ GRIDS = {
   "configs/synthetic.py": {"main": 18, "l2": 36, "rescale": 3, "idle": 3, "momentum": 18},
   "configs/lw_datasets.py": {"main": 72, "full": 288},
   "configs/tiny_imagenet_preact18.py": {None: 96},
-  "configs/online.py": {None: 6},
+  "configs/online.py": {None: 9},
   "configs/label_noise.py": {None: 18},
 }
 
@@ -125,3 +125,15 @@ def test_unknown_grid_is_one_line_naming_every_grid_tested_here(path):
   assert "\n" not in str(e.value)
   allowed = str(e.value).split("allowed: ", 1)[1].split(", ")
   assert sorted(allowed) == sorted(GRIDS[path]), (path, allowed)
+
+
+def test_online_regularization_knob():
+  """reg=0: none; reg=1: weight decay and flip + crop; reg=2: weight decay alone ([AA]); others fail
+  with the allowed values."""
+  m = sweep.load_module("configs/online.py")
+  got = {r: (m.get_config(f"cpu=1,reg={r}").optim.weight_decay,
+             m.get_config(f"cpu=1,reg={r}").data.augmentation) for r in (0, 1, 2)}
+  assert got[0][0] == 0 and got[1] == (5e-4, "cifar") and got[2][0] == 5e-4
+  assert got[0][1] == got[2][1] != "cifar"
+  with pytest.raises(ValueError, match=r"reg=3 is invalid; allowed: 0 \(none\)"):
+    m.get_config("reg=3")
