@@ -6,9 +6,15 @@ only in values train as one pack, ``reinit_jax/train/pack.py``) and ``run.pack='
 alone). Prints each wall time, the sum over points of the summary's time breakdown, the ratio
 off ÷ packed, and checks that every point's params_digest is the same both ways. Last line JSON.
 
+``--processes K``: instead, the first K points as K ``launch.py --sweep=<i>`` processes (a
+scheduler's array job), without a compilation cache and with JAX's persistent cache in a fresh
+directory shared by the K processes (``run.compilation_cache``): wall times, summed compile
+phases, the ratio, and the digests compared.
+
     python bench/bench_grid.py --config=configs/synthetic.py:seeds=10              # [LW] §1.1 main grid
     python bench/bench_grid.py --config=configs/synthetic.py:seeds=10,grid=l2      # α × {BL, LW} × L2
     python bench/bench_grid.py --quick                                             # seeds=3, 180 steps
+    python bench/bench_grid.py --config=configs/synthetic.py:seeds=10 --processes 6  # one process a point
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ def grid_once(config: str, pack: str, extra: list[str]) -> dict:
   t0 = time.perf_counter()
   p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
                       "--sweep=all", f"--workdir={wd}", f"--config.run.pack={pack}",
-                      "--config.run.progress=off", *extra], cwd=ROOT, env=env,
+                      "--config.run.progress=off", "--config.run.compilation_cache=off", *extra],
+                     cwd=ROOT, env=env,
                      capture_output=True, text=True)
   wall = time.perf_counter() - t0
   if p.returncode:
@@ -54,15 +61,54 @@ def grid_once(config: str, pack: str, extra: list[str]) -> dict:
   return {"wall_s": wall, "phases": phases, "digests": digests}
 
 
+def processes_once(config: str, k: int, cache: bool, extra: list[str]) -> dict:
+  """Wall time, summed compile phases and digests of the first ``k`` points, one process each."""
+  wd = tempfile.mkdtemp(prefix="bench_grid_proc_")
+  where = os.path.join(wd, ".cache") if cache else "off"
+  env = {k_: v for k_, v in os.environ.items() if not k_.startswith("JAX_COMPILATION_CACHE")}
+  t0 = time.perf_counter()
+  for i in range(k):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
+                        f"--sweep={i}", f"--workdir={wd}", "--config.run.progress=off",
+                        f"--config.run.compilation_cache={where}", *extra], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    if p.returncode:
+      raise SystemExit(f"launch.py --sweep={i} failed:\n{p.stderr[-3000:]}")
+  wall = time.perf_counter() - t0
+  compile_s, digests = 0.0, {}
+  for name in sorted(os.listdir(wd)):
+    if not name.startswith("."):
+      s = json.load(open(os.path.join(wd, name, "summary.json")))
+      digests[name], compile_s = s["params_digest"], compile_s + s["times"]["compile"]
+  shutil.rmtree(wd)
+  return {"wall_s": wall, "compile_s": compile_s, "digests": digests}
+
+
+def main_processes(config: str, k: int, extra: list[str]) -> None:
+  off, on = processes_once(config, k, False, extra), processes_once(config, k, True, extra)
+  same = off["digests"] == on["digests"]
+  ratio = off["wall_s"] / on["wall_s"]
+  print(f"{config}: {k} points, one process each: no cache {off['wall_s']:.1f} s (compile "
+        f"{off['compile_s']:.1f} s), shared cache {on['wall_s']:.1f} s (compile "
+        f"{on['compile_s']:.1f} s): {ratio:.2f}×; digests equal: {same}")
+  print(json.dumps({"config": config, "processes": k, "no_cache_s": off["wall_s"],
+                    "cache_s": on["wall_s"], "speedup": ratio, "compile_no_cache_s":
+                    off["compile_s"], "compile_cache_s": on["compile_s"], "digests_equal": same}))
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--config", default="configs/synthetic.py:seeds=10")
   ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of (packed, off)")
   ap.add_argument("--quick", action="store_true", help="seeds=3 and 180 steps (9 stages of 20)")
+  ap.add_argument("--processes", type=int, default=0,
+                  help="the first K points as K processes, without and with a shared cache")
   args = ap.parse_args()
   config, extra = args.config, []
   if args.quick:
     config, extra = "configs/synthetic.py:seeds=3", ["--config.optim.epochs=180"]
+  if args.processes:
+    return main_processes(config, args.processes, extra)
   res = {"auto": [], "off": []}
   for r in range(args.rounds):
     for pack in (("auto", "off") if r % 2 == 0 else ("off", "auto")):

@@ -12,4 +12,6 @@ import jax
 
 _CACHE = os.environ.get("REINIT_TEST_JAX_CACHE", "/tmp/reinit_jax_test_cache")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
+# launch.py processes the tests start use the same cache (run.compilation_cache='auto'), not ~/.cache.
+os.environ.setdefault("REINIT_JAX_CACHE", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -204,7 +204,7 @@ def test_resume_keeps_the_records_and_epochs_to_fit(tmp_path):
 
 @pytest.mark.parametrize("path,mode,cpu_mode,subset,points", [
   ("configs/label_noise.py", "stage", "stage", None, 18),  # all 54,000 training images
-  ("configs/online.py", "eval", "call", 10000, 6),  # a subset every stage of which is fitted
+  ("configs/online.py", "eval", "call", 10000, 9),  # a subset every stage of which is fitted
 ])
 def test_cpu_knob_and_every_point_validates(path, mode, cpu_mode, subset, points):
   """cpu=1: an MLP; layerwise's K fits the MLP's layers; explicit fields still override the knob."""

@@ -109,3 +109,34 @@ def test_one_cpu_device_per_core_keeps_a_users_count(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
   devices.one_cpu_device_per_core()
   assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"
+
+
+def test_compilation_cache_is_shared_by_processes(tmp_path):
+  """run.compilation_cache: the first process writes its compiled programs to the directory, the
+  next one (another grid point, or a re-run) finds them and ends with the same params; 'off' and a
+  directory that cannot be made write nothing, the latter with a warning, and the run goes on."""
+  cache = tmp_path / "cache"
+  args = ["--config=configs/synthetic.py:method=standard,epochs=4,stages=2,synthetic_test=200",
+          "--config.run.progress=off"]
+  p = _launch(args + [f"--workdir={tmp_path / 'a'}", f"--config.run.compilation_cache={cache}"])
+  assert p.returncode == 0, p.stderr[-2000:]
+  entries = set(os.listdir(cache))
+  assert any(e.endswith("-cache") for e in entries), entries
+  p = _launch(args + [f"--workdir={tmp_path / 'b'}", f"--config.run.compilation_cache={cache}"])
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert set(os.listdir(cache)) >= entries
+  digest = lambda d: json.load(open(tmp_path / d / "summary.json"))["params_digest"]
+  assert digest("a") == digest("b")
+  blocked = tmp_path / "file"
+  blocked.write_text("")
+  p = _launch(args + [f"--workdir={tmp_path / 'c'}",
+                      f"--config.run.compilation_cache={blocked / 'sub'}"])
+  assert p.returncode == 0 and "cannot be used" in p.stderr, p.stderr[-2000:]
+  assert digest("c") == digest("a")
+  env_cache = tmp_path / "env_cache"
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args,
+                      f"--workdir={tmp_path / 'd'}", "--config.run.compilation_cache=off"],
+                     cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT,
+                                    "REINIT_JAX_CACHE": str(env_cache)},
+                     capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0 and not env_cache.exists(), p.stderr[-2000:]

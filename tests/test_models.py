@@ -326,11 +326,12 @@ def test_conv_impls_give_same_params_outputs_and_grads(name):
   jax.tree.map(close, g1, g2)
 
 
-@pytest.mark.parametrize("c_in,c_out,taps", [(1, 32, True), (4, 16, True), (8, 8, False),
-                                             (3, 64, False)])
-def test_narrow_convs_run_as_broadcast_taps(c_in, c_out, taps):
+@pytest.mark.parametrize("c_in,c_out,kernel,taps", [(1, 32, 3, True), (4, 16, 3, True),
+                                                    (1, 8, 5, True), (8, 8, 3, False),
+                                                    (3, 64, 3, False), (1, 8, 7, False)])
+def test_narrow_convs_run_as_broadcast_taps(c_in, c_out, kernel, taps):
   # The CPU path's forward conv: broadcast products for narrow inputs, XLA's conv otherwise.
-  x, w = jnp.zeros((2, 8, 8, c_in)), jnp.zeros((3, 3, c_in, c_out))
+  x, w = jnp.zeros((2, 8, 8, c_in)), jnp.zeros((kernel, kernel, c_in, c_out))
   jaxpr = str(jax.make_jaxpr(lambda x, w: layers.im2col_conv(x, w, (1, 1), "SAME"))(x, w))
   assert ("conv_general_dilated" not in jaxpr) == taps
 

@@ -12,8 +12,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 1,800 full-batch steps in 9 stages, calls of 25 steps: long enough to be interrupted mid-run.
+# No compilation cache: the "compile" moment must find XLA compiling, not loading a cached program.
 ARGS = ["--config=configs/synthetic.py:seeds=2,synthetic_test=500", "--config.run.progress=log",
-        "--config.run.max_steps_per_call=25"]
+        "--config.run.max_steps_per_call=25", "--config.run.compilation_cache=off"]
 
 
 def _start(workdir, extra=()):

@@ -116,6 +116,7 @@ BAD = {
   "run.nan_policy": _name(),
   "run.restart": _bool(),
   "run.tune_cpu_allocator": _bool(),
+  "run.compilation_cache": st.one_of(not_str, st.none(), st.just("")),
   "run.modules": _STR_TUPLE,
   "run.mesh": _name(),
   "run.pack": _name(),

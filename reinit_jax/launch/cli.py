@@ -37,6 +37,8 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None) -> None
   flag_values = field_values()
   sweep.set_overrides(config, flag_values)
   workdir = workdir or os.path.join("runs", config.name)
+  if sweep_flag != "list":
+    compilation_cache(config.run.compilation_cache)
   if sweep_flag is None:
     summaries = study.run_study(config, workdir)
   elif sweep_flag == "list":
@@ -58,6 +60,38 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None) -> None
   print("\noutputs (config.json, metrics.jsonl, summary.json, tensorboard/, checkpoints/):")
   for s in summaries.values():
     print("  " + s["workdir"])
+
+
+def compilation_cache(where: str) -> str | None:
+  """Turns on JAX's persistent compilation cache for this process; returns its directory.
+
+  Why: a grid run one process per point (``--sweep=<i>``, a scheduler's array job) and every
+  re-run compile the same train step, evaluation and events again (the default study: 16.7 of its
+  49 s; bench/README.md, section 10). ``where``: a directory, 'auto' (``$REINIT_JAX_CACHE``, else
+  ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``reinit_jax/xla``; a directory already given to JAX,
+  e.g. by ``JAX_COMPILATION_CACHE_DIR``, is kept) or 'off'. A directory that cannot be created
+  leaves the cache off with a warning: it costs time, never a run.
+  """
+  if where == "off":
+    return None
+  import jax
+  if where == "auto":
+    if jax.config.jax_compilation_cache_dir:
+      return jax.config.jax_compilation_cache_dir
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    where = os.environ.get("REINIT_JAX_CACHE") or os.path.join(base, "reinit_jax", "xla")
+  try:
+    os.makedirs(where, exist_ok=True)
+  except OSError as e:
+    from absl import logging
+    logging.warning("run.compilation_cache=%r cannot be used (%s): compiling without a cache",
+                    where, e)
+    return None
+  jax.config.update("jax_compilation_cache_dir", where)
+  # JAX caches only programs that took ≥ 1 s to compile; a run's many smaller ones (evaluation,
+  # norms, init on small models) add up to seconds per process and load in milliseconds.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  return where
 
 
 def one_line_errors(fn):

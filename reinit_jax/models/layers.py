@@ -123,12 +123,16 @@ def _xla_conv(x, w, strides, pads):
 
 # XLA:CPU runs convs with a handful of input channels (a grayscale stem, scnn_tiny's 4-channel
 # layers) at 1-3 GFLOP/s: the same conv written as broadcast products fuses into one loop and is
-# 2-7x faster (bench/README.md, section 1). Past these sizes XLA's conv wins again (8→8: 0.7x).
-NARROW_IN, NARROW_IN_OUT = 4, 64
+# 2-7x faster (bench/README.md, section 10). Past these sizes XLA's conv wins again (8→8 channels:
+# 0.7x; a 7×7 or 5×5×3 kernel at stride 2: 0.4-0.7x), hence the bounds.
+NARROW_IN, NARROW_IN_OUT, NARROW_TERMS = 4, 64, 36
 
 
-def _narrow(c_in: int, c_out: int, pads) -> bool:
-  return c_in <= NARROW_IN and c_in * c_out <= NARROW_IN_OUT and min(min(p) for p in pads) >= 0
+def _narrow(w_shape, pads) -> bool:
+  """Whether a conv with kernel ``w_shape`` (kh, kw, C_in, C_out) runs as broadcast taps."""
+  kh, kw, c_in, c_out = w_shape
+  return (c_in <= NARROW_IN and c_in * c_out <= NARROW_IN_OUT and kh * kw * c_in <= NARROW_TERMS
+          and min(min(p) for p in pads) >= 0)
 
 
 def _taps_conv(x, w, strides, pads):
@@ -156,7 +160,7 @@ def _taps_conv(x, w, strides, pads):
 
 def _forward(x, w, strides, pads):
   """The CPU path's forward conv: broadcast taps for narrow inputs, else XLA's conv."""
-  if _narrow(x.shape[-1], w.shape[-1], pads):
+  if _narrow(w.shape, pads):
     return _taps_conv(x, w, strides, pads)
   return _xla_conv(x, w, strides, pads)
 
@@ -190,7 +194,7 @@ def _input_grad(g, w, x_hw, strides, pads):
   hi_w = x_hw[1] + kw - 1 - lo_w - ((g.shape[2] - 1) * strides[1] + 1)
   wt = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
   padding = ((lo_h, hi_h), (lo_w, hi_w))
-  if strides == (1, 1) and _narrow(g.shape[-1], wt.shape[-1], padding):
+  if strides == (1, 1) and _narrow(wt.shape, padding):
     return _taps_conv(g, wt.astype(g.dtype), (1, 1), padding)
   return lax.conv_general_dilated(g, wt.astype(g.dtype), (1, 1), ((lo_h, hi_h), (lo_w, hi_w)),
                                   lhs_dilation=strides, dimension_numbers=_DN)
@@ -239,7 +243,7 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
   """Drop-in ``lax.conv_general_dilated`` (NHWC × HWIO) with a backward pass written for XLA:CPU.
 
   Shapes: ``lhs`` (B, H, W, C), ``rhs`` (kh, kw, C, O) → (B, H', W', O); the forward pass is XLA's
-  conv, or for narrow inputs (C ≤ 4, C·O ≤ 64) a sum of broadcast products, and the outputs and
+  conv, or for narrow inputs (C ≤ 4, C·O ≤ 64, kh·kw·C ≤ 36) a sum of broadcast products, and the outputs and
   gradients equal XLA's to float32 rounding (tested). Backward: dx is a forward-form conv
   of g with the flipped kernel (lhs-dilated by the stride); dW is, at stride 1, kh im2col
   matmuls (one per kernel row), at larger strides a forward-form conv with the channels as batch.

@@ -183,6 +183,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "pack_max_runs": _i(300, 1, "the most runs (points × seeds) in one pack: a pack holds its "
                         "per-run data sets together (300 synthetic-task runs: 3.7 GB on CPU)"),
     "tune_cpu_allocator": _b(True, "CPU backend only: malloc keeps freed pages (train/host.py)"),
+    "compilation_cache": Field("auto", lambda v: isinstance(v, str) and v != "",
+                               "a directory, 'auto' or 'off'",
+                               "launch.py: directory of JAX's persistent compilation cache, "
+                               "shared by every process (a grid's --sweep=<i> points, re-runs); "
+                               "'auto': $REINIT_JAX_CACHE or ~/.cache/reinit_jax/xla; 'off': none"),
     "modules": Field((), lambda v: isinstance(v, (tuple, list)) and all(isinstance(m, str)
                                                                         for m in v),
                      "a tuple of module names or .py paths",
@@ -192,7 +197,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
 TOP: dict[str, Field] = {"name": _s("base", "run name (default workdir runs/<name>)")}
 # Fields that may differ between an interrupted run and its resumption.
 RESUME_FREE = ("name", "run.stop_after_steps", "run.progress", "run.checkpoint_every", "run.mesh",
-               "run.pack", "run.pack_max_runs",
+               "run.pack", "run.pack_max_runs", "run.compilation_cache",
                "run.keep_checkpoints", "run.restart", "run.nan_policy", "reinit.methods")
 
 
