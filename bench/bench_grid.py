@@ -32,19 +32,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("startup", "compile", "train", "evaluate", "checkpoint", "event")
 
 
+def _launch(config: str, args: list[str]) -> None:
+  """``launch.py --config=<config> <args>`` in a new process, the progress line off; JAX's
+  compilation cache only as ``args`` set it (run.compilation_cache), never from the environment."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
+                      "--config.run.progress=off", *args], cwd=ROOT, env=env,
+                     capture_output=True, text=True)
+  if p.returncode:
+    raise SystemExit(f"launch.py {' '.join(args)} failed:\n{p.stderr[-3000:]}")
+
+
 def grid_once(config: str, pack: str, extra: list[str]) -> dict:
   """Wall time, summed phases and per-point digests of one cold ``--sweep=all``."""
   wd = tempfile.mkdtemp(prefix=f"bench_grid_{pack}_")
-  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
   t0 = time.perf_counter()
-  p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
-                      "--sweep=all", f"--workdir={wd}", f"--config.run.pack={pack}",
-                      "--config.run.progress=off", "--config.run.compilation_cache=off", *extra],
-                     cwd=ROOT, env=env,
-                     capture_output=True, text=True)
+  _launch(config, ["--sweep=all", f"--workdir={wd}", f"--config.run.pack={pack}",
+                   "--config.run.compilation_cache=off", *extra])
   wall = time.perf_counter() - t0
-  if p.returncode:
-    raise SystemExit(f"launch.py failed ({pack}):\n{p.stderr[-3000:]}")
   phases, digests = dict.fromkeys(PHASES, 0.0), {}
   seen = set()
   for name in sorted(os.listdir(wd)):
@@ -65,15 +70,10 @@ def processes_once(config: str, k: int, cache: bool, extra: list[str]) -> dict:
   """Wall time, summed compile phases and digests of the first ``k`` points, one process each."""
   wd = tempfile.mkdtemp(prefix="bench_grid_proc_")
   where = os.path.join(wd, ".cache") if cache else "off"
-  env = {k_: v for k_, v in os.environ.items() if not k_.startswith("JAX_COMPILATION_CACHE")}
   t0 = time.perf_counter()
   for i in range(k):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
-                        f"--sweep={i}", f"--workdir={wd}", "--config.run.progress=off",
-                        f"--config.run.compilation_cache={where}", *extra], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    if p.returncode:
-      raise SystemExit(f"launch.py --sweep={i} failed:\n{p.stderr[-3000:]}")
+    _launch(config, [f"--sweep={i}", f"--workdir={wd}", f"--config.run.compilation_cache={where}",
+                     *extra])
   wall = time.perf_counter() - t0
   compile_s, digests = 0.0, {}
   for name in sorted(os.listdir(wd)):

@@ -66,8 +66,8 @@ def compilation_cache(where: str) -> str | None:
   """Turns on JAX's persistent compilation cache for this process; returns its directory.
 
   Why: a grid run one process per point (``--sweep=<i>``, a scheduler's array job) and every
-  re-run compile the same train step, evaluation and events again (the default study: 16.7 of its
-  49 s; bench/README.md, section 10). ``where``: a directory, 'auto' (``$REINIT_JAX_CACHE``, else
+  re-run compile the same train step, evaluation and events again (the default study: 16.8 of its
+  48 s; bench/README.md, section 11). ``where``: a directory, 'auto' (``$REINIT_JAX_CACHE``, else
   ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``reinit_jax/xla``; a directory already given to JAX,
   e.g. by ``JAX_COMPILATION_CACHE_DIR``, is kept) or 'off'. A directory that cannot be created
   leaves the cache off with a warning: it costs time, never a run.
@@ -76,10 +76,9 @@ def compilation_cache(where: str) -> str | None:
     return None
   import jax
   if where == "auto":
-    if jax.config.jax_compilation_cache_dir:
-      return jax.config.jax_compilation_cache_dir
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    where = os.environ.get("REINIT_JAX_CACHE") or os.path.join(base, "reinit_jax", "xla")
+    where = (jax.config.jax_compilation_cache_dir or os.environ.get("REINIT_JAX_CACHE")
+             or os.path.join(base, "reinit_jax", "xla"))
   try:
     os.makedirs(where, exist_ok=True)
   except OSError as e:

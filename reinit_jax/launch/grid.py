@@ -32,24 +32,28 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
     logging.getLogger("reinit_jax").warning("%s: already finished (summary.json kept as it was)",
                                             where[n])
   packed = set()
+  pack_of = lambda names: (P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names])
+                           if len(names) > 1 else None)
+  pack_dir = lambda pack: os.path.join(workdir, ".packs", pack.ident)
   for names in P.groups(configs):
     todo = [n for n in names if n not in finished]
-    if todo != names and not os.path.isdir(_pack_dir(workdir, names, configs, where)):
+    if not todo:
+      continue
+    pack = pack_of(names)
+    if todo != names and not (pack and os.path.isdir(pack_dir(pack))):
       # Only what is missing trains (points of earlier --sweep=<i> runs, or of a grid whose
       # sweep has grown); a pack that ran before keeps its points and resumes (below).
-      names = todo
-    if len(names) < 2:
+      names, pack = todo, pack_of(todo)
+    if pack is None:
       continue
-    pack = P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names])
     for n in names:  # config.json now: another config's run there fails before any compute
       if n not in finished:
         W.prepare(where[n], configs[n])
-    pack_dir = os.path.join(workdir, ".packs", pack.ident)
     # A pack that finished before one of its points was written (killed in between, or a point's
     # outputs removed since): resumed from its last checkpoint, it writes the missing points.
-    if os.path.exists(os.path.join(pack_dir, "summary.json")):
-      os.remove(os.path.join(pack_dir, "summary.json"))
-    run(configs[names[0]], pack_dir, pack=pack)
+    if os.path.exists(os.path.join(pack_dir(pack), "summary.json")):
+      os.remove(os.path.join(pack_dir(pack), "summary.json"))
+    run(configs[names[0]], pack_dir(pack), pack=pack)
     packed.update(names)
   out = {}
   for name, config in configs.items():
@@ -60,11 +64,3 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
       out[name if len(config.reinit.methods) <= 1 else f"{name}/{method}"] = summary
   return out
 
-
-def _pack_dir(workdir: str, names: list, configs: dict, where: dict) -> str:
-  """Where the pack of ``names`` (all of them) trains: ``<workdir>/.packs/<ident>``."""
-  from reinit_jax.train import pack as P
-  if len(names) < 2:
-    return os.path.join(workdir, ".packs", "-")  # never a directory: one point runs alone
-  return os.path.join(workdir, ".packs",
-                      P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names]).ident)

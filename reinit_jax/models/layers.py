@@ -196,8 +196,8 @@ def _input_grad(g, w, x_hw, strides, pads):
   padding = ((lo_h, hi_h), (lo_w, hi_w))
   if strides == (1, 1) and _narrow(wt.shape, padding):
     return _taps_conv(g, wt.astype(g.dtype), (1, 1), padding)
-  return lax.conv_general_dilated(g, wt.astype(g.dtype), (1, 1), ((lo_h, hi_h), (lo_w, hi_w)),
-                                  lhs_dilation=strides, dimension_numbers=_DN)
+  return lax.conv_general_dilated(g, wt.astype(g.dtype), (1, 1), padding, lhs_dilation=strides,
+                                  dimension_numbers=_DN)
 
 
 def _weight_grad_conv(x, g, kh, kw, strides, pads):
