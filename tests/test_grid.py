@@ -88,19 +88,18 @@ def test_sweep_all_resumes_after_kill(tmp_path):
                         "--sweep=all", f"--workdir={wd}"], cwd=ROOT, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   t0 = time.time()
-  # Wait until the first pack's points finished and the second pack (.packs/<id>) has a
-  # checkpoint, then kill -9.
-  def runs():
-    packs = wd / ".packs"
-    return ([wd / n for n in os.listdir(wd) if not n.startswith(".")] +
-            ([packs / n for n in os.listdir(packs)] if packs.exists() else []))
+  # Wait until the first pack's points finished and the second pack (.packs/<id>, started only
+  # after the first pack's summary) has a checkpoint mid-training, then kill -9.
+  def listed(d):
+    return [d / n for n in os.listdir(d)] if d.exists() else []
   while time.time() - t0 < 400:
-    dirs = runs() if wd.exists() else []
-    done = [d.name for d in dirs if d.parent == wd and (d / "summary.json").exists()]
+    done = [d.name for d in listed(wd) if not d.name.startswith(".")
+            and (d / "summary.json").exists()]
+    packs = listed(wd / ".packs")
     # A finished step (orbax renames a step's temporary directory to its number when complete).
-    ckpt = [d for d in dirs if not (d / "summary.json").exists() and (d / "checkpoints").exists()
+    ckpt = [d for d in packs if not (d / "summary.json").exists() and (d / "checkpoints").exists()
             and any(e.isdigit() for e in os.listdir(d / "checkpoints"))]
-    if done and ckpt:
+    if len(done) >= 2 and len(packs) == 2 and ckpt:
       break
     time.sleep(0.2)
   p.send_signal(signal.SIGKILL)
@@ -108,7 +107,7 @@ def test_sweep_all_resumes_after_kill(tmp_path):
   first = {n: (wd / n / "summary.json").read_text() for n in done}
   q = _launch([f"--config={cfg}", "--sweep=all", f"--workdir={wd}"], timeout=900)
   assert q.returncode == 0, q.stderr[-3000:]
-  assert "resuming" in q.stderr and "already finished" in q.stderr
+  assert "resuming" in q.stderr and "already finished" in q.stderr, q.stderr[-3000:]
   for n, text in first.items():
     assert (wd / n / "summary.json").read_text() == text
   ref = tmp_path / "ref"
