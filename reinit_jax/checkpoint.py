@@ -167,6 +167,7 @@ class Checkpoints:
                                         enable_async_checkpointing=True,
                                         cleanup_tmp_directories=True)
     self._pending: int | None = None
+    self._abandoned = False  # a failed save was reported and its files removed
     self._mngr = ocp.CheckpointManager(self.directory, options=opts,
                                        item_names=("state", "meta"))
 
@@ -229,6 +230,7 @@ class Checkpoints:
       self._failed(step, e)
 
   def _failed(self, step: int, e: OSError):
+    self._abandoned = True
     self._remove_partial(step)
     prev = [s for s in self.all_steps() if s != step]
     kept = f"the checkpoint at step {prev[-1]} is intact" if prev else "no earlier checkpoint"
@@ -307,4 +309,11 @@ class Checkpoints:
     try:
       self.finish()
     finally:
-      self._mngr.close()
+      try:
+        self._mngr.close()
+      except OSError:
+        # After a reported failure, orbax's background writers of the abandoned step (its
+        # metadata) can still fail on the files _remove_partial deleted; re-raising here would
+        # replace the CheckpointError that says what happened.
+        if not self._abandoned:
+          raise

@@ -171,6 +171,30 @@ def test_full_disk_keeps_previous_checkpoint(monkeypatch, tmp_path, reference):
   assert records(str(tmp_path)) == records(reference["workdir"])
 
 
+def test_close_after_a_failed_save_keeps_the_reported_error(monkeypatch, tmp_path):
+  """After a save failed (reported, its files removed), orbax's writers of that step may still
+  fail on the removed files when the manager closes: close() must not replace the CheckpointError
+  with that echo (seen in CI as a FileNotFoundError). Without a failed save, close() raises."""
+  state = {"w": jnp.ones((3,))}
+
+  def boom():
+    raise FileNotFoundError(errno.ENOENT, "4.orbax-checkpoint-tmp/_CHECKPOINT_METADATA")
+
+  ck = Checkpoints(str(tmp_path / "ok"))
+  ck.save(2, state, {"step": 2})
+  ck.finish()
+  monkeypatch.setattr(ck._mngr, "close", boom)
+  with pytest.raises(FileNotFoundError):
+    ck.close()
+  ck = Checkpoints(str(tmp_path / "failed"))
+  monkeypatch.setattr(ck._mngr, "save", lambda *a, **k: (_ for _ in ()).throw(
+      OSError(errno.ENOSPC, "No space left on device")))
+  with pytest.raises(faults.CheckpointError, match="could not write the checkpoint at step 4"):
+    ck.save(4, state, {"step": 4})
+  monkeypatch.setattr(ck._mngr, "close", boom)
+  ck.close()
+
+
 def test_same_seed_same_digest_other_seed_differs(tmp_path, reference):
   again = train.run(tiny_config(**KW), str(tmp_path / "again"))
   other = train.run(tiny_config(seeds=(1,), **KW), str(tmp_path / "other"))
