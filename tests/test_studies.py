@@ -61,3 +61,37 @@ def test_report_command_line(study_dir, tmp_path):
   assert report.main([str(study_dir / "standard"), str(study_dir / "shrink_perturb"),
                       "--out", str(tmp_path / "cli")]) == 0
   assert os.path.exists(tmp_path / "cli" / "report.md")
+
+
+def test_study_table_and_curves(study_dir, tmp_path):
+  """launch.py's study table: per method the best-validation and final test accuracy as mean ± std
+  (ddof 0, as summary.json) over the seeds, in %; curves.png drawn from every method's metrics."""
+  summaries = {m: json.load(open(study_dir / m / "summary.json"))
+               for m in ("standard", "shrink_perturb")}
+  lines = study.table(summaries).splitlines()
+  assert lines[0].split()[:3] == ["method", "test", "acc,"] and "memorized" not in lines[0]
+  for m, s in summaries.items():
+    row = next(line for line in lines if line.startswith(m + " "))
+    for key in ("test_accuracy", "final_test_accuracy"):
+      v = [100 * a for a in s[key]["per_seed"]]
+      mean, std = sum(v) / len(v), (sum((a - sum(v) / len(v)) ** 2 for a in v) / len(v)) ** 0.5
+      assert f"{mean:.2f} ± {std:.2f}" in row, (key, row)
+  png = study.curves_png(summaries, str(tmp_path / "curves.png"))
+  assert os.path.getsize(png) > 1000
+
+
+def test_memorized_reads_the_last_stage_per_seed():
+  """The memorization column: train_noisy of the last stage, per seed in seed order; none without
+  label noise. Two seeds with distinct values, listed out of seed order."""
+  rec = lambda stage, seed, acc, split="train_noisy": {"stage": stage, "seed": seed,
+                                                       "split": split, "accuracy": acc}
+  s = {"stages": [{"metrics": [rec(1, 0, 0.1), rec(1, 1, 0.2)]},
+                  {"metrics": [rec(2, 1, 0.9), rec(2, 0, 0.7), rec(2, 0, 0.5, "train_clean")]}],
+       "test_accuracy": {"per_seed": [0.8, 0.6]}, "final_test_accuracy": {"per_seed": [0.7, 0.5]},
+       "steps": 10, "wall_time_s": 1.0}
+  assert study.memorized(s) == [0.7, 0.9]
+  row = study.table({"standard": s}).splitlines()[1]
+  assert row.split()[1:4] == ["70.00", "±", "10.00"]  # best validation: seeds at 80 and 60
+  assert "memorized" in study.table({"standard": s}).splitlines()[0]
+  assert "80.00 ± 10.00" in row.split("60.00 ± 10.00")[1]  # memorized: mean 80, std 10 (ddof 0)
+  assert study.memorized({"stages": [{"metrics": [rec(1, 0, 0.5, "train")]}]}) is None

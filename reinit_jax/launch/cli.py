@@ -60,6 +60,9 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None) -> None
   print("\noutputs (config.json, metrics.jsonl, summary.json, tensorboard/, checkpoints/):")
   for s in summaries.values():
     print("  " + s["workdir"])
+  if sweep_flag is None and len(summaries) > 1:  # a study of several methods: their curves
+    png = study.curves_png(summaries, os.path.join(os.path.abspath(workdir), "curves.png"))
+    print(f"learning curves: {png}")
 
 
 def compilation_cache(where: str) -> str | None:
