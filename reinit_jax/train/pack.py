@@ -24,7 +24,7 @@ import os
 import jax
 import numpy as np
 
-from reinit_jax.train import outputs, schedules, workdir as W
+from reinit_jax.train import outputs, schedules, validation, workdir as W
 from reinit_jax.train.position import Best, Position
 
 # Config fields whose values ride in TrainState.hyper, by their key there.
@@ -90,7 +90,8 @@ def groups(configs: dict) -> list[list[str]]:
 class Pack:
   """The runs of a pack: ``points`` (names), ``configs``, per run its point index ``point_of`` and
   its ``seeds``; ``hyper``: {key: float32 (R,)} for every value field that differs;
-  ``per_run_data``: a data value differs (every run gets its point's data set)."""
+  ``per_run_data``: the points' data sets differ, in a data value or in the seed of data the
+  seeds share (every run gets its point's data set)."""
 
   points: list
   configs: list
@@ -117,7 +118,10 @@ class Pack:
         default = _method_default(cs[0].reinit.method, key)
         vals = [default if f.get(field) is None else f[field] for f in flats]
         hyper[key] = np.asarray([vals[p] for p in point_of], np.float32)
-    per_run_data = any(differs(k) for k in DATA_FIELDS)
+    # Data the seeds share is drawn from data.seed, else from the point's first seed
+    # (validation.data_view): points that differ in their seeds alone differ in their data too.
+    views = {json.dumps(validation.data_view(c).to_dict(), sort_keys=True, default=str) for c in cs}
+    per_run_data = any(differs(k) for k in DATA_FIELDS) or len(views) > 1
     return cls(names, cs, point_of, seeds, hyper, list(workdirs), per_run_data)
 
   @property
