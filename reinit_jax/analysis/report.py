@@ -199,19 +199,22 @@ def load_run(path: str, row_by=()) -> RunInfo:
   return info
 
 
+def _choose(rs):
+  """``(best, chosen_on_test)`` among configurations ``rs`` (workdir order): the best validation
+  accuracy; test accuracy for all of them when any of several has none; the first on ties."""
+  on_test = any(r.validation is None for r in rs) and len(rs) > 1
+  score = (lambda r: r.test_mean) if on_test else (
+      lambda r: r.validation if r.validation is not None else r.test_mean)
+  return max(rs, key=score), on_test
+
+
 def select_cells(runs):
   """``{(row, method): (RunInfo, chosen_on_test)}`` — the best configuration of every cell."""
   groups = collections.defaultdict(list)
   for r in runs:
     if r.test:
       groups[(r.row, r.method)].append(r)
-  cells = {}
-  for key, rs in groups.items():
-    on_test = any(r.validation is None for r in rs) and len(rs) > 1
-    score = (lambda r: r.test_mean) if on_test else (
-        lambda r: r.validation if r.validation is not None else r.test_mean)
-    cells[key] = (max(rs, key=score), on_test)
-  return cells
+  return {key: _choose(rs) for key, rs in groups.items()}
 
 
 def _pct(x):
@@ -310,6 +313,8 @@ def figures(runs, cells, out: str) -> list[str]:
       for m, rs in by_method.items():
         g = np.full((len(lrs), len(wds)), np.nan)
         for r in rs:
+          if hp(r, "learning_rate") is None or hp(r, "weight_decay") is None:
+            continue  # no grid point: report.md lists the missing config field
           i, j = lrs.index(hp(r, "learning_rate")), wds.index(hp(r, "weight_decay"))
           g[i, j] = np.nanmax([g[i, j], 100 * r.test_mean])
         grids[m] = g
@@ -319,13 +324,12 @@ def figures(runs, cells, out: str) -> list[str]:
     if len(ts) > 1:
       data = {}
       for m, rs in by_method.items():
-        best = {}  # stages -> best-validation run at that number of stages
+        by_t = collections.defaultdict(list)  # stages -> runs; none recorded: listed as missing
         for r in rs:
-          t = hp(r, "stages")
-          key = r.validation if r.validation is not None else r.test_mean
-          if t not in best or key > best[t][0]:
-            best[t] = (key, r)
-        data[m] = {t: [100 * a for a in r.test.values()] for t, (_, r) in best.items()}
+          if hp(r, "stages") is not None:
+            by_t[hp(r, "stages")].append(r)
+        if by_t:  # at each number of stages the configuration chosen as in the table
+          data[m] = {t: [100 * a for a in _choose(g)[0].test.values()] for t, g in by_t.items()}
       written.append(plots.plot_accuracy_vs_stages(data, os.path.join(out, f"stages_{_safe(row)}.png"),
                                                    ylabel="test accuracy %"))
   return written
