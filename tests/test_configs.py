@@ -21,7 +21,7 @@ GRIDS = {
   "configs/lw_datasets.py": {"main": 72, "full": 288},
   "configs/tiny_imagenet_preact18.py": {None: 96},
   "configs/online.py": {None: 9},
-  "configs/label_noise.py": {None: 18},
+  "configs/label_noise.py": {None: 36},
 }
 
 _LOAD = r'''
