@@ -106,8 +106,11 @@ _PROBES = 6  # interpolation probes before falling back to halving
 def float_keys(scores: jax.Array) -> jax.Array:
   """(n,) int32 selection keys of any-shaped float ``scores`` (>= 0 expected; NaN ranks as +inf)."""
   f = scores.reshape(-1).astype(jnp.float32)
-  f = jnp.where(jnp.isnan(f), jnp.inf, jnp.maximum(f, 0.0))
-  return jax.lax.bitcast_convert_type(f, jnp.int32)
+  # On the bits, not with float arithmetic: XLA:CPU flushes subnormals to zero in jnp.maximum,
+  # which tied every subnormal |θ| with 0 (ranked by position, not value). Negative floats and
+  # −0.0 have the sign bit set (int32 < 0) and read as 0.
+  bits = jax.lax.bitcast_convert_type(f, jnp.int32)
+  return jnp.where(jnp.isnan(f), jnp.int32(_MAX_KEY), jnp.maximum(bits, 0))
 
 
 def _count_le(keys, v):
