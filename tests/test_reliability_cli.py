@@ -46,6 +46,15 @@ def _assert_clean_stop(p, timeout=240):
   return lines[0]
 
 
+def _loaded(pid: int, library: str) -> bool:
+  """Whether process ``pid`` has mapped a shared object whose path contains ``library`` (Linux)."""
+  try:
+    with open(f"/proc/{pid}/maps") as f:
+      return any(library in line for line in f)
+  except OSError:
+    return False
+
+
 @pytest.mark.parametrize("moment", ["setup", "compile", "training"])
 def test_sigint_stops_cleanly_and_resumes(tmp_path, moment):
   """Ctrl-C while starting (imports, data), while XLA compiles the first call, and mid-training:
@@ -53,7 +62,12 @@ def test_sigint_stops_cleanly_and_resumes(tmp_path, moment):
   wd = tmp_path / "w"
   p = _start(wd)
   if moment == "setup":
-    time.sleep(1.0)
+    # While imports run, but after launch.py's first lines installed its handler: a signal before
+    # them is Python's own KeyboardInterrupt (a fixed 1 s sleep reached that on a loaded machine).
+    # numpy is first loaded by the imports that follow the handler.
+    t0 = time.time()
+    while not _loaded(p.pid, "_multiarray_umath") and time.time() - t0 < 60:
+      time.sleep(0.01)
   elif moment == "compile":
     # config.json is written just before the first state is built and the first call compiles.
     t0 = time.time()
