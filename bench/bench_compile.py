@@ -7,12 +7,14 @@ full mode 100) and counts, per run:
   * ``event_compiles``: compilations of the jitted event;
   * ``backend_compiles`` / ``compile_s``: every XLA compilation of the run and its seconds
     (``jax.monitoring``), init/eval/norm functions included.
-Online mode (chunks = stages = 5, stage t trains on chunks 1..t): once as the engine builds it
-today, and once with the fixed-shape train call and event of ``train/step.py``
-(``capacity``/``max_steps``), which loop.py does not pass yet; the bench injects them by wrapping
-``step.make_train_call``/``make_event`` (the two-line change loop.py needs; see bench/README.md).
+Online mode (chunks = stages = 5, stage t trains on chunks 1..t) twice: as the engine builds it
+(``train/setup.py`` gives online runs fixed-shape calls: rows padded to the largest stage, steps to
+the longest call), and with ``capacity = max_steps = 256`` injected by wrapping
+``step.make_train_call``/``make_event``; the two final parameter digests are compared. Every run
+starts from an empty ``setup`` memo, so it builds (and counts) its own jitted functions.
 
-Usage: ``python bench/bench_compile.py --quick``; the last line is JSON.
+Usage: ``python bench/bench_compile.py --quick`` (``--smoke``: T = 1, 2 and C = 2 at 4 steps, for
+tests/test_bench.py); the last line is JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from reinit_jax import train  # noqa: E402
-from reinit_jax.train import step as S  # noqa: E402
+from reinit_jax.train import setup, step as S  # noqa: E402
 
 _made = {"train": [], "event": []}
 _orig_train, _orig_event = S.make_train_call, S.make_event
@@ -53,13 +55,17 @@ def _make_event(*a, **kw):
 S.make_train_call, S.make_event = _make_train_call, _make_event
 
 
-def config(T, epochs, **kw):
+def config(T, epochs, synthetic_test=1000, **kw):
+  """The synthetic-task run with T stages of ``epochs // T`` epochs; ``kw``: ``section.field``
+  overrides (``{"data.chunks": 5}``)."""
   c = train.base_config()
-  c.name, c.progress, c.epochs, c.stages = f"T{T}", "off", epochs, T
-  c.synthetic_train, c.synthetic_test, c.eval_batch_size, c.norm_batch_size = 256, 1000, 1000, 64
-  c.method = "shrink_perturb"
+  c.name, c.run.progress, c.optim.epochs, c.reinit.stages = f"T{T}", "off", epochs, T
+  c.data.synthetic_train, c.data.synthetic_test = 256, synthetic_test
+  c.run.eval_batch_size, c.reinit.norm_batch_size = 1000, 64
+  c.reinit.method = "shrink_perturb"
   for k, v in kw.items():
-    c[k] = v
+    section, field = k.split(".")
+    c[section][field] = v
   return c
 
 
@@ -67,6 +73,9 @@ def one_run(c):
   """Runs ``c`` in a fresh workdir; returns its compile figures and summary."""
   _made["train"].clear()
   _made["event"].clear()
+  # train.setup memoizes its jitted functions per process (a grid's points share them): every run
+  # here builds, and counts, its own.
+  setup._BUILT.clear()
   counter = common.CompileCounter.get()
   n0, s0 = counter.snapshot()
   with tempfile.TemporaryDirectory() as wd:
@@ -81,28 +90,31 @@ def one_run(c):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--quick", action="store_true")
+  common.add_size_flags(p)
   a = p.parse_args()
-  figs = {"env": common.env_line(), "quick": a.quick, "T": {}}
-  epochs = 25 if a.quick else 100
-  for T in (1, 5, 25):
-    figs["T"][str(T)], _ = one_run(config(T, epochs))
+  # --smoke: T = 1 and 2 of 4 steps and an online run of 2 chunks, 200 test examples.
+  Ts, epochs, chunks = ((1, 2), 4, 2) if a.smoke else ((1, 5, 25), 25 if a.quick else 100, 5)
+  n_test = 200 if a.smoke else 1000
+  figs = {"env": common.env_line(), "quick": a.quick, "smoke": a.smoke, "T": {}}
+  for T in Ts:
+    figs["T"][str(T)], _ = one_run(config(T, epochs, n_test))
     print(f"T={T:2d} {figs['T'][str(T)]}", flush=True)
   counts = {v["train_compiles"] for v in figs["T"].values()}
   figs["same_count_every_T"] = len(counts) == 1
-  # Online: 5 chunks of the 256 training examples, batch 16, 2 epochs per stage.
-  oc = functools.partial(config, 5, 10, chunks=5, batch_size=16, method="standard")
+  # Online: C chunks of the 256 training examples, batch 16, 2 epochs per stage.
+  oc = functools.partial(config, chunks, 2 * chunks, n_test, **{
+      "data.chunks": chunks, "data.batch_size": 16, "reinit.method": "standard"})
   before, s_before = one_run(oc())
   _inject["train"] = {"capacity": 256, "max_steps": 256}
   _inject["event"] = {"capacity": 256}
   after, s_after = one_run(oc())
   _inject.clear()
   same = s_before["params_digest"] == s_after["params_digest"]
-  figs["online_C5"] = {"engine_today": before, "fixed_shape": after, "same_params": same,
-                       "test_accuracy": [s_before["test_accuracy"]["mean"],
-                                         s_after["test_accuracy"]["mean"]]}
-  print(f"online C=5 today:       {before}", flush=True)
-  print(f"online C=5 fixed shape: {after} (bitwise same params: {same})", flush=True)
+  figs[f"online_C{chunks}"] = {"engine_today": before, "fixed_shape": after, "same_params": same,
+                               "test_accuracy": [s_before["test_accuracy"]["mean"],
+                                                 s_after["test_accuracy"]["mean"]]}
+  print(f"online C={chunks} today:       {before}", flush=True)
+  print(f"online C={chunks} fixed shape: {after} (bitwise same params: {same})", flush=True)
   common.emit(figs)
 
 

@@ -8,7 +8,7 @@ saved and compared: ``max_abs_diff`` of every parameter after N steps. Steps/s a
 ways; the 8 "devices" share this machine's 2 cores, so the scaling figure checks correctness and
 overhead, not speed.
 
-Usage: ``python bench/bench_devices.py --quick``; the last line is JSON.
+Usage: ``python bench/bench_devices.py --quick`` (``--smoke``: 2 steps); the last line is JSON.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ def child(devices: int, steps: int, prefix: str) -> dict:
 def main():
   import numpy as np
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--quick", action="store_true")
+  common.add_size_flags(p)
   a = p.parse_args()
-  steps = 8 if a.quick else 32
-  figs = {"quick": a.quick, "steps": steps}
+  steps = 2 if a.smoke else 8 if a.quick else 32
+  figs = {"quick": a.quick, "smoke": a.smoke, "steps": steps}
   with tempfile.TemporaryDirectory() as tmp:
     res = {d: child(d, steps, os.path.join(tmp, f"d{d}")) for d in (1, 8)}
     for name in ("mlp", "scnn_tiny"):

@@ -12,7 +12,8 @@ batch 512, bf16) every ratio <= 0.3 (issue 14).
 by side, named ``<method>@<impl>``; every other method is timed once. Each event is traced under its
 implementation (``masks.use_select_impl``) and compiled on a thread per core.
 
-Usage: ``python bench/bench_events.py --quick`` (< 2 min); the last line is JSON.
+Usage: ``python bench/bench_events.py --quick`` (< 2 min; ``--smoke``: scnn_tiny b4, magnitude and
+full, 1 round); the last line is JSON.
   python bench/bench_events.py --quick --model scnn --methods magnitude,random_subset,full \
       --select-impls bracket,sort                      # the CPU: both implementations at batch 16
   python bench/bench_events.py --model resnet18 --width 1 --batch 512 --dtype bfloat16 \
@@ -137,7 +138,7 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--quick", action="store_true")
+  common.add_size_flags(p, "b16: scnn, every method but standard; ResNet-18 w0.125, layerwise")
   p.add_argument("--rounds", type=int, default=None)
   p.add_argument("--model", choices=("scnn", "resnet18", "both"), default="both")
   p.add_argument("--batch", type=int, default=None, help="train batch (default 16 quick, else "
@@ -155,18 +156,24 @@ def main():
   impls = tuple(a.select_impls.split(","))
   for impl in impls:
     masks.resolve_select_impl(impl)  # a one-line error for a bad name
-  rounds = a.rounds or (3 if a.quick else 7)
+  rounds = a.rounds or (1 if a.smoke else 3 if a.quick else 7)
   names = [m for m in methods.names() if m != "standard"]
-  figs = {"env": common.env_line(), "quick": a.quick}
-  cfgs = ((("scnn", 1.0, 16), ("resnet18", a.width or 0.125, 16)) if a.quick
-          else (("scnn", 1.0, 128), ("resnet18", a.width or 0.5, 64)))
-  cfgs = tuple((n, w, a.batch or b) for n, w, b in cfgs if a.model in ("both", n))
+  figs = {"env": common.env_line(), "quick": a.quick, "smoke": a.smoke}
+  if a.smoke:  # scnn_tiny at batch 4: a selecting method and one that is not (cheap to compile)
+    cfgs = (("scnn_tiny", 1.0, 4),)
+    names = ["magnitude", "full"]
+  elif a.quick:
+    cfgs = (("scnn", 1.0, 16), ("resnet18", a.width or 0.125, 16))
+  else:
+    cfgs = (("scnn", 1.0, 128), ("resnet18", a.width or 0.5, 64))
+  cfgs = tuple((n, w, a.batch or b) for n, w, b in cfgs
+               if a.smoke or a.model in ("both", n))
   for name, width, batch in cfgs:
     # --quick: every method on scnn; on ResNet-18 the one with the most work (a full fresh draw plus
     # the layer-wise measuring pass): each method is one more compilation (≈ 25 s there).
-    todo = names if name == "scnn" or not a.quick else ["layerwise"]
+    todo = names if name != "resnet18" or not a.quick else ["layerwise"]
     todo = a.methods.split(",") if a.methods else todo
-    norm_batch = a.norm_batch or (batch if a.quick else 256)
+    norm_batch = a.norm_batch or (batch if a.quick or a.smoke else 256)
     figs[name] = bench_model(name, width, batch, 4, norm_batch, rounds, todo, a.dtype, impls)
   figs["goal_met"] = {i: all(figs[n]["goal_met"][i] for n, _, _ in cfgs) for i in impls}
   common.emit(figs)

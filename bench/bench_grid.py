@@ -14,6 +14,7 @@ phases, the ratio, and the digests compared.
     python bench/bench_grid.py --config=configs/synthetic.py:seeds=10              # [LW] §1.1 main grid
     python bench/bench_grid.py --config=configs/synthetic.py:seeds=10,grid=l2      # α × {BL, LW} × L2
     python bench/bench_grid.py --quick                                             # seeds=3, 180 steps
+    python bench/bench_grid.py --smoke      # grid=rescale (3 points), 2 seeds, 10 steps
     python bench/bench_grid.py --config=configs/synthetic.py:seeds=10 --processes 6  # one process a point
 """
 
@@ -101,12 +102,19 @@ def main():
   ap.add_argument("--config", default="configs/synthetic.py:seeds=10")
   ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of (packed, off)")
   ap.add_argument("--quick", action="store_true", help="seeds=3 and 180 steps (9 stages of 20)")
+  # Not common.add_size_flags: importing common tunes this process's malloc (and starts JAX).
+  ap.add_argument("--smoke", action="store_true", help="the same code path at a tiny size: the "
+                  "3-point rescale grid, 2 seeds, 10 steps, 200 test examples (with --processes: "
+                  "its first K points)")
   ap.add_argument("--processes", type=int, default=0,
                   help="the first K points as K processes, without and with a shared cache")
   args = ap.parse_args()
   config, extra = args.config, []
   if args.quick:
     config, extra = "configs/synthetic.py:seeds=3", ["--config.optim.epochs=180"]
+  if args.smoke:
+    config = "configs/synthetic.py:seeds=2,grid=rescale"
+    extra = ["--config.optim.epochs=10", "--config.data.synthetic_test=200"]
   if args.processes:
     return main_processes(config, args.processes, extra)
   res = {"auto": [], "off": []}

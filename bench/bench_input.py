@@ -8,7 +8,8 @@ Measures, for the same batch size:
   * ``stream``: the tf.data streaming path (decode + augment + prefetch) on the same data;
   * CIFAR-sized (random uint8 32×32×3): on-device ``cifar`` augmentation vs the tf.data equivalent.
 
-Usage: ``python bench/bench_input.py --quick`` (< 2 min on 2 CPU cores); the last line is JSON.
+Usage: ``python bench/bench_input.py --quick`` (< 2 min on 2 CPU cores; ``--smoke``: batch 16, one
+repetition of each, for tests/test_bench.py); the last line is JSON.
 """
 
 from __future__ import annotations
@@ -70,10 +71,13 @@ def fashion(quick):
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--quick", action="store_true")
-  ap.add_argument("--batch", type=int, default=128)
+  # Not common.add_size_flags: importing common tunes this process's malloc.
+  ap.add_argument("--smoke", action="store_true", help="the same code path at a tiny size "
+                  "(batch 16, one repetition): checks that it runs; its figures mean nothing")
+  ap.add_argument("--batch", type=int, default=None, help="default 128 (--smoke: 16)")
   args = ap.parse_args()
-  reps = 5 if args.quick else 30
-  b = args.batch
+  reps = 1 if args.smoke else 5 if args.quick else 30
+  b = args.batch or (16 if args.smoke else 128)
   out = {"batch": b, "device": jax.devices()[0].platform}
 
   d, source = fashion(args.quick)

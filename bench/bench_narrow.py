@@ -13,6 +13,7 @@
 
     python bench/bench_narrow.py --quick     # scnn_tiny (the default study's model), 3 rounds
     python bench/bench_narrow.py             # also scnn at 1/4 width, 5 rounds
+    python bench/bench_narrow.py --smoke     # scnn_tiny, batch 4, 2 steps, 200 images, 1 round
 
 The last line is JSON.
 """
@@ -108,26 +109,26 @@ def init_compile_seconds(model, flat: bool) -> float:
     layers.kernel_init = keep
 
 
-def bench(name, width, rounds, batch, steps):
+def bench(name, width, rounds, batch, steps, n_eval=10000, eval_batch=1000, compiles=2):
   model = _model(name, width)
   label = name if width is None else f"{name} w{width}"
   out = {}
   impls = ("xla", "taps")
   train = {i: train_contender(model, batch, steps, i == "taps") for i in impls}
-  evals = {i: eval_contender(model, 10000, 1000, i == "taps") for i in impls}
+  evals = {i: eval_contender(model, n_eval, eval_batch, i == "taps") for i in impls}
   xla_n, taps_n = ([c[i][1] for c in (train, evals)] for i in impls)
   if not all(a > b for a, b in zip(xla_n, taps_n)):
     raise SystemExit(f"the taps did not replace a conv (convolutions: {xla_n} vs {taps_n})")
   out["convolutions_in_hlo"] = {"xla": xla_n, "taps": taps_n}
   tr = common.side_by_side({i: train[i][0] for i in impls}, rounds)
   ev = common.side_by_side({i: evals[i][0] for i in impls}, rounds)
-  for what, t in (("train_call", tr), ("eval_10k", ev)):
+  for what, t in (("train_call", tr), ("eval_10k" if n_eval == 10000 else f"eval_{n_eval}", ev)):
     out[what] = {"xla_ms": round(t["xla"] * 1e3, 1), "taps_ms": round(t["taps"] * 1e3, 1),
                  "speedup": round(t["xla"] / t["taps"], 2)}
     print(f"{label}: {what:10s} XLA conv {t['xla'] * 1e3:8.1f} ms   taps "
           f"{t['taps'] * 1e3:8.1f} ms   {t['xla'] / t['taps']:.2f}x", flush=True)
-  c4 = [init_compile_seconds(model, False) for _ in range(2)]
-  c1 = [init_compile_seconds(model, True) for _ in range(2)]
+  c4 = [init_compile_seconds(model, False) for _ in range(compiles)]
+  c1 = [init_compile_seconds(model, True) for _ in range(compiles)]
   out["init_compile"] = {"flax_4d_s": round(min(c4), 2), "flat_s": round(min(c1), 2),
                          "speedup": round(min(c4) / min(c1), 1)}
   print(f"{label}: init compile  flax 4-D {min(c4):.2f} s   flat {min(c1):.2f} s   "
@@ -137,16 +138,21 @@ def bench(name, width, rounds, batch, steps):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--quick", action="store_true")
-  p.add_argument("--batch", type=int, default=100)
-  p.add_argument("--steps", type=int, default=30, help="train steps per call")
+  common.add_size_flags(p)
+  p.add_argument("--batch", type=int, default=None, help="train batch (default 100; --smoke 4)")
+  p.add_argument("--steps", type=int, default=None, help="train steps per call (default 30; "
+                 "--smoke 2)")
   a = p.parse_args()
-  specs = [("scnn_tiny", None)] + ([] if a.quick else [("scnn", 0.25)])
-  rounds = 3 if a.quick else 5
-  figures = {"env": common.env_line(), "batch": a.batch, "steps_per_call": a.steps}
+  a.batch, a.steps = a.batch or (4 if a.smoke else 100), a.steps or (2 if a.smoke else 30)
+  specs = [("scnn_tiny", None)] + ([] if a.quick or a.smoke else [("scnn", 0.25)])
+  rounds = 1 if a.smoke else 3 if a.quick else 5
+  # --smoke: 200 evaluation images in batches of 100, one compilation of each model.init
+  sizes = dict(n_eval=200, eval_batch=100, compiles=1) if a.smoke else {}
+  figures = {"env": common.env_line(), "batch": a.batch, "steps_per_call": a.steps,
+             "smoke": a.smoke}
   for name, width in specs:
     figures[f"{name}" + (f"_w{width}" if width else "")] = bench(name, width, rounds, a.batch,
-                                                                  a.steps)
+                                                                  a.steps, **sizes)
   common.emit(figures)
 
 

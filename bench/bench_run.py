@@ -14,6 +14,7 @@ Both in examples/s (every seed's examples) and seed-steps/s; ``ratio`` = run ÷ 
 Compilation is outside both figures (reported apart). The last line is JSON.
 
     python bench/bench_run.py --quick                    # CPU: scnn_tiny on Fashion-MNIST
+    python bench/bench_run.py --smoke                    # the same, 200 images, batch 20, 2 epochs
     python bench/bench_run.py --model resnet18 --width 1 --dtype bfloat16 --batch 128 --seeds 3 \\
         --epochs 4                                         # GPU (Fashion-MNIST read without TensorFlow)
 """
@@ -84,7 +85,7 @@ def step_rate(r, calls: int) -> float:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--quick", action="store_true")
+  common.add_size_flags(p, "2 epochs on 2,000 images")
   p.add_argument("--data", default="fashion_mnist", choices=("fashion_mnist", "synthetic"))
   p.add_argument("--model", default="scnn_tiny")
   p.add_argument("--width", type=float, default=None, help="channel scale (default: the model's)")
@@ -95,11 +96,13 @@ def main():
   p.add_argument("--epochs", type=int, default=4)
   p.add_argument("--steps-per-call", type=int, default=30)
   a = p.parse_args()
-  if a.quick:
+  if a.smoke:  # 2 stages of one epoch of 10 steps, 5 steps per call
+    a.epochs, a.train, a.batch, a.steps_per_call = 2, min(a.train, 200), min(a.batch, 20), 5
+  elif a.quick:
     a.epochs, a.train = 2, min(a.train, 2000)
   c = validation.validate(make_config(a))
   r = setup.Run(c)
-  sec_step = step_rate(r, calls=3 if a.quick else 6)
+  sec_step = step_rate(r, calls=1 if a.smoke else 3 if a.quick else 6)
   with tempfile.TemporaryDirectory() as wd:
     s = loop.run(c, wd)
   t = s["times"]

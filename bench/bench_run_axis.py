@@ -14,6 +14,7 @@ the run axis would give one call. Figures: seed-steps/s of each (R, placement) a
 Timed side by side in rounds (``common.side_by_side``). The last line is JSON.
 
     python bench/bench_run_axis.py --quick     # R = 10, 30
+    python bench/bench_run_axis.py --smoke     # R = 2, 4; 10 steps per call, 1 round
     python bench/bench_run_axis.py             # R = 10, 30, 180
 """
 
@@ -39,7 +40,7 @@ from reinit_jax import launch  # noqa: E402
 from reinit_jax.train import feed, host, setup, validation  # noqa: E402
 
 
-def build(runs: int, split: bool):
+def build(runs: int, split: bool, steps: int = 200):
   """(call, steps per call) for ``runs`` synthetic-task runs, one device or split over all."""
   c = launch.base_config()
   c.data.dataset, c.data.batch_size, c.data.per_seed = "synthetic", 0, True
@@ -47,7 +48,7 @@ def build(runs: int, split: bool):
   c.optim.epochs, c.optim.learning_rate, c.optim.momentum = 1800, 0.05, 0.0
   c.reinit.stages = 9
   c.run.seeds = tuple(range(runs))
-  c.run.max_steps_per_call = 200
+  c.run.max_steps_per_call = steps
   c = validation.validate(c)
   orig = feed.placement
   feed.placement = (lambda policy, s, streaming=False: orig("auto", s) if split
@@ -57,7 +58,7 @@ def build(runs: int, split: bool):
   finally:
     feed.placement = orig
   x, y = r.arrays(lambda d: d.train(1))
-  idx = r.place.put(feed.train_indices(r.seeds, 0, 200, r.stage_n[0], r.batch[0]),
+  idx = r.place.put(feed.train_indices(r.seeds, 0, steps, r.stage_n[0], r.batch[0]),
                     r.place.batch(3, 2, seeded=True))
   box = [r.init()]
 
@@ -65,28 +66,29 @@ def build(runs: int, split: bool):
     box[0], m = r.train_call(box[0], x, y, None, idx)
     jax.block_until_ready(m)
 
-  return call, 200, r.place.runs
+  return call, steps, r.place.runs
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--quick", action="store_true")
+  common.add_size_flags(p, "R = 10, 30")
   p.add_argument("--rounds", type=int, default=None)
   a = p.parse_args()
   host.tune_cpu_allocator()
-  sizes = (10, 30) if a.quick else (10, 30, 180)
+  sizes = (2, 4) if a.smoke else (10, 30) if a.quick else (10, 30, 180)
   contenders, steps, devices = {}, {}, {}
   for R in sizes:
     for split in (False, True):
       name = f"R{R}_{'split' if split else 'one'}"
-      contenders[name], steps[name], devices[name] = build(R, split)
-  sec = common.side_by_side(contenders, rounds=a.rounds or (3 if a.quick else 5), warmup=1)
+      contenders[name], steps[name], devices[name] = build(R, split, 10 if a.smoke else 200)
+  rounds = a.rounds or (1 if a.smoke else 3 if a.quick else 5)
+  sec = common.side_by_side(contenders, rounds=rounds, warmup=1)
   rate = {k: int(k.split("_")[0][1:]) * steps[k] / v for k, v in sec.items()}
   out = {"backend": jax.default_backend(), "devices": jax.device_count(),
          "seed_steps_per_s": rate, "devices_used": devices,
          "split_over_one": {R: rate[f"R{R}_split"] / rate[f"R{R}_one"] for R in sizes},
-         "R_over_10": {f"{R}_{m}": rate[f"R{R}_{m}"] / rate[f"R10_{m}"]
-                       for R in sizes for m in ("one", "split")}}
+         f"R_over_{sizes[0]}": {f"{R}_{m}": rate[f"R{R}_{m}"] / rate[f"R{sizes[0]}_{m}"]
+                                for R in sizes for m in ("one", "split")}}
   for k, v in rate.items():
     print(f"{k:>12}: {v:8.0f} seed-steps/s on {devices[k]} device(s)")
   print(json.dumps(out))

@@ -12,7 +12,8 @@ batch, a 200-step round per call; quick: 50) and scnn_tiny (32×32×3, batch 32,
 The JSON also gives XLA's FLOP count per seed-step, one run's achieved GFLOP/s and this CPU's
 matmul peak (a 1024² jitted matmul): their ratio bounds what any batching of K seeds can gain.
 
-Usage: ``python bench/bench_seeds.py --quick``; the last line is JSON.
+Usage: ``python bench/bench_seeds.py --quick`` (``--smoke``: K = 2 seeds, 2 steps per call,
+1 round); the last line is JSON.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def matmul_peak_gflops(n: int = 1024, rounds: int = 5) -> float:
   return 2 * n ** 3 / common.side_by_side({"mm": fn}, rounds)["mm"] / 1e9
 
 
-def bench_task(name, model, n_examples, batch, steps, rounds, lr):
+def bench_task(name, model, n_examples, batch, steps, rounds, lr, K=K):
   one = contender(model, n_examples, batch, steps, [0], lr)
   many = contender(model, n_examples, batch, steps, list(range(K)), lr)
   mapped = contender(model, n_examples, batch, steps, list(range(K)), lr, "map")
@@ -99,16 +100,18 @@ def bench_task(name, model, n_examples, batch, steps, rounds, lr):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--quick", action="store_true")
+  common.add_size_flags(p)
   a = p.parse_args()
-  rounds = 3 if a.quick else 7
-  figs = {"env": common.env_line(), "quick": a.quick}
+  rounds = 1 if a.smoke else 3 if a.quick else 7
+  k = 2 if a.smoke else K
+  steps = 2 if a.smoke else 50 if a.quick else 200
+  figs = {"env": common.env_line(), "quick": a.quick, "smoke": a.smoke}
   mlp = models.create("mlp", 8)
-  figs["synthetic"] = bench_task("synthetic", mlp, 256, 256, 50 if a.quick else 200, rounds, 0.05)
-  figs["synthetic"]["goal"] = 0.7 * K
-  figs["synthetic"]["goal_met"] = figs["synthetic"]["speedup_vs_one_run"] >= 0.7 * K
+  figs["synthetic"] = bench_task("synthetic", mlp, 256, 256, steps, rounds, 0.05, k)
+  figs["synthetic"]["goal"] = 0.7 * k
+  figs["synthetic"]["goal_met"] = figs["synthetic"]["speedup_vs_one_run"] >= 0.7 * k
   # The most K seeds can gain over one run on this CPU: its matmul peak over one run's FLOP/s.
-  peak = matmul_peak_gflops()
+  peak = matmul_peak_gflops(128 if a.smoke else 1024, rounds if a.smoke else 5)
   figs["synthetic"]["matmul_peak_gflops"] = round(peak, 1)
   if figs["synthetic"]["one_run_gflops"]:
     figs["synthetic"]["speedup_bound"] = round(peak / figs["synthetic"]["one_run_gflops"], 2)
@@ -116,7 +119,7 @@ def main():
           f"{peak:.0f} GFLOP/s matmul peak: K seeds can gain at most "
           f"{figs['synthetic']['speedup_bound']}x", flush=True)
   scnn = models.create("scnn_tiny", 10)
-  figs["scnn_tiny"] = bench_task("scnn_tiny", scnn, 128, 32, 4, rounds, 0.01)
+  figs["scnn_tiny"] = bench_task("scnn_tiny", scnn, 128, 32, 2 if a.smoke else 4, rounds, 0.01, k)
   common.emit(figs)
 
 

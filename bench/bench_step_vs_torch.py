@@ -21,8 +21,11 @@ each ``--peak-tflops`` figure) come; ``flops_per_step`` is XLA's cost analysis, 
 Usage:
   python bench/bench_step_vs_torch.py --quick            # scnn b16, resnet18 w0.125 b16
   python bench/bench_step_vs_torch.py                     # scnn b128, resnet18 w0.5 b64
+  python bench/bench_step_vs_torch.py --smoke             # scnn b2, resnet18 w0.125 b2, K = 2
   python bench/bench_step_vs_torch.py --model resnet18 --width 1 --dtype bfloat16 --batch 512 \
       --impls xla --steps-per-call 8 --torch-compile --peak-tflops 989.5,790   # GPU mode (H200)
+Without PyTorch installed, ``--smoke`` times the JAX contenders alone and says so in one line (the
+other modes stop: ``pip install -r bench/requirements.txt``, or ``--no-torch``).
 The last line is JSON: per model, images/s of each contender, and the ratio JAX/torch (≥ 1: JAX
 is as fast), plus the FLOP counts of one step and the achieved FLOP/s.
 """
@@ -30,6 +33,7 @@ is as fast), plus the FLOP counts of one step and the achieved FLOP/s.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -183,7 +187,7 @@ def bench_model(name, width, batch, dtype, specs, rounds, torch_opts, peaks):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--quick", action="store_true")
+  common.add_size_flags(p, "scnn b16, resnet18 w0.125 b16")
   p.add_argument("--model", choices=("scnn", "resnet18", "both"), default="both")
   p.add_argument("--width", type=float, default=None, help="ResNet-18 width (scnn: 1)")
   p.add_argument("--batch", type=int, default=None)
@@ -203,24 +207,33 @@ def main():
   cpu = jax.default_backend() == "cpu"
   default = "im2col" if cpu else "xla"
   impls = (a.impls or default).split(",")
-  k = a.steps_per_call or (4 if a.quick else 8)
-  rounds = a.rounds or (3 if a.quick else 7)
-  figs = {"env": common.env_line(), "quick": a.quick}
+  k = a.steps_per_call or (2 if a.smoke else 4 if a.quick else 8)
+  rounds = a.rounds or (1 if a.smoke else 3 if a.quick else 7)
+  figs = {"env": common.env_line(), "quick": a.quick, "smoke": a.smoke}
   peaks = [float(v) for v in a.peak_tflops.split(",")] if a.peak_tflops else []
   torch_opts = None
-  if not a.no_torch:
+  if not a.no_torch and importlib.util.find_spec("torch") is None:
+    if not a.smoke:
+      raise SystemExit("torch is not installed: pip install -r bench/requirements.txt "
+                       "(or --no-torch: the JAX contenders alone)")
+    print("bench_step_vs_torch --smoke: torch is not installed: the PyTorch side is skipped, "
+          "the JAX side runs", flush=True)
+    figs["torch_skipped"] = "torch is not installed"
+  elif not a.no_torch:
     device = torch_device(a.torch_device)
     torch_opts = (device, k if device == "cuda" else 1, a.torch_compile)
     import torch
     figs["env"]["torch"] = torch.__version__
   todo = ("scnn", "resnet18") if a.model == "both" else (a.model,)
+  small = a.quick or a.smoke
   for name in todo:
     if name == "scnn":
-      width, batch = 1.0, a.batch or (16 if a.quick else 128)
+      width, batch = 1.0, a.batch or (2 if a.smoke else 16 if a.quick else 128)
     else:
-      width, batch = a.width or (0.125 if a.quick else 0.5), a.batch or (16 if a.quick else 64)
+      width = a.width or (0.125 if small else 0.5)
+      batch = a.batch or (2 if a.smoke else 16 if a.quick else 64)
     # --quick times one step per call only for scnn (each contender is one more compilation).
-    spcs = (1, k) if not a.quick or name == "scnn" else (k,)
+    spcs = (1, k) if not small or name == "scnn" else (k,)
     specs = [(impl, spc) for impl in impls for spc in spcs]
     figs[name] = bench_model(name, width, batch, a.dtype, specs, rounds, torch_opts, peaks)
   common.emit(figs)

@@ -57,6 +57,16 @@ from reinit_jax.train import host as _host  # noqa: E402
 _TUNED = os.environ.get("REINIT_BENCH_MALLOC", "tuned") != "system" and _host.tune_cpu_allocator()
 
 
+SMOKE_HELP = ("the same code path at a tiny size (seconds on 2 cores): checks that the benchmark "
+              "runs (tests/test_bench.py runs every benchmark's --smoke); its figures mean nothing")
+
+
+def add_size_flags(parser, quick_help: str = "the quick mode (bench/README.md)") -> None:
+  """``--quick`` and ``--smoke``, the size flags every benchmark takes (``--smoke`` wins)."""
+  parser.add_argument("--quick", action="store_true", help=quick_help)
+  parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+
+
 def side_by_side(contenders: dict[str, Callable[[], None]], rounds: int, inner: int = 1,
                  warmup: int = 1) -> dict[str, float]:
   """Median seconds per call of each contender over ``rounds`` alternating rounds.
