@@ -172,6 +172,39 @@ MUTANTS = (
          "variance = jnp.array(2.0 / fan_in, dtype=dtype)",
          "variance = jnp.array(2.0 / fan_out, dtype=dtype)", ("tests/test_models.py",),
          "He-normal kernels drawn with the fan-out (conv kernels at the wrong scale)"),
+  # ---------------------------------------------------------------- class tests (issue 23)
+  # -- packed grids (run-axis values, points → directories)
+  Mutant("pack_values_by_sorted_name", PACK, "flats = [_flat(c) for c in cs]",
+         "flats = [_flat(configs[n]) for n in sorted(configs)]", ("tests/test_pack_class.py",),
+         "a pack gathers its points' traced values in sorted-name order, not the grid's order"),
+  # -- BatchNorm statistics under partial masks; every method on every model family
+  Mutant("bn_reset_all_not_any", EVENTS, "hit = jnp.any(m)", "hit = jnp.all(m)",
+         ("tests/test_events_class.py",),
+         "a norm layer's statistics reset only when the mask selects all of its entries"),
+  Mutant("bn_reset_outermost_module", EVENTS, "for i in range(len(parts), 0, -1):",
+         "for i in range(1, len(parts) + 1):", ("tests/test_events_class.py",),
+         "statistics reset when any parameter of the top-level module (the conv beside) is hit"),
+  # -- schedules × stages × optimizer policies; resume mid-stage
+  Mutant("per_stage_cosine_next_length", SCHED, "n = table[jnp.clip(stage - 1, 0, len(lens) - 1)]",
+         "n = table[jnp.clip(stage, 0, len(lens) - 1)]", ("tests/test_schedules_class.py",),
+         "online cosine_per_stage anneals each stage over the next (longer) stage's length"),
+  # -- distillation live vs cached; exact k-smallest selection at the cut
+  Mutant("live_teacher_is_student", STEP, "tprobs = _teacher_probs(model, state.teacher, x)",
+         "tprobs = _teacher_probs(model, state.variables, x)", ("tests/test_distill_class.py",),
+         "distill_live: the teacher forward runs on the student being trained, not the teacher"),
+  Mutant("count_pass_strict_at_cut", "reinit_jax/selection.py", "ok = c >= k", "ok = c > k",
+         ("tests/test_selection_class.py",),
+         "a counting pass whose probe holds exactly k keys moves the bracket past the k-th key"),
+  Mutant("subnormal_keys_flushed", "reinit_jax/selection.py",
+         "return jnp.where(jnp.isnan(f), jnp.int32(_MAX_KEY), jnp.maximum(bits, 0))",
+         "return jax.lax.bitcast_convert_type(jnp.where(jnp.isnan(f), jnp.inf, "
+         "jnp.maximum(f, 0.0)), jnp.int32)", ("tests/test_selection_class.py",),
+         "magnitude keys via float max: XLA:CPU flushes subnormal |θ| to 0 (ties with zeros)"),
+  # -- report and plot statistics
+  Mutant("weight_norm_one_per_step", "reinit_jax/analysis/plots.py",
+         'k = (r.get("seed"), r.get("step"))', 'k = r.get("step")',
+         ("tests/test_analysis_class.py",),
+         "the weight-norm figure keeps one record per step: the first seed's norm, no band"),
 )
 
 
