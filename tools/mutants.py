@@ -12,6 +12,7 @@ broken suite would look like a perfect score.
     python tools/mutants.py              # every mutant; prints the score and the survivors
     python tools/mutants.py --list       # names, files and tests
     python tools/mutants.py --only kl_reversed,fresh_scaled --no-baseline
+    python tools/mutants.py --extra my_round.py   # someone else's mutants (a MUTANTS tuple)
 
 The rows of the wiring table of tests/test_wiring.py and tests/test_wiring_resume.py come first,
 then mutants of the library code ([AA] §4 Shrink & Perturb, [LW] §3 layer-wise and subset methods,
@@ -297,13 +298,22 @@ def main(argv=None) -> int:
                  help="skip checking that the unmutated tests pass")
   p.add_argument("--keep", action="store_true", help="keep the scratch copy and its logs")
   p.add_argument("-v", "--verbose", action="store_true", help="print the pytest tail of survivors")
+  p.add_argument("--extra", metavar="FILE",
+                 help="run the mutants of FILE (a Python file defining MUTANTS, a tuple of Mutant) "
+                      "instead of the curated list: a fresh round written by someone else")
   a = p.parse_args(argv)
+  pool = MUTANTS
+  if a.extra:
+    import runpy
+    pool = tuple(runpy.run_path(a.extra).get("MUTANTS", ()))
+    if not pool or not all(isinstance(m, Mutant) or type(m).__name__ == "Mutant" for m in pool):
+      p.error(f"--extra {a.extra} must define MUTANTS, a non-empty tuple of Mutant")
   names = [n for arg in a.only for n in arg.split(",") if n]
-  known = {m.name for m in MUTANTS}
+  known = {m.name for m in pool}
   unknown = [n for n in names if n not in known]
   if unknown:
     p.error(f"unknown mutant(s) {unknown}; --list shows them")
-  chosen = [m for m in MUTANTS if not names or m.name in names]
+  chosen = [m for m in pool if not names or m.name in names]
   if a.list:
     for m in chosen:
       print(f"{m.name:30s} {m.file:32s} {' '.join(m.tests)}\n{'':30s} {m.why}")
