@@ -31,6 +31,7 @@ import os
 import shutil
 import sys
 import time
+import types
 from typing import Any
 
 import jax
@@ -124,6 +125,16 @@ def _silence_orbax_noise() -> None:
 
   hook._reinit_jax_filter = True
   sys.unraisablehook = hook
+  # The same closed-loop error can also come through sys.excepthook: tensorstore's threads call
+  # loop.call_soon_threadsafe from C++ and print what it raises with PyErr_Print (seen on a loaded
+  # machine: two bare "Event loop is closed" tracebacks after the one-line warning).
+  previous_excepthook = sys.excepthook
+
+  def excepthook(kind, value, tb):
+    if not _is_orbax_noise(types.SimpleNamespace(exc_value=value, object=None)):
+      previous_excepthook(kind, value, tb)
+
+  sys.excepthook = excepthook
 
 
 def _why(err: BaseException) -> str:

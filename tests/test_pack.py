@@ -12,6 +12,7 @@ import pytest
 from reinit_jax.launch import grid, sweep
 from reinit_jax import train
 from reinit_jax.train import pack as P, setup, step as S, validate
+from train_helpers import config_json_without_pack, summary_without_timing
 
 GRID = '''
 from reinit_jax import launch
@@ -46,8 +47,6 @@ def get_sweep(arg=None):
           dict(alpha=2.0, method="standard")]
 '''
 
-TIMING = ("wall_time_s", "steps_per_second", "times", "workdir")
-
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
@@ -71,17 +70,6 @@ def _configs(cfg, **flags):
     sweep.set_overrides(c, flags)
     out[name] = validate(c)
   return out
-
-
-def _summary(d):
-  s = json.load(open(os.path.join(d, "summary.json")))
-  return {k: v for k, v in s.items() if k not in TIMING}
-
-
-def _config_json(d):
-  c = json.load(open(os.path.join(d, "config.json")))
-  c["run"].pop("pack")
-  return c
 
 
 def test_groups_and_values(cfg):
@@ -127,11 +115,11 @@ def test_packed_grid_equals_points_alone(cfg, alone, tmp_path):
   assert sorted(names) == sorted(out) and len(names) == 4
   digests = set()
   for n in names:
-    a, b = _summary(wd / n), _summary(alone / n)
+    a, b = summary_without_timing(wd / n), summary_without_timing(alone / n)
     assert a == b, n
     digests.add(a["params_digest"])
     assert (wd / n / "metrics.jsonl").read_text() == (alone / n / "metrics.jsonl").read_text()
-    assert _config_json(wd / n) == _config_json(alone / n)
+    assert config_json_without_pack(wd / n) == config_json_without_pack(alone / n)
     assert os.listdir(wd / n / "tensorboard")
     assert str(a["steps"]) in os.listdir(wd / n / "checkpoints")
   assert len(digests) == 4  # the values reached every run: no two points trained alike
@@ -148,19 +136,19 @@ def test_interrupted_pack_resumes(cfg, alone, tmp_path):
   assert all((wd / n / "config.json").exists() for n in packed)  # written before any compute
   grid.run_grid(cfg, {}, str(wd))
   for n in names:
-    assert _summary(wd / n) == _summary(alone / n), n
+    assert summary_without_timing(wd / n) == summary_without_timing(alone / n), n
   # A point whose summary was removed is written again from the pack's last checkpoint (no
   # training); the other points stay as they were.
   kept = {n: (wd / n / "summary.json").read_text() for n in names if n != packed[1]}
   os.remove(wd / packed[1] / "summary.json")
   grid.run_grid(cfg, {}, str(wd))
-  assert _summary(wd / packed[1]) == _summary(alone / packed[1])
+  assert summary_without_timing(wd / packed[1]) == summary_without_timing(alone / packed[1])
   assert all((wd / n / "summary.json").read_text() == t for n, t in kept.items())
   # The point's own checkpoint restores in a run of the point alone (its optimizer without the
   # pack's weight decay: schedules.without_decay).
   os.remove(wd / packed[0] / "summary.json")
   train.run(_configs(cfg)[packed[0]], str(wd / packed[0]))
-  assert _summary(wd / packed[0]) == _summary(alone / packed[0])
+  assert summary_without_timing(wd / packed[0]) == summary_without_timing(alone / packed[0])
   assert not (wd / packed[0] / "checkpoints.corrupt").exists()  # restored, not set aside
 
 
@@ -178,7 +166,7 @@ def test_finished_points_are_not_packed_again(cfg, alone, tmp_path):
   assert len(packs) == 1  # points 1 and 2 (point 0 was finished): 2 points × 2 seeds
   assert len(json.load(open(wd / ".packs" / packs[0] / "summary.json"))["seeds"]) == 4
   for n in names:
-    assert _summary(wd / n) == _summary(alone / n), n
+    assert summary_without_timing(wd / n) == summary_without_timing(alone / n), n
 
 
 def test_label_noise_levels_share_a_pack(cfg, tmp_path):
@@ -193,7 +181,7 @@ def test_label_noise_levels_share_a_pack(cfg, tmp_path):
   grid.run_grid(noise, {**flags, "run.pack": "off"}, str(tmp_path / "alone"))
   for n in configs:
     a, b = tmp_path / "grid" / n, tmp_path / "alone" / n
-    assert _summary(a) == _summary(b), n
+    assert summary_without_timing(a) == summary_without_timing(b), n
     assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
   splits = {json.loads(x)["split"] for x in (tmp_path / "grid" / "q-0.4" / "metrics.jsonl")
             .read_text().splitlines()}
@@ -213,7 +201,7 @@ def test_vmapped_pack_as_on_accelerators(cfg, alone, tmp_path, monkeypatch):
   grid.run_grid(cfg, {}, str(wd))
   differ = 0
   for n in os.listdir(alone):
-    a, b = _summary(wd / n), _summary(alone / n)
+    a, b = summary_without_timing(wd / n), summary_without_timing(alone / n)
     differ += a["params_digest"] != b["params_digest"]
     np.testing.assert_allclose(a["test_accuracy"]["per_seed"], b["test_accuracy"]["per_seed"],
                                atol=0.01, err_msg=n)

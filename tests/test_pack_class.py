@@ -28,6 +28,7 @@ import pytest
 from reinit_jax import methods
 from reinit_jax.launch import grid, sweep
 from reinit_jax.train import config as config_lib, pack as P, validate
+from train_helpers import config_json_without_pack, summary_without_timing
 
 # The synthetic task at the sizes of tests/test_pack.py (64 examples, 6 epochs in 3 stages, 2
 # seeds): a grid of 3 points trains in about a second; what costs is compiling (a pack once, a point
@@ -57,7 +58,6 @@ def get_sweep(arg=None):
   return POINTS
 '''
 
-TIMING = ("wall_time_s", "steps_per_second", "times", "workdir")
 # The default method of the sweep: one whose event reads traced hyperparameters, so its λ and γ ride
 # too (pack.TRACED_HPARAMS); a method listed there later is swept with its own hyperparameters.
 METHOD = next(iter(P.TRACED_HPARAMS))
@@ -132,17 +132,6 @@ def case(request, tmp_path_factory):
   return dict(field=field, points=points, names=names, cfg=str(cfg), flags=flags, root=root)
 
 
-def _summary(d):
-  s = json.load(open(os.path.join(d, "summary.json")))
-  return {k: v for k, v in s.items() if k not in TIMING}
-
-
-def _config_json(d):
-  c = json.load(open(os.path.join(d, "config.json")))
-  c["run"].pop("pack")
-  return c
-
-
 def _lookup(config_json, field):
   v = config_json
   for part in field.split("."):
@@ -186,10 +175,10 @@ def test_each_directory_gets_its_points_results(case):
   assert len(os.listdir(wd / ".packs")) == 1  # the three points trained as one pack
   alone, digests = case["root"] / "alone", set()
   for point, name in zip(case["points"], case["names"]):
-    own = _config_json(wd / name)
+    own = config_json_without_pack(wd / name)
     assert _lookup(own, case["field"]) == point[case["field"]], name
-    assert own == _config_json(alone / name), name
-    a, b = _summary(wd / name), _summary(alone / name)
+    assert own == config_json_without_pack(alone / name), name
+    a, b = summary_without_timing(wd / name), summary_without_timing(alone / name)
     assert a == b, name
     metrics = lambda d: (d / name / "metrics.jsonl").read_text()
     assert metrics(wd) == metrics(alone), name

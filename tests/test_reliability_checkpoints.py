@@ -122,3 +122,16 @@ def test_noise_filter_passes_other_unraisables(monkeypatch):
   other = U(RuntimeError("something else"))
   hook(other)
   assert seen == [other]
+
+
+def test_noise_filter_passes_other_uncaught_exceptions(monkeypatch):
+  """The closed-loop error that tensorstore's threads print through sys.excepthook is dropped;
+  any other exception reaches the previous hook."""
+  seen = []
+  monkeypatch.setattr(sys, "excepthook", lambda *args: seen.append(args[1]))
+  monkeypatch.setattr(sys, "unraisablehook", lambda u: None)  # no filter yet: it installs both
+  checkpoint._silence_orbax_noise()
+  sys.excepthook(RuntimeError, RuntimeError("Event loop is closed"), None)
+  other = ValueError("a real error")
+  sys.excepthook(ValueError, other, None)
+  assert seen == [other]

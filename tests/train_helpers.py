@@ -79,3 +79,22 @@ def _counting(params, fresh, stage, key, context):
 # An explicit mask, so that apply_event's mask does not call R a second time (as a probe).
 methods.register("_test_counting", mask=lambda params, stage, key, context: jax.tree.map(
     lambda p: np.ones(p.shape, bool), params))(_counting)
+
+
+# summary.json fields that depend on timing or place, not on what was trained.
+TIMING = ("wall_time_s", "steps_per_second", "times", "workdir")
+
+
+def summary_without_timing(d):
+  """A workdir's summary.json without its timing and place fields (TIMING)."""
+  with open(os.path.join(d, "summary.json")) as f:
+    return {k: v for k, v in json.load(f).items() if k not in TIMING}
+
+
+def config_json_without_pack(d):
+  """A workdir's config.json without ``run.pack`` (a packed point and the point alone differ
+  only there)."""
+  with open(os.path.join(d, "config.json")) as f:
+    c = json.load(f)
+  c["run"].pop("pack")
+  return c
