@@ -207,3 +207,16 @@ def test_plots_write_pngs_and_reject_bad_inputs(tmp_path):
     plots.plot_learning_curves({}, tmp_path / "x.png")
   with pytest.raises(ValueError, match="param_norm"):
     plots.plot_weight_norm({"a": [{"step": 1}]}, tmp_path / "x.png")
+
+
+def test_distillation_runs_are_their_own_column(tmp_path):
+  """A method with distillation ([Z] §3.1's BAN is `full` + distillation) is a column of its own,
+  '<method>+distill', beside the same method without it; two seeds with distinct values."""
+  root = str(tmp_path / "runs")
+  for distill, test in ((False, [0.70, 0.72]), (True, [0.80, 0.84])):
+    _workdir(root, f"full_{distill}", method="full", lr=0.05, wd=0.0, stages=3, seeds=(0, 1),
+             test=test, val=0.5, distill=distill)
+  md = open(report.report([root], str(tmp_path / "out"))).read()
+  header = next(line for line in md.splitlines() if line.startswith("| setting"))
+  assert [h.strip() for h in header.strip("|").split("|")][1:] == ["full", "full+distill"]
+  assert "71.00 ± 1.00 (n=2)" in md and "82.00 ± 2.00 (n=2)" in md

@@ -246,3 +246,17 @@ def test_other_config_refused_then_restart_starts_over(tmp_path):
   assert json.load(open(tmp_path / "config.json"))["optim"]["learning_rate"] == 0.01
   rows = records(str(tmp_path), "train")  # the old run's rows are gone: one per stage call
   assert [r["step"] for r in rows] == [2, 4, 6]
+
+
+def test_restart_on_a_finished_run_of_the_same_config_trains_again(tmp_path):
+  """run.restart=True is honoured when the workdir holds a *finished* run of the same config:
+  the run trains again (the same params, a new summary), not 'already finished'."""
+  first = train.run(tiny_config(), str(tmp_path))
+  marked = dict(first, name="left by the previous run")
+  with open(tmp_path / "summary.json", "w") as f:
+    json.dump(marked, f)
+  again = train.run(tiny_config(restart=True), str(tmp_path))
+  assert again["name"] == first["name"] and again["steps"] == 6
+  assert again["params_digest"] == first["params_digest"]  # same machine, same program
+  assert json.load(open(tmp_path / "summary.json"))["name"] == first["name"]
+  assert train.run(tiny_config(), str(tmp_path))["name"] == first["name"]  # now finished: kept

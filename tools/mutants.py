@@ -206,6 +206,15 @@ MUTANTS = (
          'k = (r.get("seed"), r.get("step"))', 'k = r.get("step")',
          ("tests/test_analysis_class.py",),
          "the weight-norm figure keeps one record per step: the first seed's norm, no band"),
+  # -- the two survivors of a blind round of 25 (2026-12-05: 23 caught), now tested
+  Mutant("restart_ignored_when_finished", "reinit_jax/train/workdir.py",
+         'if summary is None or summary.get("interrupted") or c.run.restart:',
+         'if summary is None or summary.get("interrupted"):', ("tests/test_reliability_faults.py",),
+         "run.restart=True on a finished run of the same config says 'already finished'"),
+  Mutant("report_distill_column_merged", "reinit_jax/analysis/report.py",
+         'info.method = str(method) + ("+distill" if c.get("distill") else "")',
+         "info.method = str(method)", ("tests/test_analysis_report.py",),
+         "runs with distillation share the column of the same method without it"),
 )
 
 
