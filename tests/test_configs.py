@@ -22,6 +22,7 @@ GRIDS = {
   "configs/tiny_imagenet_preact18.py": {None: 96},
   "configs/online.py": {None: 9},
   "configs/label_noise.py": {None: 36},
+  "configs/fashion_mnist_scnn.py": {None: 18},
 }
 
 _LOAD = r'''
