@@ -18,7 +18,9 @@ Sweep ([LW] ยง4: does LW's gain shrink as the data grows?): training-set size โ
 this budget leaves the network far from fitting its data: 81% of 500 images after 128 steps), 64
 epochs in 4 stages with the same 512 steps at both sizes (2,000 images at batch 256; 500 at batch
 64), validation and test at every stage end. A 1-seed pilot of standard training on 500 images fits
-them all by stage 3 (train_fit 100%). Explicit fields given with `cpu=1` override its values.
+them all by stage 3 (train_fit 100%), but 2,000 images only to 96.6%: results/README.md (e) runs
+`cpu=1,epochs=128` (1,024 steps), where both sizes are fitted. Explicit fields given with `cpu=1`
+override its values.
 """
 
 from reinit_jax import launch

@@ -30,3 +30,7 @@ python -m reinit_jax.analysis.report runs/online_cpu --out results/online --row-
 python launch.py --config=configs/label_noise.py:cpu=1 --sweep=all --workdir=runs/label_noise_cpu $L
 python -m reinit_jax.analysis.report runs/label_noise_cpu --out results/label_noise --row-by label_noise,distill
 python results/label_noise_gaps.py runs/label_noise_cpu
+
+# (e) [LW] §4 on real images: scnn_tiny on 500 and 2,000 Fashion-MNIST images × six methods, 5 seeds.
+python launch.py --config=configs/fashion_mnist_scnn.py:cpu=1,epochs=128 --sweep=all --workdir=runs/lw_fmnist_cpu_e128 $L
+python -m reinit_jax.analysis.report runs/lw_fmnist_cpu_e128 --out results/lw_fmnist --row-by train_subset
