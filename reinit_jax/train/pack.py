@@ -118,10 +118,11 @@ class Pack:
         default = _method_default(cs[0].reinit.method, key)
         vals = [default if f.get(field) is None else f[field] for f in flats]
         hyper[key] = np.asarray([vals[p] for p in point_of], np.float32)
-    # Data the seeds share is drawn from data.seed, else from the point's first seed
-    # (validation.data_view): points that differ in their seeds alone differ in their data too.
+    # The data section as the data package reads it (validation.data_view): a data value (the
+    # DATA_FIELDS) or, for data the seeds share, the seed it is drawn from (data.seed, else the
+    # point's first seed: points that differ in their seeds alone differ in their data too).
     views = {json.dumps(validation.data_view(c).to_dict(), sort_keys=True, default=str) for c in cs}
-    per_run_data = any(differs(k) for k in DATA_FIELDS) or len(views) > 1
+    per_run_data = len(views) > 1
     return cls(names, cs, point_of, seeds, hyper, list(workdirs), per_run_data)
 
   @property
