@@ -1,4 +1,4 @@
-"""Default study: what re-initialization does under label noise ([Z] §6), in about a minute on 2 CPU cores.
+"""Default study: what re-initialization does under label noise ([Z] §6), in under two minutes on 2 CPU cores.
 
     python launch.py                      # = --config=configs/default.py --workdir=runs/default
     python launch.py --config=configs/default.py:q=0.2,epochs=80
