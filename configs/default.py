@@ -1,4 +1,4 @@
-"""Default study: what re-initialization does under label noise ([Z] §6), in under two minutes on 2 CPU cores.
+"""Default study: re-initialization under label noise ([Z] §6), under two minutes on 2 CPU cores.
 
     python launch.py                      # = --config=configs/default.py --workdir=runs/default
     python launch.py --config=configs/default.py:q=0.2,epochs=80
