@@ -12,16 +12,17 @@ MEAN3, STD3 = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
 
 def reference(x, key, preset, train):
-  """numpy semantics: decisions drawn as documented, then flip, zero-pad 4, crop, normalize."""
+  """numpy semantics: decisions drawn as documented, then flip, zero-pad 4, crop (cifar; flip
+  stops after the flip), normalize."""
   k_flip, k_crop = jax.random.split(key)
   flip = np.asarray(jax.random.bernoulli(k_flip, 0.5, (len(x),)))
-  off = np.asarray(jax.random.randint(k_crop, (len(x), 2), 0, 9))
+  off = np.asarray(jax.random.randint(k_crop, (len(x), 2), 0, 9 if preset == "cifar" else 1))
   out = []
   for i, img in enumerate(x.astype(np.float64) / 255.0):
     h, w, c = img.shape
+    if train and preset in ("cifar", "flip") and flip[i]:
+      img = img[:, ::-1]
     if train and preset == "cifar":
-      if flip[i]:
-        img = img[:, ::-1]
       padded = np.zeros((h + 8, w + 8, c))
       padded[4:4 + h, 4:4 + w] = img
       img = padded[off[i, 0]:off[i, 0] + h, off[i, 1]:off[i, 1] + w]
@@ -31,7 +32,8 @@ def reference(x, key, preset, train):
 
 
 @pytest.mark.parametrize("shape", [(32, 32, 3), (28, 28, 1)])
-@pytest.mark.parametrize("preset,train", [("cifar", True), ("cifar", False), ("none", True)])
+@pytest.mark.parametrize("preset,train", [("cifar", True), ("cifar", False), ("flip", True),
+                                          ("flip", False), ("none", True)])
 def test_device_augment_equals_numpy_reference(shape, preset, train):
   x = np.random.default_rng(0).integers(0, 256, (16,) + shape, dtype=np.uint8)
   key = jax.random.key(42)
@@ -42,6 +44,9 @@ def test_device_augment_equals_numpy_reference(shape, preset, train):
   np.testing.assert_allclose(got, want, atol=1e-5)
   if preset == "cifar" and train:
     assert 0 < flip.sum() < 16 and len(np.unique(off)) > 3  # the key really drives decisions
+  if preset == "flip" and train:  # some images mirrored, none shifted
+    assert 0 < flip.sum() < 16 and not off.any()
+    np.testing.assert_allclose(got[~flip], np.asarray(fn(key, x, train=False))[~flip], atol=1e-6)
 
 
 def test_normalization_constants():
@@ -56,6 +61,7 @@ def test_normalization_constants():
 
 @pytest.mark.parametrize("preset,shape,image_size", [
   ("cifar", (32, 32, 3), None), ("cifar", (28, 28, 1), None), ("none", (28, 28, 1), 16),
+  ("flip", (28, 28, 1), None), ("flip", (32, 32, 3), 16),
   ("lw224", (32, 32, 3), None), ("lw224", (300, 260, 3), None)])
 @pytest.mark.parametrize("train", [True, False])
 def test_tf_path_equals_device_path_for_same_decisions(preset, shape, image_size, train):

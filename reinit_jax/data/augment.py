@@ -1,7 +1,9 @@
 """Augmentation presets and normalization, on the device (jax) and in tf.data ([Z], [LW] §3).
 
 Presets: ``none``; ``cifar`` ([Z]: random horizontal flip, then a random crop of the original size
-after zero-padding 4 pixels); ``lw224`` ([LW]: evaluation resizes to 224×224; training flips, resizes
+after zero-padding 4 pixels); ``flip`` (the flip alone: a small network that flattens its 28×28
+feature maps into a dense layer fits the ±4-pixel shifts of ``cifar`` too slowly for a CPU budget,
+results/README.md (f)); ``lw224`` ([LW]: evaluation resizes to 224×224; training flips, resizes
 to 248×248 and takes a random 224×224 crop). Then ``(x/255 − μ)/σ`` with μ = (0.485, 0.456, 0.406),
 σ = (0.229, 0.224, 0.225). For 1-channel images μ and σ are the means of those triples (0.449,
 0.226): a grey pixel is normalized like the RGB pixel with three equal channels would be on average.
@@ -41,8 +43,8 @@ def mean_std(channels: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def max_offset(preset: str) -> int:
-  """Largest crop offset (inclusive) of a preset: 8 for cifar, 24 for lw224, 0 for none."""
-  return {"none": 0, "cifar": 2 * CIFAR_PAD, "lw224": LW_RESIZE - LW_SIZE}[preset]
+  """Largest crop offset (inclusive) of a preset: 8 for cifar, 24 for lw224, 0 for none and flip."""
+  return {"none": 0, "flip": 0, "cifar": 2 * CIFAR_PAD, "lw224": LW_RESIZE - LW_SIZE}[preset]
 
 
 def output_shape(preset: str, shape: tuple[int, int, int], image_size: int | None):
@@ -95,9 +97,9 @@ def apply(x, flip, offset, *, preset: str, train: bool, image_size: int | None =
     if preset == "cifar":
       size = x.shape[1]
       x = jnp.pad(x, ((0, 0), (CIFAR_PAD, CIFAR_PAD), (CIFAR_PAD, CIFAR_PAD), (0, 0)))
-    else:
-      size = LW_SIZE
-    x = _crop(x, offset, size)
+      x = _crop(x, offset, size)
+    elif preset == "lw224":
+      x = _crop(x, offset, LW_SIZE)
   mean, std = mean_std(x.shape[-1])
   return (x - mean) / std
 
@@ -146,11 +148,12 @@ def tf_apply(img, flip, offset, *, preset: str, train: bool, image_size: int | N
     x = tf.image.resize(x, (size, size), "bilinear", antialias=True)
   if train and preset != "none":
     x = tf.cond(flip, lambda: x[:, ::-1, :], lambda: x)
-    if preset == "cifar":
-      size = tf.shape(x)[0]
-      x = tf.pad(x, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
-    else:
-      size = LW_SIZE
-    x = x[offset[0]:offset[0] + size, offset[1]:offset[1] + size, :]
+    if preset in ("cifar", "lw224"):
+      if preset == "cifar":
+        size = tf.shape(x)[0]
+        x = tf.pad(x, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
+      else:
+        size = LW_SIZE
+      x = x[offset[0]:offset[0] + size, offset[1]:offset[1] + size, :]
   mean, std = mean_std(channels)
   return (x - mean) / std

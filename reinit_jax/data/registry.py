@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-AUGMENTATIONS = ("none", "cifar", "lw224")
+AUGMENTATIONS = ("none", "flip", "cifar", "lw224")
 LW_SIZE, LW_RESIZE = 224, 248  # [LW]: resize to 224; train: resize 248, random 224 crop.
 CIFAR_PAD = 4  # [Z]: pad 4, random crop back to the original size.
 DOWNLOAD_ENV = "REINIT_JAX_DOWNLOAD"

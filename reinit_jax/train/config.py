@@ -83,7 +83,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "validation_fraction": _opt(float, lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)",
                                 "held out of train for model selection (None: per data set)"),
     "batch_size": _i(0, 0, "global batch; 0: full batch (gradient descent, [LW] §1.1)"),
-    "augmentation": _s("none", "'none' | 'cifar' (flip + pad-4 crop, [Z]) | 'lw224' ([LW])"),
+    "augmentation": _s("none", "'none' | 'flip' | 'cifar' (flip + pad-4 crop, [Z]) | 'lw224' ([LW])"),
     "image_size": _opt(int, lambda v: _int(v) and v >= 1, "an integer >= 1",
                        "resize images to this side"),
     "label_noise": Field(0.0, lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)",
