@@ -39,8 +39,7 @@ def get_config(arg=None):
   c.optim.schedule = "cosine_per_stage"
   c.optim.epochs = 60
   c.reinit.stages = 4
-  c.reinit.method = "standard"
-  c.reinit.methods = ("standard", "shrink_perturb", "layerwise")
+  c.reinit.method = ("standard", "shrink_perturb", "layerwise")
   c.run.seeds = (0, 1, 2, 3, 4)
   # Validation (6,000 images) and test (10,000) every 5 epochs, 3 times a stage: best-validation
   # selection and the curves; evaluating every epoch would cost more than the training.

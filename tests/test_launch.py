@@ -40,8 +40,8 @@ def test_launch_bad_override_fails_fast(tmp_path):
 
 
 def test_launch_methods_list_makes_subdirs(tmp_path):
-  p = _launch(["--config=configs/synthetic.py:epochs=2,stages=2,synthetic_test=100",
-               f"--workdir={tmp_path}", "--config.reinit.methods=('standard','full')",
+  p = _launch(["--config=configs/synthetic.py:epochs=2,stages=2,synthetic_test=100,"
+               "method=(standard;full)", f"--workdir={tmp_path}",
                "--config.run.progress=off"])
   assert p.returncode == 0, p.stderr[-2000:]
   for m in ("standard", "full"):

@@ -58,7 +58,7 @@ def test_launch_trains_on_prepared_fashion_mnist_without_tensorflow(no_tf_env, t
   work = tmp_path / "run"
   # manual_dir points nowhere: the run must read the cache, not Debian's files or TFDS.
   r = _run(["launch.py", f"--workdir={work}",
-            "--config=configs/default.py:methods=standard,epochs=1,stages=1,train_subset=500,"
+            "--config=configs/default.py:method=standard,epochs=1,stages=1,train_subset=500,"
             "model.name=mlp", f"--config.data.data_dir={root}",
             "--config.data.manual_dir=/nonexistent", "--config.run.progress=off"], no_tf_env)
   assert r.returncode == 0, r.stderr[-3000:]

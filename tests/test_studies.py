@@ -21,7 +21,7 @@ def study_dir(tmp_path_factory):
   c.data.synthetic_test = 200
   c.run.seeds = (0, 1)
   c.run.progress = "off"
-  c.reinit.methods = ("standard", "shrink_perturb")
+  c.reinit.method = ("standard", "shrink_perturb")
   study.run_study(c, str(root))
   return root
 

@@ -61,6 +61,6 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
       out[name] = W.finished_summary(where[name], config)
       continue
     for method, summary in study.run_study(config, where[name]).items():
-      out[name if len(config.reinit.methods) <= 1 else f"{name}/{method}"] = summary
+      out[name if isinstance(config.reinit.method, str) else f"{name}/{method}"] = summary
   return out
 

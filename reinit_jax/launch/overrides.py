@@ -20,11 +20,16 @@ from reinit_jax.train.config import fields, short_names
 
 
 def parse_value(text: str) -> Any:
-  """``'0.1'`` -> 0.1, ``'(0;1)'`` -> (0, 1), ``'True'`` -> True, anything else -> the string."""
+  """``'0.1'`` -> 0.1, ``'(0;1)'`` -> (0, 1), ``'(standard;full)'`` -> ('standard', 'full'),
+  ``'True'`` -> True, anything else -> the string."""
   try:
     return ast.literal_eval(text.replace(";", ","))
   except (ValueError, SyntaxError):
-    return text
+    pass
+  inner = text.strip()
+  if inner.startswith("(") and inner.endswith(")") and ";" in inner:  # items written bare
+    return tuple(parse_value(item.strip()) for item in inner[1:-1].split(";") if item.strip())
+  return text
 
 
 def split_arg(arg: str | None) -> list[tuple[str, str]]:
@@ -70,7 +75,8 @@ def set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
       target[p] = ml_collections.ConfigDict()
     target = target[p]
   old = target.get(leaf) if leaf in target else None
-  if isinstance(old, (tuple, list)) and not isinstance(value, (tuple, list)):
+  free_type = dotted in fields() and fields()[dotted].type is object  # reinit.method: str or tuple
+  if isinstance(old, (tuple, list)) and not isinstance(value, (tuple, list)) and not free_type:
     value = (value,)
   if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)

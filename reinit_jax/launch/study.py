@@ -1,6 +1,6 @@
 """Several methods of one config, one sub-workdir each, and a table of their test accuracies.
 
-``config.reinit.methods`` (a tuple of registry names) is handled here rather than in the engine, so
+A tuple of registry names in ``config.reinit.method`` is handled here rather than in the engine, so
 that every run stays one method with its own checkpoints and summary (and resumes on its own).
 """
 
@@ -13,23 +13,21 @@ import numpy as np
 
 
 def run_study(config, workdir: str) -> dict[str, dict]:
-  """Runs ``config`` once per entry of ``config.reinit.methods`` (or once, for its ``method``).
+  """Runs ``config`` once per method of ``config.reinit.method`` (a name, or a tuple of names).
 
-  Hyperparameters (``reinit.hparams``) go only to the method named by ``reinit.method``. Returns
+  In a study each method takes the hyperparameters of ``reinit.hparams`` it declares. Returns
   {method: summary}; every config is validated before the first run.
   """
   from reinit_jax.train import run, validate  # the engine (JAX) only when something runs
-  names = tuple(config.reinit.methods) or (config.reinit.method,)
+  from reinit_jax.train.config import method_names, with_method
+  from reinit_jax.train.validation import method_hparams
+  validate(config)  # the study as a whole: every name and hyperparameter
+  names = method_names(config)
   configs = {}
   for m in names:
-    c = config.copy_and_resolve_references()
-    with c.unlocked():
-      if m != config.reinit.method:
-        c.reinit.hparams = {}
-      c.reinit.method = m
-      c.reinit.methods = ()
-    validate(c)
-    configs[m] = c
+    c = with_method(config, m)
+    c.reinit.hparams = method_hparams(config, m)
+    configs[m] = validate(c)
   out = {}
   for m, c in configs.items():
     sub = os.path.join(workdir, m) if len(names) > 1 else workdir

@@ -17,7 +17,7 @@ engine's run axis.
 
 Point ``i`` writes into ``<workdir>/<point name>/`` (workdir default: ``runs/<config.name>``), the
 name made of the point's ``key-value`` pairs, e.g. ``method-layerwise_alpha-0.5``. A point that sets
-``method`` clears ``config.reinit.methods``, so it is exactly one run (one summary.json, own resume).
+``method`` to one name replaces a study's tuple: it is exactly one run (one summary.json, own resume).
 """
 
 from __future__ import annotations
@@ -115,11 +115,7 @@ def point_config(config_path: str, index: int) -> tuple[str, ml_collections.Conf
                      f"(0..{len(grid) - 1})")
   path, arg = split_config_path(config_path)
   point = grid[index]
-  config = load_module(path).get_config(merged_arg(arg, point))
-  if "method" in point:
-    with config.unlocked():
-      config.reinit.methods = ()
-  return point_name(point), config
+  return point_name(point), load_module(path).get_config(merged_arg(arg, point))
 
 
 def default_workdir(config_path: str) -> str:
@@ -139,8 +135,6 @@ def commands(config_path: str, workdir: str, extra_flags: Iterable[str] = (),
   for p in points(config_path):
     words = [f"--config={path}:{merged_arg(arg, p)}",
              f"--workdir={os.path.join(workdir, point_name(p))}"]
-    if "method" in p:
-      words.append("--config.reinit.methods=()")  # as point_config: the point is one run
     words += list(extra_flags)
     out.append(launcher + " " + " ".join(shlex.quote(w) for w in words))
   return out

@@ -70,6 +70,13 @@ def _d(help_):
   return Field({}, _is_dict, "a dict of keyword arguments", help_)
 
 
+def _method_value(v):
+  if isinstance(v, str):
+    return bool(v)
+  return (isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
+          and all(isinstance(m, str) and m for m in v))
+
+
 def _seeds(v):
   return (isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
           and all(_int(s) and s >= 0 for s in v))
@@ -127,11 +134,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "setting_augmentation": _s("cifar", "the D of D/DC/DCW"),
   },
   "reinit": {
-    "method": _s("standard", "re-initialization method R (reinit_jax.methods.names())"),
-    "hparams": _d("the method's hyperparameters, e.g. shrink=0.4, perturb=0.1"),
-    "methods": Field((), lambda v: isinstance(v, (tuple, list)) and all(isinstance(m, str)
-                                                                        for m in v),
-                     "a tuple of method names", "study: one run per method (empty: method)"),
+    "method": Field("standard", _method_value, "a method name or a tuple of distinct names",
+                    "re-initialization method R (reinit_jax.methods.names()); a tuple is a study, "
+                    "one run per method", object),
+    "hparams": _d("hyperparameters, e.g. shrink=0.4, perturb=0.1 (a study: each method takes "
+                  "those it declares)"),
     "stages": _i(9, 1, "T stages of floor(N/T) epochs; T − 1 events"),
     "optimizer_policy": _one_of("reset", ("reset", "keep", "mask"),
                                 "optimizer state at events: re-created | kept | zeroed where "
@@ -198,12 +205,12 @@ TOP: dict[str, Field] = {"name": _s("base", "run name (default workdir runs/<nam
 # Fields that may differ between an interrupted run and its resumption.
 RESUME_FREE = ("name", "run.stop_after_steps", "run.progress", "run.checkpoint_every", "run.mesh",
                "run.pack", "run.pack_max_runs", "run.compilation_cache",
-               "run.keep_checkpoints", "run.restart", "run.nan_policy", "reinit.methods")
+               "run.keep_checkpoints", "run.restart", "run.nan_policy")
 
 
 def _value(f: Field):
-  if f.default is None:
-    return ml_collections.FieldReference(None, field_type=f.type)
+  if f.default is None or f.type is object:  # object: a value of more than one type
+    return ml_collections.FieldReference(f.default, field_type=f.type)
   if isinstance(f.default, dict):
     return ml_collections.ConfigDict(dict(f.default))
   return f.default
@@ -231,6 +238,22 @@ def short_names() -> dict[str, str]:
   for dotted in fields():
     count.setdefault(dotted.rsplit(".", 1)[-1], []).append(dotted)
   return {leaf: names[0] for leaf, names in count.items() if len(names) == 1}
+
+
+def method_names(c) -> tuple[str, ...]:
+  """The method(s) of ``reinit.method``: one name, or the names of a study."""
+  m = c.reinit.method
+  return (m,) if isinstance(m, str) else tuple(m)
+
+
+def with_method(c, method) -> ml_collections.ConfigDict:
+  """A copy of ``c`` with ``reinit.method`` = ``method`` (a name or a tuple of names): a plain
+  ConfigDict types a field by its first value, so the field is made anew."""
+  out = ml_collections.ConfigDict(c.to_dict())
+  del out.reinit["method"]
+  out.reinit["method"] = ml_collections.FieldReference(
+    method if isinstance(method, str) else tuple(method), field_type=object)
+  return out
 
 
 def get(c, dotted: str):

@@ -57,7 +57,7 @@ def _free(c) -> set:
 def structure(c) -> str | None:
   """What must be equal for two points to share a pack (a JSON text); None: the point runs alone
   (``run.pack='off'``, several methods in one point)."""
-  if c.run.pack == "off" or tuple(c.reinit.methods):
+  if c.run.pack == "off" or not isinstance(c.reinit.method, str):
     return None
   free = _free(c)
   return json.dumps({k: v for k, v in _flat(c).items() if k not in free}, sort_keys=True,

@@ -14,7 +14,7 @@ import jax
 import ml_collections
 import optax
 
-from reinit_jax.train.config import SCHEMA, TOP, fields
+from reinit_jax.train.config import SCHEMA, TOP, fields, method_names, with_method
 
 OPTIMIZERS = tuple(n for n in ("sgd", "adam", "adamw", "nadam", "nadamw", "radam", "rmsprop",
                                "adagrad", "adamax", "adamaxw", "amsgrad", "adabelief", "lamb",
@@ -63,11 +63,13 @@ def check_fields(c) -> None:
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A copy with the [Z] §4 setting preset applied.
 
-  Ø ('none'): no augmentation, constant LR, no weight decay; D: + ``setting_augmentation``;
+  A one-name tuple of methods becomes that name. Ø ('none'): no augmentation, constant LR, no
+  weight decay; D: + ``setting_augmentation``;
   DC: + cosine annealing restarted every stage (for ``standard`` this is SGDR, [Z] §5.3);
   DCW: + weight decay ``setting_weight_decay``. ``setting=''`` keeps the explicit fields.
   """
-  c = ml_collections.ConfigDict(config.to_dict())
+  names = method_names(config)
+  c = with_method(config, names[0] if len(names) == 1 else names)  # ('x',) is the method x
   s = c.optim.setting
   if s:
     c.data.augmentation = c.optim.setting_augmentation if "D" in s else "none"
@@ -95,10 +97,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     fail("run.modules", tuple(c.run.modules), " ".join(str(e).split()))
   if c.model.name not in models.names():
     fail("model.name", c.model.name, ", ".join(models.names()))
-  for m in (c.reinit.method, *c.reinit.methods):
+  names = method_names(c)
+  for m in names:
     if m not in methods.names():
-      fail("reinit.method" if m == c.reinit.method else "reinit.methods", m,
-           ", ".join(methods.names()))
+      fail("reinit.method", m, ", ".join(methods.names()))
   if c.data.dataset not in data.names():
     fail("data.dataset", c.data.dataset, ", ".join(data.names()))
   if not c.reinit.stages <= c.optim.epochs:
@@ -123,11 +125,17 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if c.data.per_seed and c.data.seed is not None:
     fail("data.seed", c.data.seed, "None with data.per_seed=True (each seed draws its own data "
          "set from its seed)")
-  method = _checked("reinit.hparams", c.reinit.hparams,
-                    lambda: methods.get(c.reinit.method, **c.reinit.hparams.to_dict()))
-  m = getattr(method, "events_per_block", None)
-  if m and c.reinit.stages % m:
-    fail("reinit.stages", c.reinit.stages, f"a multiple of layerwise events_per_block M={m}")
+  if len(names) > 1:  # a study: every key of hparams taken by at least one of its methods
+    for key in c.reinit.hparams:
+      if not any(key in methods.get(m).declaration.hparams for m in names):
+        fail("reinit.hparams", c.reinit.hparams.to_dict(),
+             f"hyperparameters of {', '.join(names)}; none of them declares {key!r}")
+  for name in names:
+    method = _checked("reinit.hparams", c.reinit.hparams,
+                      lambda: methods.get(name, **method_hparams(c, name)))
+    m = getattr(method, "events_per_block", None)
+    if m and c.reinit.stages % m:
+      fail("reinit.stages", c.reinit.stages, f"a multiple of layerwise events_per_block M={m}")
   # The data package's own checks (augmentation, label_noise, ...) name their field.
   _checked("data", c.data.dataset, lambda: registry.options(data_view(c)))
   num_classes = 8 if c.data.dataset == "synthetic" else registry.DATASETS[c.data.dataset].num_classes
@@ -137,6 +145,16 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
     c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict()))
   return c
+
+
+def method_hparams(c, name: str) -> dict:
+  """The hyperparameters of ``reinit.hparams`` that method ``name`` takes: all of them for a
+  single method (an unknown one fails there), in a study those ``name`` declares."""
+  from reinit_jax import methods
+  hparams = c.reinit.hparams.to_dict()
+  if len(method_names(c)) == 1:
+    return hparams
+  return {k: v for k, v in hparams.items() if k in methods.get(name).declaration.hparams}
 
 
 def _checked(field, value, build):
