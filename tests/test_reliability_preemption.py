@@ -54,11 +54,12 @@ async def json_save(self, *a, **k):  # the state item is written into the tempor
 
 ocp.handlers.JsonCheckpointHandler.async_save = json_save
 if os.environ.get("LAUNCH"):
-  import launch
+  sys.argv = ["launch.py"] + sys.argv[1:]
+  import launch  # takes the --config.<field> words out of sys.argv
   from absl import app
   from reinit_jax.launch import cli
-  sys.argv = ["launch.py"] + sys.argv[1:]
-  app.run(cli.one_line_errors(launch.main), flags_parser=cli.parse_flags)
+  app.run(cli.one_line_errors(launch.main),
+          flags_parser=lambda argv: cli.parse_flags(argv, launch._FIELD_FLAGS))
 else:
   sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
   from train_helpers import tiny_config

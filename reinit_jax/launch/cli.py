@@ -14,27 +14,28 @@ from reinit_jax.launch import overrides as O
 from reinit_jax.launch import study, sweep
 
 
-# ``--config.<field>=<value>`` words, taken out of argv before absl parses it (parse_flags): they
-# are applied here with the one definition of the fields (overrides.set_field), which also takes
-# new keys of dict fields (``--config.reinit.hparams.shrink=0.3``) and fails in one line.
-FIELD_FLAGS: list[str] = []
+# ``--config.<field>=<value>`` words are taken out of argv before absl parses it (take_field_flags):
+# they are applied here with the one definition of the fields (overrides.set_field), which also
+# takes new keys of dict fields (``--config.reinit.hparams.shrink=0.3``) and fails in one line.
 
 
-def field_values() -> dict:
+def field_values(field_flags: list[str]) -> dict:
   """{dotted field: parsed value} of the ``--config.<field>=<value>`` words of the command line."""
   out = {}
-  for a in FIELD_FLAGS:
+  for a in field_flags:
     key, value = a[len("--config."):].split("=", 1)
     out[key] = O.parse_value(value)
   return out
 
 
-def main(config, path: str, workdir: str | None, sweep_flag: str | None) -> None:
-  """Runs what the flags ask for: ``config`` with the ``--config.*`` values applied, its sweep
-  listing (``--sweep=list``), one point (``--sweep=<i>``) or every point (``--sweep=all``)."""
+def main(config, path: str, workdir: str | None, sweep_flag: str | None,
+         field_flags: list[str]) -> None:
+  """Runs what the flags ask for: ``config`` with the ``--config.*`` words (``field_flags``)
+  applied, its sweep listing (``--sweep=list``), one point (``--sweep=<i>``) or every point
+  (``--sweep=all``)."""
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  flag_values = field_values()
+  flag_values = field_values(field_flags)
   sweep.set_overrides(config, flag_values)
   workdir = workdir or os.path.join("runs", config.name)
   if sweep_flag != "list":
@@ -42,7 +43,7 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None) -> None
   if sweep_flag is None:
     summaries = study.run_study(config, workdir)
   elif sweep_flag == "list":
-    for line in sweep.commands(path, workdir, FIELD_FLAGS):
+    for line in sweep.commands(path, workdir, field_flags):
       print(line)
     return
   elif sweep_flag == "all":
@@ -116,22 +117,23 @@ def one_line_errors(fn):
   return wrapped
 
 
-def take_field_flags(argv: list[str]) -> None:
-  """Moves the ``--config.<field>=<value>`` words of ``argv`` (in place) to :data:`FIELD_FLAGS`."""
-  keep = [a for a in argv if not a.startswith("--config.")]
-  FIELD_FLAGS.extend(a for a in argv if a.startswith("--config."))
-  argv[:] = keep
+def take_field_flags(argv: list[str]) -> list[str]:
+  """Removes the ``--config.<field>=<value>`` words from ``argv`` (in place) and returns them."""
+  taken = [a for a in argv if a.startswith("--config.")]
+  argv[:] = [a for a in argv if not a.startswith("--config.")]
+  return taken
 
 
-def parse_flags(argv):
+def parse_flags(argv, field_flags: list[str]):
   """absl's flag parsing, with ``--help`` listing every config field (exit 0) and every mistake in
-  a ``--config`` word reported in one line (exit 1) instead of config_flags' traceback."""
+  a ``--config`` word (of ``field_flags``, taken out of argv) reported in one line (exit 1)
+  instead of config_flags' traceback."""
   from absl import flags
   if any(a in ("-h", "--help", "--helpfull", "-?", "--helpshort") for a in argv[1:]):
     print(usage())
     sys.exit(0)
   try:
-    for a in FIELD_FLAGS:
+    for a in field_flags:
       if "=" not in a:
         raise ValueError(f"{a} needs a value: --config.<section>.<field>=<value>")
       key, value = a[len("--config."):].split("=", 1)
