@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from reinit_jax import train  # noqa: E402
-from reinit_jax.train import setup, step as S  # noqa: E402
+from reinit_jax.train import compiled, setup, step as S  # noqa: E402
 
 _made = {"train": [], "event": []}
 _orig_train, _orig_event = S.make_train_call, S.make_event
@@ -75,7 +75,7 @@ def one_run(c):
   _made["event"].clear()
   # train.setup memoizes its jitted functions per process (a grid's points share them): every run
   # here builds, and counts, its own.
-  setup._BUILT.clear()
+  compiled.clear()
   counter = common.CompileCounter.get()
   n0, s0 = counter.snapshot()
   with tempfile.TemporaryDirectory() as wd:

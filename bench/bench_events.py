@@ -10,7 +10,7 @@ batch 512, bf16) every ratio <= 0.3 (issue 14).
 ``--select-impls bracket,sort`` times the methods whose event ranks entries (``magnitude``,
 ``random_subset``) once per k-smallest selection implementation (``reinit_jax/selection.py``), side
 by side, named ``<method>@<impl>``; every other method is timed once. Each event is traced under its
-implementation (``masks.use_select_impl``) and compiled on a thread per core.
+implementation (``make_event(select_impl=)``) and compiled on a thread per core.
 
 Usage: ``python bench/bench_events.py --quick`` (< 2 min; ``--smoke``: scnn_tiny b4, magnitude and
 full, 1 round); the last line is JSON.
@@ -84,12 +84,9 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
       # A new jitted event per implementation: jit reuses a trace for the same argument shapes,
       # and the implementation is read at trace time.
       ev = S.make_event(model, method, tx, identity, norm_batch_size=norm_batch, distill=False,
-                        optimizer_policy="reset", batch_stats_policy="reset")
+                        optimizer_policy="reset", batch_stats_policy="reset", select_impl=impl)
       box = [state_for(method), None]
-      # Traced here, one after another: the implementation is read from a setting global to the
-      # process.
-      with masks.use_select_impl(impl):
-        lowered = ev.lower(box[0], x, n_now)
+      lowered = ev.lower(box[0], x, n_now)
       if mname in SELECTING:  # each implementation must be its own program
         text = lowered.as_text()
         if text in programs.values():

@@ -12,8 +12,7 @@ All functions are pure and jit-able; block indices may be traced integers.
 
 The exact k-smallest selection of :func:`smallest_magnitude` and :func:`random_fraction` has one
 implementation per backend, chosen by ``select_impl`` ('auto' | 'bracket' | 'sort' | 'sort_batched'
-| 'approx'; see :mod:`reinit_jax.selection`, whose :func:`set_select_impl` and
-:func:`use_select_impl` are here too).
+| 'approx'; see :mod:`reinit_jax.selection`): an argument, else $REINIT_SELECT_IMPL, else 'auto'.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import numpy as np
 
 from reinit_jax import selection as S
 from reinit_jax.selection import (APPROX_RECALL, ENV_SELECT_IMPL, SELECT_IMPLS,  # noqa: F401
-                                  resolve_select_impl, set_select_impl, use_select_impl)
+                                  resolve_select_impl)
 
 PyTree = Any
 

@@ -47,12 +47,16 @@ class Context:
     head: the model's head names (static).
     init_norms: per-leaf norms of θ_1 (``layerwise``, ``rescale_only``), or None.
     fixed_mask: the mask the method's ``prepare`` drew once before training, or None.
+    select_impl: the k-smallest selection of ``magnitude`` / ``random_subset`` / ``fixed_subset``
+      (static; :mod:`reinit_jax.selection`; None: $REINIT_SELECT_IMPL, else 'auto'). The engine
+      sets it from ``reinit.select_impl`` for the event's call only (the state keeps None).
   """
 
   blocks: tuple = flax.struct.field(pytree_node=False, default=())
   head: tuple = flax.struct.field(pytree_node=False, default=())
   init_norms: Any = None
   fixed_mask: Any = None
+  select_impl: str | None = flax.struct.field(pytree_node=False, default=None)
 
 
 # ----------------------------------------------------------------------------- hyperparameters

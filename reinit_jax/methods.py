@@ -157,7 +157,8 @@ _FRACTION = {"fraction": unit_interval(0.2)}
 
 
 def _random_mask(params, stage, key, context, fraction):
-  return M.random_fraction(jax.random.fold_in(key, jnp.asarray(stage, jnp.int32)), params, fraction)
+  return M.random_fraction(jax.random.fold_in(key, jnp.asarray(stage, jnp.int32)), params, fraction,
+                           context.select_impl)
 
 
 @register("random_subset", hparams=_FRACTION, mask=_random_mask)
@@ -167,7 +168,7 @@ def random_subset(params, fresh, stage, key, context, fraction):
 
 
 def _magnitude_mask(params, stage, key, context, fraction):
-  return M.smallest_magnitude(params, fraction)
+  return M.smallest_magnitude(params, fraction, context.select_impl)
 
 
 @register("magnitude", hparams=_FRACTION, mask=_magnitude_mask)
@@ -177,7 +178,7 @@ def magnitude(params, fresh, stage, key, context, fraction):
 
 
 def _fixed_draw(key, params, context, fraction):
-  return M.random_fraction(key, params, fraction)
+  return M.random_fraction(key, params, fraction, context.select_impl)
 
 
 def _fixed_mask(params, stage, key, context, fraction):

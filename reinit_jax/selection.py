@@ -24,14 +24,13 @@ exact where subnormal floats are kept (CPU, GPU); on a TPU, which flushes them t
 
 The exact paths select the entries a stable argsort ranks first (tests/test_masks.py), so they give
 identical masks for the same inputs and keys. The choice is read when a function is
-traced: an argument ``select_impl=`` wins, then :func:`set_select_impl` / :func:`use_select_impl`,
-then the environment variable ``REINIT_SELECT_IMPL``, then 'auto'. Set it before the event is
-first jitted (a jitted function keeps the choice it was traced with).
+traced: the argument ``select_impl=`` (the methods pass ``methods.Context.select_impl``, which the
+engine sets from ``reinit.select_impl``), else the environment variable ``REINIT_SELECT_IMPL``, else
+'auto'. No process-wide setting: a jitted function keeps the choice it was traced with.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import jax
@@ -42,7 +41,6 @@ import numpy as np
 SELECT_IMPLS = ("auto", "bracket", "sort", "sort_batched", "approx")
 APPROX_RECALL = 0.95  # lax.approx_min_k's recall target on the 'approx' path
 ENV_SELECT_IMPL = "REINIT_SELECT_IMPL"
-_forced = [None]  # set by set_select_impl / use_select_impl
 
 
 def _check_impl(impl, name="select_impl"):
@@ -50,36 +48,12 @@ def _check_impl(impl, name="select_impl"):
     raise ValueError(f"{name} must be one of {SELECT_IMPLS}, got {impl!r}")
 
 
-def set_select_impl(impl: str | None) -> str | None:
-  """Forces the k-smallest selection's implementation for later traces; returns the previous one.
-
-  ``impl`` in SELECT_IMPLS, or None to go back to $REINIT_SELECT_IMPL / 'auto'. The hook for a
-  config field: call it once at start-up, before the event is first jitted.
-  """
-  if impl is not None:
-    _check_impl(impl)
-  prev, _forced[0] = _forced[0], impl
-  return prev
-
-
-@contextlib.contextmanager
-def use_select_impl(impl: str | None):
-  """:func:`set_select_impl` for a ``with`` block (the previous setting is restored after it)."""
-  prev = set_select_impl(impl)
-  try:
-    yield
-  finally:
-    set_select_impl(prev)
-
-
 def resolve_select_impl(select_impl: str | None = None) -> str:
-  """The implementation to trace: the argument, the forced setting, $REINIT_SELECT_IMPL or 'auto'.
+  """The implementation to trace: the argument, else $REINIT_SELECT_IMPL, else 'auto'.
 
   'auto' is 'bracket' on the CPU backend and 'sort' on every other (see the module docstring).
   """
   impl, name = select_impl, "select_impl"
-  if impl is None:
-    impl = _forced[0]
   if impl is None and os.environ.get(ENV_SELECT_IMPL):
     impl, name = os.environ[ENV_SELECT_IMPL], ENV_SELECT_IMPL
   impl = "auto" if impl is None else impl

@@ -3,8 +3,8 @@
 'bracket' (the CPU default), 'sort' (the accelerators' default) and 'sort_batched' must give
 identical masks for the same parameters and keys, so a run's masks do not depend on the backend;
 'approx' selects exactly
-round(p·n) entries; the choice is made at trace time from the argument, set_select_impl /
-use_select_impl, $REINIT_SELECT_IMPL, or the backend.
+round(p·n) entries; the choice is made at trace time from the argument (a method's
+``Context.select_impl``), $REINIT_SELECT_IMPL, or the backend.
 """
 
 import jax
@@ -91,32 +91,34 @@ def test_approx_selects_exactly_k_and_on_cpu_the_smallest():
     assert a.sum() == b.sum() and (a & b).sum() >= selection.APPROX_RECALL * b.sum()
 
 
-def test_choice_order_argument_then_setting_then_environment_then_backend(monkeypatch):
+def test_choice_order_argument_then_environment_then_backend(monkeypatch):
   monkeypatch.delenv(selection.ENV_SELECT_IMPL, raising=False)
   assert jax.default_backend() == "cpu"
   assert masks.resolve_select_impl() == "bracket"  # 'auto' on the CPU
   monkeypatch.setenv(selection.ENV_SELECT_IMPL, "sort")
   assert masks.resolve_select_impl() == "sort"
-  with masks.use_select_impl("approx"):
-    assert masks.resolve_select_impl() == "approx"
-    assert masks.resolve_select_impl("bracket") == "bracket"
-  assert masks.resolve_select_impl() == "sort"  # restored
-  assert masks.set_select_impl("bracket") is None
-  try:
-    assert masks.resolve_select_impl() == "bracket"
-  finally:
-    assert masks.set_select_impl(None) == "bracket"
+  assert masks.resolve_select_impl("approx") == "approx"
+  assert not hasattr(selection, "set_select_impl")  # no process-wide setting
   monkeypatch.setenv(selection.ENV_SELECT_IMPL, "auto")
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert masks.resolve_select_impl() == "sort"  # 'auto' off the CPU
 
 
-def test_setting_is_read_at_trace_time(monkeypatch):
+@pytest.mark.parametrize("impl,present,absent", [("sort", " sort[", "while["),
+                                                ("bracket", "while[", None)])
+def test_context_choice_reaches_the_traced_method(impl, present, absent, monkeypatch):
+  """``methods.Context.select_impl`` (set by the engine from reinit.select_impl) is what the
+  magnitude / random_subset / fixed_subset masks trace; the default context leaves it to 'auto'."""
+  from reinit_jax import methods
   monkeypatch.delenv(selection.ENV_SELECT_IMPL, raising=False)
-  params = {"w": jnp.ones((2000,))}
-  with masks.use_select_impl("sort"):
-    jaxpr = str(jax.make_jaxpr(lambda p: masks.smallest_magnitude(p, 0.5))(params))
-  assert " sort[" in jaxpr and "while[" not in jaxpr
+  params = {"w": jnp.ones((20000,))}
+  ctx = methods.Context(select_impl=impl)
+  for name in ("magnitude", "random_subset"):
+    R = methods.get(name)
+    jaxpr = str(jax.make_jaxpr(lambda p: R.reinit_mask(p, 1, jax.random.key(0), ctx))(params))
+    assert present in jaxpr and (absent is None or absent not in jaxpr), name
+  prepared = methods.get("fixed_subset").prepare(jax.random.key(0), params, ctx)
+  assert int(prepared.fixed_mask["w"].sum()) == 4000
 
 
 @pytest.mark.parametrize("bad", ["fast", "", None, 1])
@@ -126,8 +128,6 @@ def test_bad_impl_is_one_clear_line(bad, monkeypatch):
     with pytest.raises(ValueError, match="select_impl must be one of") as e:
       masks.smallest_magnitude({"a": jnp.ones(3)}, 0.5, select_impl=bad)
     assert "\n" not in str(e.value)
-    with pytest.raises(ValueError, match="select_impl must be one of"):
-      masks.set_select_impl(bad)
   monkeypatch.setenv(selection.ENV_SELECT_IMPL, "quick")
   with pytest.raises(ValueError, match="REINIT_SELECT_IMPL must be one of"):
     masks.random_fraction(jax.random.key(0), {"a": jnp.ones(3)}, 0.5)

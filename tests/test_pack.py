@@ -11,7 +11,7 @@ import pytest
 
 from reinit_jax.launch import grid, sweep
 from reinit_jax import train
-from reinit_jax.train import pack as P, setup, step as S, validate
+from reinit_jax.train import compiled, pack as P, setup, step as S, validate
 from train_helpers import config_json_without_pack, summary_without_timing
 
 GRID = '''
@@ -196,7 +196,7 @@ def test_vmapped_pack_as_on_accelerators(cfg, alone, tmp_path, monkeypatch):
   orig = S.over_runs
   monkeypatch.setattr(S, "over_runs", lambda fn, in_axes, seed_axis="auto": orig(fn, in_axes,
                                                                                   "vmap"))
-  monkeypatch.setattr(setup, "_BUILT", {})  # nothing compiled with lax.map is reused
+  monkeypatch.setattr(compiled, "_CACHE", {})  # nothing compiled with lax.map is reused
   wd = tmp_path / "grid"
   grid.run_grid(cfg, {}, str(wd))
   differ = 0

@@ -224,10 +224,10 @@ def _signature(jaxpr):
 
 
 @pytest.mark.parametrize("impl", EXACT_IMPLS)
-@pytest.mark.parametrize("how", ["argument", "setting", "environment"])
+@pytest.mark.parametrize("how", ["argument", "context", "environment"])
 def test_each_way_of_forcing_an_impl_selects_the_same(impl, how, monkeypatch):
-  """The argument, set/use_select_impl and $REINIT_SELECT_IMPL each trace ``impl`` (its sorts and
-  loops in the jaxpr) and give the stable argsort's mask, ties at the cut included."""
+  """The argument, a method's ``Context.select_impl`` and $REINIT_SELECT_IMPL each trace ``impl``
+  (its sorts and loops in the jaxpr) and give the stable argsort's mask, ties at the cut included."""
   monkeypatch.delenv(selection.ENV_SELECT_IMPL, raising=False)
   rng = np.random.default_rng(5)
   params = {"a": (np.round(rng.standard_normal((30, 50)) * 4) / 4).astype(np.float32),
@@ -235,12 +235,14 @@ def test_each_way_of_forcing_an_impl_selects_the_same(impl, how, monkeypatch):
             "c": np.zeros(37, np.float32)}
   arg = impl if how == "argument" else None
   fn = lambda p: masks.smallest_magnitude(p, 0.5, select_impl=arg)
+  if how == "context":
+    from reinit_jax import methods
+    ctx = methods.Context(select_impl=impl)
+    fn = lambda p: methods.get("magnitude", fraction=0.5).reinit_mask(p, 1, None, ctx)
   if how == "environment":
     monkeypatch.setenv(selection.ENV_SELECT_IMPL, impl)
-  ctx = masks.use_select_impl(impl if how == "setting" else None)
-  with ctx:
-    sig = _signature(str(jax.make_jaxpr(fn)(params)))
-    got = jax.jit(fn)(params)
+  sig = _signature(str(jax.make_jaxpr(fn)(params)))
+  got = jax.jit(fn)(params)
   # bracket: counting loops, one stable sort for the small tensor; sort: one per large tensor and
   # one for the small ones; sort_batched: the two of 1,500 entries share one
   assert sig == {"bracket": (1, True), "sort": (3, False), "sort_batched": (2, False)}[impl]

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from reinit_jax import launch, methods, train
-from reinit_jax.train import loop, setup
+from reinit_jax.train import compiled, loop, setup
 
 
 def tiny_config(**overrides):
@@ -57,7 +57,7 @@ def forget_jitted():
   """Drops the jitted functions that setup memoizes across the runs of a process: a test that
   patches how they are built (fault injection) must neither reuse an earlier run's nor leave its
   patched ones to later runs."""
-  setup._BUILT.clear()
+  compiled.clear()
 
 
 def records(workdir, split=None):

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinit_jax.train import feed, loss as L, setup, step as S, stream, validation
+from reinit_jax.train import compiled, feed, loss as L, setup, step as S, stream, validation
 
 SPLITS = ("train_fit", "train_noisy", "train_noisy_clean", "train_clean")
 KEY = "_train_fit"  # the device results' key among the validation/test results
@@ -117,7 +117,7 @@ class TrainFit:
     if r.streaming:
       return
     # Shared with the grid's other points in this process, as setup's own jitted functions.
-    self.fn = setup._memo("fit", r.model_key + [r.per_run], lambda: make_fit_eval(
+    self.fn = compiled.get_or_build("fit", c, r.derived, lambda: make_fit_eval(
         r.model, r.data.augment, r.per_run, runs_mesh=r.place.runs_mesh))
     self.cap = max(r.stage_n)
     self.max_nb = feed.eval_batches(self.cap, self.batch_size, r.place.n)[0].shape[0]

@@ -15,28 +15,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax import data as D
-from reinit_jax import masks, methods, models
-from reinit_jax.train import faults, feed, multihost, outputs, schedules, step as S, validation
+from reinit_jax import methods, models
+from reinit_jax.train import compiled, faults, feed, multihost, outputs, schedules, step as S
+from reinit_jax.train import validation
 from reinit_jax.train import pack as pack_
 from reinit_jax.train.state import base_keys, init_state, prepare_state
 
-
-# Jitted functions of earlier runs in this process, by the config values they were built from, so
-# that the points of a grid (``--sweep=all``) that share them share their compilations: the train
-# step ignores the method, and α of the synthetic task is data, not a constant of the step.
-_BUILT: dict[str, object] = {}
 
 # What runs a few times per run (init, prepare, events) compiles without LLVM's expensive passes on
 # XLA:CPU: 40% less compile time for the same bits (checked by the digest tests); the train step
 # and evaluation keep the full optimization.
 _RARE = {"xla_llvm_disable_expensive_passes": True}
-
-
-def _memo(kind: str, key, build):
-  k = kind + json.dumps(key, sort_keys=True, default=str)
-  if k not in _BUILT:
-    _BUILT[k] = build()
-  return _BUILT[k]
 
 
 class Run:
@@ -102,23 +91,13 @@ class Run:
 
   def _build_functions(self, c):
     r = c.reinit
-    # Read when the event is traced (below, once per memo key: the key holds the reinit section).
-    masks.set_select_impl(None if r.select_impl == "auto" else r.select_impl)
-    sec = lambda name: c[name].to_dict()
-    # Everything each builder reads, as its memo key (the model by its section and data shape).
-    model_key = [sec("model"), self.data.meta.num_classes, list(self.data.meta.input_shape),
-                 c.data.dataset, c.data.augmentation, c.data.image_size, self.streaming,
-                 self.place.key()]
-    self.model_key = model_key  # other builders' memo keys start from it (train/fitting.py)
+    select_impl = None if r.select_impl == "auto" else r.select_impl  # None: $REINIT_SELECT_IMPL
+    # What the built data and devices decide, beside the config (train/compiled.py keys on both).
+    self.derived = [self.data.meta.num_classes, list(self.data.meta.input_shape), self.streaming,
+                    self.place.key(), self.stage_n, self.batch, self.E, len(self.seeds),
+                    self.per_run, sorted(self.hyper)]
+    cached = lambda kind, build: compiled.get_or_build(kind, c, self.derived, build)
     mesh = self.place.runs_mesh
-    geometry = [self.stage_n, self.batch, self.E, len(self.seeds), c.run.max_steps_per_call,
-                self.per_run]
-    # A packed run's functions also read the values its runs differ in (train/pack.py).
-    hyper = sorted(self.hyper)
-    step_key = model_key + [sec("optim"), geometry, r.distill, r.distill_live, r.distill_beta,
-                            c.run.nan_policy, hyper]
-    event_key = model_key + [sec("optim"), sec("reinit"), geometry, hyper]
-    init_key = model_key + [sec("optim"), r.distill, geometry, hyper]
     rare = _RARE if jax.default_backend() == "cpu" else None
     augment = (lambda k, x, train: x.astype(jnp.float32)) if self.streaming else self.data.augment
     self.distill = "off" if not r.distill else ("live" if r.distill_live else "cached")
@@ -134,33 +113,32 @@ class Run:
     cap = max(self.stage_n) if online else None
     steps = (max(feed.epochs_per_call(self.E, s, c.run.max_steps_per_call) * s for s in self.spe)
              if online else None)
-    self.train_call = _memo("train", step_key, lambda: (
+    self.train_call = cached("train", lambda: (
         S.make_stream_call(step()) if self.streaming
         else S.make_train_call(step(), cached=self.distill == "cached", capacity=cap,
                                max_steps=steps, per_run=self.per_run, runs_mesh=mesh)))
-    self.eval_fn = _memo("eval", model_key + [self.per_run],
-                         lambda: S.make_eval(self.model, augment, per_run=self.per_run,
-                                             runs_mesh=mesh))
-    self.teacher_cache = _memo("teacher", model_key + [self.per_run], lambda: S.make_teacher_cache(
+    self.eval_fn = cached("eval", lambda: S.make_eval(self.model, augment, per_run=self.per_run,
+                                                      runs_mesh=mesh))
+    self.teacher_cache = cached("teacher", lambda: S.make_teacher_cache(
         self.model, augment, per_run=self.per_run, runs_mesh=mesh))
-    self.event_fn = _memo("event", event_key, lambda: S.make_event(
+    self.event_fn = cached("event", lambda: S.make_event(
         self.model, self.method, self.tx, augment, norm_batch_size=r.norm_batch_size,
         distill=r.distill, optimizer_policy=r.optimizer_policy,
         batch_stats_policy=r.batch_stats_policy, capacity=cap,
         idle_norm_policy=r.idle_norm_policy, per_run=self.per_run, runs_mesh=mesh,
-        compiler_options=rare, values=self.values[1]))
-    self.norm_fn = _memo("norm", self.place.key(), lambda: S.jit_seeds(
+        compiler_options=rare, values=self.values[1], select_impl=select_impl))
+    self.norm_fn = cached("norm", lambda: S.jit_seeds(
         S.over_runs(outputs.param_norm, (0,)), mesh, (True,)))
     model, method, tx, distill = self.model, self.method, self.tx, r.distill  # not self: a
-    # memoized function must not keep this run's data alive for the rest of a grid
+    # cached function must not keep this run's data alive for the rest of a grid
     # θ_1 and the optimizer do not depend on the method: one compilation for a grid's methods.
-    self.init_fn = _memo("init", init_key, lambda: S.jit_seeds(S.over_runs(
+    self.init_fn = cached("init", lambda: S.jit_seeds(S.over_runs(
         lambda k, s: init_state(model, None, tx, k, s, distill), (0, 0)), mesh, (True, True),
         compiler_options=rare))
     self.prepare_fn = None
     if method.declaration.prepare is not None:
-      self.prepare_fn = _memo("prepare", event_key, lambda: S.jit_seeds(S.over_runs(
-          lambda st: prepare_state(method, st), (0,)), mesh, (True,), donate_argnums=0,
+      self.prepare_fn = cached("prepare", lambda: S.jit_seeds(S.over_runs(
+          lambda st: prepare_state(method, st, select_impl), (0,)), mesh, (True,), donate_argnums=0,
           compiler_options=rare))
     self.eval_sets = {}
     if not self.streaming:

@@ -79,11 +79,12 @@ def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool) -> T
   return state if method is None else prepare_state(method, state)
 
 
-def prepare_state(method, state: TrainState) -> TrainState:
-  """The method's once-before-training draw (e.g. WELS's fixed mask, [LW] §1.1) into the context."""
+def prepare_state(method, state: TrainState, select_impl: str | None = None) -> TrainState:
+  """The method's once-before-training draw (e.g. WELS's fixed mask, [LW] §1.1) into the context;
+  ``select_impl``: the selection it traces (``methods.Context.select_impl``; the state keeps None)."""
   context = method.prepare(stream_key(state.key, EVENT_STREAM, 0), state.variables["params"],
-                           state.context)
-  return state.replace(context=context)
+                           state.context.replace(select_impl=select_impl))
+  return state.replace(context=context.replace(select_impl=None))
 
 
 def base_keys(seeds) -> jax.Array:

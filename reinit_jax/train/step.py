@@ -286,7 +286,8 @@ def make_teacher_cache(model, augment: Callable, per_run: bool = False, runs_mes
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
                optimizer_policy: str, batch_stats_policy: str, capacity: int | None = None,
                idle_norm_policy: str = "set", per_run: bool = False, runs_mesh=None,
-               compiler_options=None, values: Callable | None = None):
+               compiler_options=None, values: Callable | None = None,
+               select_impl: str | None = None):
   """The event after the current stage, jitted once (stage is traced state; [Z] §3, [LW] §3).
 
   ``event(state (S,...), x_all (N, ...), n_current int32) -> state``: draws θ_init from the model's
@@ -297,6 +298,7 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
   ``capacity`` (online mode) ``x_all`` is zero-padded to that many rows first, so the event
   compiles once per run (``n_current`` keeps the draw inside the stage's rows). ``values(hyper)
   -> (method, tx)``: the run's own method hyperparameters and optimizer (``train/pack.py``).
+  ``select_impl``: the k-smallest selection the method traces (``methods.Context.select_impl``).
   """
   const = (method, tx)
 
@@ -309,8 +311,8 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
     ix = jax.random.randint(nk, (norm_batch_size,), 0, n_current)
     norm_batch = augment(nk, x_all[ix], False)
     variables, opt_state = events.apply_event(
-        method, model, state.variables, fresh, state.opt_state, tx, t, ek, state.context,
-        norm_batch, optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
+        method, model, state.variables, fresh, state.opt_state, tx, t, ek,
+        state.context.replace(select_impl=select_impl), norm_batch, optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
         idle_norm_policy=idle_norm_policy)
     return state.replace(variables=variables, opt_state=opt_state,
                          teacher=dict(state.variables) if distill else None,

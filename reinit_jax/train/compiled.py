@@ -1,0 +1,81 @@
+"""Compiled functions shared by the runs of one process (a grid's points), keyed by their inputs.
+
+``--sweep=all`` trains many points in one process, and most of them could share their train step,
+evaluation and init: the train step does not read the method, α of the synthetic task is data, a
+seed count is a shape. A built function is reused only when everything its builder may read is
+equal: the whole (validated) config except the fields :data:`NOT_COMPILED` and :data:`NOT_READ`
+name for that kind of function, plus what the built data and devices decide (``derived``: shapes,
+stage geometry, placement). A field is in the key unless a list names it, so a field forgotten in
+a list costs one more compilation, never a reused function compiled for another value
+(tests/test_compiled.py runs every listed field both ways and compares the results).
+
+This module's ``_CACHE`` is the one piece of process-wide state the engine keeps; :func:`clear`
+empties it (tests that patch a builder, benchmarks that time compilations).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from reinit_jax.train.config import fields, get
+
+_CACHE: dict[str, Any] = {}
+
+# Read by no compiled function: the host loop and its outputs, values that reach the functions as
+# array arguments (data, seeds), sizes that reach them as shapes (in ``derived``), presets already
+# resolved into other fields (optim.setting).
+NOT_COMPILED = (
+  "name", "data.seed", "data.label_noise", "data.synthetic_alpha", "data.synthetic_train",
+  "data.synthetic_test", "data.train_subset", "data.validation_fraction", "data.download",
+  "data.data_dir", "data.manual_dir", "data.in_memory", "data.per_seed", "data.chunks",
+  "optim.setting", "optim.setting_weight_decay", "optim.setting_augmentation",
+  "run.seeds", "run.eval_every_epochs", "run.eval_batch_size", "run.eval_train",
+  "run.fit_threshold", "run.checkpoint_every", "run.keep_checkpoints", "run.progress",
+  "run.distributed", "run.stop_after_steps", "run.restart", "run.mesh", "run.pack",
+  "run.pack_max_runs", "run.tune_cpu_allocator", "run.compilation_cache")
+
+# What only the event reads (the train step sees its result, not its settings).
+_EVENT_ONLY = ("reinit.method", "reinit.hparams", "reinit.optimizer_policy",
+               "reinit.batch_stats_policy", "reinit.idle_norm_policy", "reinit.select_impl",
+               "reinit.norm_batch_size")
+# What only training reads.
+_TRAINING_ONLY = ("run.nan_policy", "run.max_steps_per_call", "reinit.distill_beta",
+                  "reinit.distill_live")
+_FORWARD_ONLY = tuple(f for f in fields() if f.startswith(("optim.", "reinit."))) + _TRAINING_ONLY
+
+NOT_READ: dict[str, tuple[str, ...]] = {
+  "train": _EVENT_ONLY,
+  "event": _TRAINING_ONLY[:2],
+  "prepare": _TRAINING_ONLY,
+  "init": _EVENT_ONLY + _TRAINING_ONLY,  # the optimizer's state and whether a teacher is kept
+  "eval": _FORWARD_ONLY,  # the model's forward pass in evaluation mode
+  "teacher": _FORWARD_ONLY,
+  "fit": _FORWARD_ONLY,
+  "norm": tuple(fields()),  # a norm of the parameters: their shapes and the placement only
+}
+
+
+def key(kind: str, config, derived) -> str:
+  """The cache key of a ``kind`` function built from ``config`` and ``derived`` (JSON-able)."""
+  skip = set(NOT_COMPILED) | set(NOT_READ[kind])
+  read = {name: get(config, name) for name in fields() if name not in skip}
+  return kind + json.dumps([read, derived], sort_keys=True, default=_plain)
+
+
+def _plain(value):
+  to_dict = getattr(value, "to_dict", None)
+  return to_dict() if to_dict is not None else str(value)
+
+
+def get_or_build(kind: str, config, derived, build: Callable[[], Any]):
+  """The function cached under :func:`key`, else ``build()`` (then cached)."""
+  k = key(kind, config, derived)
+  if k not in _CACHE:
+    _CACHE[k] = build()
+  return _CACHE[k]
+
+
+def clear() -> None:
+  """Forgets every cached function (the next run compiles its own)."""
+  _CACHE.clear()
