@@ -18,7 +18,7 @@ from reinit_jax.launch import study, sweep
 def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
   """Runs every point of ``get_sweep`` of the config file ``path_arg`` (``file.py:arg``) with the
   ``--config.*`` values applied; returns {point name: summary}. Every point is validated first."""
-  from reinit_jax.train import pack as P, run, validate, workdir as W
+  from reinit_jax.train import faults, validate, workdir as W
   points = sweep.points(path_arg)
   configs = {}
   for i in range(len(points)):
@@ -31,7 +31,17 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
   for n in sorted(finished):
     logging.getLogger("reinit_jax").warning("%s: already finished (summary.json kept as it was)",
                                             where[n])
-  packed = set()
+  with faults.StopFlag() as stop:  # a stop during a point's run ends the grid (faults.py)
+    return _run_points(configs, where, finished, workdir, stop)
+
+
+def _run_points(configs, where, finished, workdir, stop):
+  """The packs, then the points that train alone; ``stop`` is checked before each."""
+  from reinit_jax.train import pack as P, run, workdir as W
+  packed, out = set(), {}
+  stop_here = lambda what: stop.stop_here(
+    f"stopped the grid before {what} ({len(packed | finished | set(out))} of {len(configs)} "
+    "points finished)")
   pack_of = lambda names: (P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names])
                            if len(names) > 1 else None)
   pack_dir = lambda pack: os.path.join(workdir, ".packs", pack.ident)
@@ -46,6 +56,7 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
       names, pack = todo, pack_of(todo)
     if pack is None:
       continue
+    stop_here(f"the pack of {len(names)} points {names[0]}, ...")
     for n in names:  # config.json now: another config's run there fails before any compute
       if n not in finished:
         W.prepare(where[n], configs[n])
@@ -55,11 +66,11 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
       os.remove(os.path.join(pack_dir(pack), "summary.json"))
     run(configs[names[0]], pack_dir(pack), pack=pack)
     packed.update(names)
-  out = {}
   for name, config in configs.items():
     if name in packed or name in finished:
       out[name] = W.finished_summary(where[name], config)
       continue
+    stop_here(f"point {name}")
     for method, summary in study.run_study(config, where[name]).items():
       out[name if isinstance(config.reinit.method, str) else f"{name}/{method}"] = summary
   return out

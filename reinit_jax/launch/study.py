@@ -18,7 +18,7 @@ def run_study(config, workdir: str) -> dict[str, dict]:
   In a study each method takes the hyperparameters of ``reinit.hparams`` it declares. Returns
   {method: summary}; every config is validated before the first run.
   """
-  from reinit_jax.train import run, validate  # the engine (JAX) only when something runs
+  from reinit_jax.train import faults, run, validate  # the engine (JAX) only when it runs
   from reinit_jax.train.config import method_names, with_method
   from reinit_jax.train.validation import method_hparams
   validate(config)  # the study as a whole: every name and hyperparameter
@@ -29,9 +29,11 @@ def run_study(config, workdir: str) -> dict[str, dict]:
     c.reinit.hparams = method_hparams(config, m)
     configs[m] = validate(c)
   out = {}
-  for m, c in configs.items():
-    sub = os.path.join(workdir, m) if len(names) > 1 else workdir
-    out[m] = run(c, sub)
+  with faults.StopFlag() as stop:  # a stop during one method's run ends the study (faults.py)
+    for m, c in configs.items():
+      done = f" ({', '.join(out)} finished)" if out else ""
+      stop.stop_here(f"stopped the study before {m}{done}")
+      out[m] = run(c, os.path.join(workdir, m) if len(names) > 1 else workdir)
   return out
 
 

@@ -90,6 +90,10 @@ class StopFlag:
   """Context manager: while active, SIGTERM and SIGINT set ``self.set`` (and ``name``/``signum``)
   instead of ending the process; a second SIGINT ends it at once (exit 130), for a user who insists.
 
+  Flags nest: a study or a grid holds one around its runs, each run its own; a stop that a run's
+  flag received is handed to the flag around it when the run ends (finished or checkpointed), so
+  the study or grid stops before its next run instead of losing the request with the run.
+
   Only the main thread can install signal handlers; elsewhere (a run started from a worker thread)
   this is a no-op and the signals keep their default actions.
   """
@@ -115,7 +119,15 @@ class StopFlag:
   def __exit__(self, *exc):
     for s, old in self._old.items():
       signal.signal(s, old)
+    outer = getattr(self._old.get(self.signum), "__self__", None)
+    if self.set and isinstance(outer, StopFlag) and not outer.set:
+      outer.set, outer.name, outer.signum = True, self.name, self.signum
     return False
+
+  def stop_here(self, what: str) -> None:
+    """Raises :class:`Preempted` (``what``: where the process stops) if a stop was requested."""
+    if self.set:
+      raise Preempted(f"{self.name}: {what}; re-run the same command to resume", self.signum)
 
 
 def exit_code(signum: int | None) -> int:

@@ -1,0 +1,120 @@
+"""A stop request (SIGINT, SIGTERM) belongs to the process: it ends a study of several methods and
+a grid (``--sweep=all``) before their next run, even when it reached a run that then finished.
+
+In-process: the runs are replaced by one that receives the signal during its last call (its own
+StopFlag, as the stage loop holds) and still finishes, the moment that used to lose the request.
+Through launch.py: a SIGINT between two methods of a study exits 130 with one line, and the re-run
+finishes with the results of an uninterrupted study.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reinit_jax import train
+from reinit_jax.launch import grid, study
+from reinit_jax.train import faults
+from train_helpers import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _runs_signalled_at(monkeypatch, signum, at: int):
+  """Replaces train.run: run number ``at`` (0-based) gets ``signum`` while it trains and finishes."""
+  calls = []
+
+  def fake_run(config, workdir, pack=None):
+    with faults.StopFlag():
+      if len(calls) == at:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # the handler runs at the next bytecode boundary
+      calls.append(workdir)
+    return {"workdir": workdir, "method": config.reinit.method}
+
+  monkeypatch.setattr(train, "run", fake_run)
+  return calls
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("at", [0, 1])
+def test_a_stop_inside_a_finishing_run_ends_the_study(monkeypatch, tmp_path, signum, at):
+  calls = _runs_signalled_at(monkeypatch, signum, at)
+  c = tiny_config()
+  c.reinit.method = ("standard", "full", "shrink_perturb")
+  with pytest.raises(faults.Preempted) as e:
+    study.run_study(c, str(tmp_path))
+  assert len(calls) == at + 1 and e.value.signum == signum
+  msg = str(e.value)
+  assert f"stopped the study before {('full', 'shrink_perturb')[at]}" in msg and "\n" not in msg
+  assert signal.getsignal(signal.SIGINT) is not None  # handlers restored (no flag left installed)
+
+
+def test_a_study_without_a_stop_runs_every_method(monkeypatch, tmp_path):
+  calls = _runs_signalled_at(monkeypatch, signal.SIGINT, at=99)
+  c = tiny_config()
+  c.reinit.method = ("standard", "full")
+  assert list(study.run_study(c, str(tmp_path))) == ["standard", "full"] and len(calls) == 2
+
+
+_GRID = '''
+from reinit_jax import launch
+import sys
+sys.path.insert(0, {tests!r})
+from train_helpers import tiny_config
+
+def get_config(arg=None):
+  c = tiny_config(pack="off")
+  launch.apply(c, arg)
+  return c
+
+def get_sweep(arg=None):
+  return launch.product(method=("standard", "full", "shrink_perturb"))
+'''
+
+
+@pytest.mark.parametrize("at", [0, 1])
+def test_a_stop_inside_a_finishing_point_ends_the_grid(monkeypatch, tmp_path, at):
+  path = tmp_path / "grid.py"
+  path.write_text(_GRID.format(tests=os.path.join(ROOT, "tests")))
+  calls = _runs_signalled_at(monkeypatch, signal.SIGINT, at)
+  with pytest.raises(faults.Preempted, match=rf"stopped the grid before point method-\w+ "
+                                             rf"\({at + 1} of 3 points finished\)"):
+    grid.run_grid(str(path), {}, str(tmp_path / "wd"))
+  assert len(calls) == at + 1
+
+
+def _launch(args, **kw):
+  env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "launch.py"), *args], cwd=ROOT,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+STUDY = ["--config=configs/synthetic.py:epochs=30,stages=3,synthetic_test=200,"
+         "method=(standard;full;shrink_perturb)", "--config.run.progress=off"]
+
+
+@pytest.mark.slow
+def test_sigint_between_methods_stops_the_study_and_the_rerun_completes_it(tmp_path):
+  ref = _launch(STUDY + [f"--workdir={tmp_path / 'ref'}"])
+  assert ref.wait(timeout=600) == 0, ref.stderr.read()[-2000:]
+  work = tmp_path / "work"
+  p = _launch(STUDY + [f"--workdir={work}"])
+  t0 = time.time()
+  while not (work / "standard" / "summary.json").exists():
+    assert p.poll() is None and time.time() - t0 < 600, "the study ended before the signal"
+    time.sleep(0.05)
+  p.send_signal(signal.SIGINT)
+  assert p.wait(timeout=300) == 130
+  err = p.stderr.read().strip().splitlines()
+  assert err and err[-1].startswith("stopped: SIGINT") and "Traceback" not in "".join(err), err
+  assert not (work / "shrink_perturb" / "summary.json").exists()
+  again = _launch(STUDY + [f"--workdir={work}"])
+  assert again.wait(timeout=600) == 0, again.stderr.read()[-2000:]
+  for m in ("standard", "full", "shrink_perturb"):
+    got = json.load(open(work / m / "summary.json"))["params_digest"]
+    assert got == json.load(open(tmp_path / "ref" / m / "summary.json"))["params_digest"], m
