@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from reinit_jax.launch import study
-from reinit_jax.train.config import fields
+from reinit_jax.launch import sweep
+from reinit_jax.train.config import fields, get
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,9 +50,10 @@ def test_launch_methods_list_makes_subdirs(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--help", "--helpfull", "-h"])
-def test_help_lists_every_field_with_its_default_without_jax(flag):
-  """Help exits 0 and lists ``--config.<section>.<field>=<default>`` for every schema field, without
-  importing JAX (listing a config must stay instant)."""
+def test_help_lists_every_field_with_the_configs_value_without_jax(flag):
+  """Help exits 0 and lists ``--config.<section>.<field>=<value>`` for every schema field, with the
+  value of the config it is given (configs/default.py without --config=), without importing JAX
+  (listing a config must stay instant)."""
   code = ("import runpy, sys\n"
           f"sys.argv = ['launch.py', {flag!r}]\n"
           "try:\n"
@@ -62,12 +64,32 @@ def test_help_lists_every_field_with_its_default_without_jax(flag):
                      capture_output=True, text=True, timeout=120)
   assert p.returncode == 0, p.stderr[-2000:]
   assert p.stdout.strip().splitlines()[-1] == "EXIT 0 False", p.stdout[-500:]
-  assert "--config.optim.learning_rate=0.05" in p.stdout
-  assert "--config.run.seeds=(0,)" in p.stdout and "--config.reinit.method='standard'" in p.stdout
-  for dotted, f in fields().items():
-    default = dict(f.default) if isinstance(f.default, dict) else f.default
-    assert f"--config.{dotted}={default!r}\n" in p.stdout, dotted
+  assert "--config.optim.learning_rate=0.01" in p.stdout and "--config.data.label_noise=0.4" in p.stdout
+  assert "--config.run.seeds=(0, 1, 2, 3, 4)" in p.stdout
+  assert "--config.reinit.method=('standard', 'shrink_perturb', 'layerwise')" in p.stdout
+  default = sweep.load_module("configs/default.py").get_config()
+  for dotted in fields():
+    value = get(default, dotted)
+    value = value.to_dict() if hasattr(value, "to_dict") else value
+    assert f"--config.{dotted}={value!r}\n" in p.stdout, dotted
   assert p.stderr.strip() == ""
+
+
+def test_help_shows_the_given_config_with_its_flags_and_survives_a_closed_pipe():
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  p = subprocess.run(f"{sys.executable} launch.py --config=configs/label_noise.py:cpu=1 "
+                     "--config.optim.epochs=7 --help | head -3; echo rc=${PIPESTATUS[0]}",
+                     shell=True, executable="/bin/bash", cwd=ROOT, env=env, capture_output=True,
+                     text=True, timeout=120)
+  assert p.stdout.strip().endswith("rc=0") and p.stderr == "", (p.stdout, p.stderr)
+  full = subprocess.run([sys.executable, "launch.py", "--config=configs/label_noise.py:cpu=1",
+                         "--config.optim.epochs=7", "--help"], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120).stdout
+  assert "values of configs/label_noise.py:cpu=1 with the --config.* flags" in full
+  assert "--config.data.train_subset=3000\n" in full and "--config.optim.epochs=7\n" in full
+  broken = subprocess.run([sys.executable, "launch.py", "--config=configs/nope.py", "--help"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert broken.returncode == 0 and "the schema's defaults (configs/nope.py:" in broken.stdout
 
 
 @pytest.mark.parametrize("args,want", [

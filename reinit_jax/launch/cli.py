@@ -130,7 +130,7 @@ def parse_flags(argv, field_flags: list[str]):
   instead of config_flags' traceback."""
   from absl import flags
   if any(a in ("-h", "--help", "--helpfull", "-?", "--helpshort") for a in argv[1:]):
-    print(usage())
+    _print_to_closed_pipe_ok(usage(_config_flag(argv), field_flags))
     sys.exit(0)
   try:
     for a in field_flags:
@@ -162,13 +162,44 @@ def _die(msg: str):
   sys.exit(1)
 
 
-def usage() -> str:
-  """launch.py's help: the command, the sweep flag and every config field with its default."""
+def _config_flag(argv) -> str:
+  """The ``--config=`` value of ``argv`` (``--config X`` too); configs/default.py without one."""
+  for i, a in enumerate(argv[1:], start=1):
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), "configs", "default.py")
+
+
+def _print_to_closed_pipe_ok(text: str) -> None:
+  """Prints ``text``; a reader that closed the pipe early (``| head``) ends it quietly."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+    sys.exit(0)
+
+
+def usage(config_path: str | None = None, field_flags: list[str] = ()) -> str:
+  """launch.py's help: the command, the sweep flag and every config field with its value in the
+  config ``config_path`` (``file.py[:k=v,...]``) with the ``--config.*`` words applied; the
+  schema's defaults when there is none or it cannot be loaded (the reason is stated)."""
   from reinit_jax.train.config import help_text
+  config, whose = None, "the schema's defaults"
+  if config_path:
+    try:
+      path, arg = sweep.split_config_path(config_path)
+      config = sweep.load_module(path).get_config(arg or None)
+      sweep.set_overrides(config, field_values(list(field_flags)))
+      whose = f"values of {config_path}" + (" with the --config.* flags" if field_flags else "")
+    except Exception as e:  # noqa: BLE001  help must still print; the run reports the error
+      config, whose = None, f"the schema's defaults ({config_path}: {' '.join(str(e).split())})"
   return ("usage: python launch.py [--config=configs/<study>.py[:k=v,...]] [--workdir=DIR]\n"
           "                        [--sweep=list|<i>|all] [--config.<section>.<field>=<value> ...]\n\n"
           "  --config   study config file and its knobs (default configs/default.py)\n"
           "  --workdir  output directory (default runs/<config name>); re-running resumes\n"
           "  --sweep    list: one command per grid point; <i>: run point i; all: run every point\n\n"
-          "config fields (section.field=default; ':k=v' also takes a field's unique leaf name):\n"
-          + help_text())
+          f"config fields (section.field=value, {whose}; ':k=v' also takes a field's unique leaf "
+          "name):\n" + help_text(config))

@@ -263,12 +263,15 @@ def get(c, dotted: str):
   return c
 
 
-def help_text() -> str:
-  """Every field with its default and meaning, one per line (``launch.py --help``)."""
+def help_text(config=None) -> str:
+  """Every field with its value in ``config`` (default: the schema's default) and its meaning
+  (``launch.py --help``)."""
   lines = []
   for dotted, f in fields().items():
-    default = dict(f.default) if isinstance(f.default, dict) else f.default
-    lines.append(f"  --config.{dotted}={default!r}\n      {f.help}; {f.allowed}")
+    value = f.default if config is None else get(config, dotted)
+    value = value.to_dict() if hasattr(value, "to_dict") else value
+    value = dict(value) if isinstance(value, dict) else value
+    lines.append(f"  --config.{dotted}={value!r}\n      {f.help}; {f.allowed}")
   return "\n".join(lines)
 
 
