@@ -123,9 +123,32 @@ def test_finished_run_relaunched_reports_and_keeps_summary(tmp_path):
                                env=env, capture_output=True, text=True, timeout=300)
   assert run().returncode == 0
   before = open(wd / "summary.json").read()
+  metrics = open(wd / "metrics.jsonl").read()
   p = run()
-  assert p.returncode == 0 and "already finished" in p.stderr
+  assert p.returncode == 0 and p.stderr.strip() == f"{wd}: already finished (summary.json kept as it was)"
   assert open(wd / "summary.json").read() == before
+  # A damaged summary.json: one line naming it, set aside, the outputs rebuilt from the checkpoint.
+  (wd / "summary.json").write_text(before[:25])
+  p = run()
+  assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+  lines = p.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"{wd / 'summary.json'} is damaged (")
+  rebuilt = json.load(open(wd / "summary.json"))
+  assert rebuilt["params_digest"] == json.loads(before)["params_digest"]
+  assert (wd / "summary.json.damaged").read_text() == before[:25]
+  # A deleted metrics.jsonl of a finished run: rebuilt, record for record.
+  os.remove(wd / "metrics.jsonl")
+  p = run()
+  assert p.returncode == 0 and "metrics.jsonl of the finished run is missing" in p.stderr
+  assert open(wd / "metrics.jsonl").read() == metrics
+  # restart=True gets past a damaged summary.json (and clears the set-aside copy).
+  (wd / "summary.json").write_text("{")
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args,
+                      "--config.run.restart=True"], cwd=ROOT, env=env, capture_output=True,
+                     text=True, timeout=300)
+  assert p.returncode == 0 and json.load(open(wd / "summary.json"))["params_digest"] == \
+    json.loads(before)["params_digest"]
+  assert not (wd / "summary.json.damaged").exists()
 
 
 def test_metrics_truncated_mid_run_is_rebuilt(tmp_path):

@@ -35,6 +35,7 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None,
   (``--sweep=all``)."""
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  plain_status_lines()
   flag_values = field_values(field_flags)
   sweep.set_overrides(config, flag_values)
   workdir = workdir or os.path.join("runs", config.name)
@@ -64,6 +65,20 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None,
   if sweep_flag is None and len(summaries) > 1:  # a study of several methods: their curves
     png = study.curves_png(summaries, os.path.join(os.path.abspath(workdir), "curves.png"))
     print(f"learning curves: {png}")
+
+
+def plain_status_lines() -> None:
+  """The engine's status lines ("already finished", "resuming ...", a rebuilt output) on stderr
+  as plain lines, not absl warnings with a timestamp and a source line: they are not problems.
+  The command line's choice; a library user's logging configuration is left alone."""
+  import logging
+  logger = logging.getLogger("reinit_jax")
+  if not any(getattr(h, "reinit_jax_plain", False) for h in logger.handlers):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.reinit_jax_plain = True
+    logger.addHandler(handler)
+    logger.propagate = False
 
 
 def compilation_cache(where: str) -> str | None:

@@ -17,7 +17,8 @@ from reinit_jax.train.config import RESUME_FREE, fields
 
 # What a run writes; config.run.restart=True removes these (and nothing else) first.
 OUTPUTS = ("checkpoints", "checkpoints.corrupt", "tensorboard", "metrics.jsonl", "summary.json",
-           "config.json")
+           "summary.json.damaged", "config.json")
+_log = logging.getLogger("reinit_jax")
 
 
 def write_json(path: str, obj, **kw) -> None:
@@ -31,11 +32,15 @@ def write_json(path: str, obj, **kw) -> None:
 
 
 def read_json(path: str):
-  """The JSON in ``path``, or None when there is no such file."""
+  """The JSON in ``path``, or None when there is no such file; a damaged file raises one
+  ValueError line naming it."""
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+      raise ValueError(f"{path} is damaged ({' '.join(str(e).split())})") from None
 
 
 def config_json(c) -> dict:
@@ -115,9 +120,27 @@ class Lock:
 
 
 def finished_summary(workdir: str, c) -> dict | None:
-  """The summary of a finished run of the same config in ``workdir``, else None."""
-  summary = read_json(os.path.join(workdir, "summary.json"))
-  if summary is None or summary.get("interrupted") or c.run.restart:
+  """The summary of a finished run of the same config in ``workdir``, else None.
+
+  A finished run whose summary.json is damaged (set aside as summary.json.damaged) or whose
+  metrics.jsonl is missing counts as unfinished: re-run, it restores its last checkpoint, which
+  holds every record, and writes both again (one warning line names what was rebuilt).
+  """
+  if c.run.restart:
+    return None
+  path = os.path.join(workdir, "summary.json")
+  try:
+    summary = read_json(path)
+  except ValueError as e:
+    os.replace(path, path + ".damaged")
+    _log.warning("%s; set aside as summary.json.damaged, the run's outputs are rebuilt from its "
+                 "last checkpoint", e)
+    return None
+  if summary is None or summary.get("interrupted"):
+    return None
+  if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    _log.warning("%s: metrics.jsonl of the finished run is missing; rebuilt from its last "
+                 "checkpoint", workdir)
     return None
   try:
     check_resumable(workdir, c)
@@ -144,5 +167,4 @@ def clear_outputs(workdir: str) -> None:
       shutil.rmtree(p)
     elif os.path.exists(p):
       os.remove(p)
-  logging.getLogger("reinit_jax").warning("config.run.restart=True: cleared the previous run's "
-                                          "outputs in %s", workdir)
+  _log.warning("config.run.restart=True: cleared the previous run's outputs in %s", workdir)
