@@ -128,3 +128,26 @@ def test_unprepared_dataset_offline_fails_fast_leaving_nothing(dataset, expect, 
   with pytest.raises(ValueError, match="not prepared"):
     data.build({"dataset": dataset, "data_dir": str(tmp_path / "new"), "augmentation": "lw224"})
   assert not (tmp_path / "new").exists() and os.listdir(scratch) == []
+
+
+@pytest.mark.parametrize("workdir_before", ["absent", "empty", "other files"])
+def test_missing_data_is_one_line_naming_the_field_and_leaves_the_workdir(workdir_before, tmp_path):
+  """launch.py on a data set that is not prepared: exactly one stderr line (no TFDS warning about
+  a variant folder), naming config.data.download; the workdir as it was, so another setting can
+  run there next."""
+  pytest.importorskip("tensorflow_datasets")
+  wd = tmp_path / "wd"
+  if workdir_before != "absent":
+    wd.mkdir()
+  if workdir_before == "other files":
+    (wd / "notes.txt").write_text("mine")
+  before = sorted(os.listdir(wd)) if wd.exists() else None
+  env = {**os.environ, "PYTHONPATH": ROOT, "REINIT_JAX_DOWNLOAD": ""}
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"),
+                      "--config=configs/cifar_resnet18.py", f"--workdir={wd}",
+                      f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.run.progress=off"],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  lines = p.stderr.strip().splitlines()
+  assert p.returncode == 1 and len(lines) == 1, p.stderr[-2000:]
+  assert lines[0].startswith("error: cifar10: not prepared") and "config.data.download=True" in lines[0]
+  assert (sorted(os.listdir(wd)) if wd.exists() else None) == before

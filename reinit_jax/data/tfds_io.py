@@ -4,7 +4,7 @@ The one module of reinit_jax.data that imports TensorFlow Datasets (and, when it
 It is imported only to prepare or read a TFDS data set whose arrays are not cached yet
 (``cache``), and for streaming; a prepared in-memory data set needs neither.
 
-Preparation never downloads unless asked (``config.download=True`` or ``REINIT_JAX_DOWNLOAD=1``): a
+Preparation never downloads unless asked (``config.data.download=True`` or ``REINIT_JAX_DOWNLOAD=1``): a
 data set that is neither prepared nor has its files in the manual directory fails at once with
 one line naming the files and the folder to put them in, where TFDS would retry the network for
 minutes. Failed preparations leave no empty folders in the data directory or the temp directory.
@@ -18,6 +18,7 @@ decodes and augments them per example (decisions from (seed, epoch, example inde
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -105,10 +106,28 @@ def get_builder(name: str, spec: Spec, data_dir: str | None):
     raise ValueError(f"{name}: cannot create the TFDS builder ({_one_line(err)})") from None
 
 
+class _DropVariantWarning(logging.Filter):
+  """TFDS warns that an unprepared data set's folder "has no dataset_info.json" while it looks for
+  a prepared version; the one line that follows (not prepared, what to place where) says it all."""
+
+  def filter(self, record):
+    return "has no dataset_info.json" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_variant_warning():
+  absl_logger, drop = logging.getLogger("absl"), _DropVariantWarning()
+  absl_logger.addFilter(drop)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(drop)
+
+
 def _check_offline(name: str, builder, manual: str, root: str) -> None:
   """Raises one line naming what to place where unless the manual files for ``builder`` exist."""
   where = f"{name}: not prepared in {builder.data_path}"
-  allow = f"or let TFDS download it with {DOWNLOAD_ENV}=1 (config.download=True)"
+  allow = f"or let TFDS download it with {DOWNLOAD_ENV}=1 (config.data.download=True)"
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
     if os.path.isdir(manual) and os.listdir(manual):
       return
@@ -136,8 +155,9 @@ def prepare(name: str, builder, manual_dir: str | None, download: bool = False) 
   data sets prepare from the files in the manual directory (``manual_dir``, default
   ``<data_dir>/downloads/manual``); without them, and unless ``download``, it fails at once.
   """
-  if builder.is_prepared():
-    return
+  with _no_variant_warning():
+    if builder.is_prepared():
+      return
   root = os.fspath(builder.data_dir_root)
   if name == "fashion_mnist":
     manual = fashion_mnist.check_manual_dir(manual_dir)

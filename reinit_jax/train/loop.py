@@ -54,6 +54,7 @@ def run(config, workdir: str, pack=None) -> dict:
       multihost.initialize()  # before anything touches a JAX backend
     # Several processes share the workdir: process 0 locks and prepares it (restart clears it), the
     # others only check it, before anything is read from it (README, Multi-process runs).
+    found = W.contents(workdir)  # what a run that fails before training leaves (W.restore)
     with W.Lock(workdir) if multihost.is_primary() else contextlib.nullcontext():
       done = W.finished_summary(workdir, c)
       if done is not None:
@@ -66,7 +67,12 @@ def run(config, workdir: str, pack=None) -> dict:
       multihost.barrier("reinit_jax:prepared")
       host.tune_cpu_allocator(c.run.tune_cpu_allocator)
       with outputs.CompileTimer() as compile_timer:
-        r = Run(c, pack)
+        try:
+          r = Run(c, pack)  # data, model, functions: where missing data or a bad setting shows
+        except Exception:
+          if multihost.is_primary():
+            W.restore(workdir, found)
+          raise
         if stop.set:
           raise faults.Preempted(f"{stop.name} before training started; nothing to save",
                                  stop.signum)

@@ -159,6 +159,23 @@ def prepare(workdir: str, c) -> None:
   write_json(os.path.join(workdir, "config.json"), config_json(c), indent=2, sort_keys=True)
 
 
+def contents(workdir: str) -> set[str] | None:
+  """The names in ``workdir`` (None: it does not exist), for :func:`restore`."""
+  return set(os.listdir(workdir)) if os.path.isdir(workdir) else None
+
+
+def restore(workdir: str, found: set[str] | None) -> None:
+  """Leaves ``workdir`` as :func:`contents` found it after a run that failed before training: the
+  directory removed if it did not exist, else the config.json and .lock it did not hold (a
+  restart's cleared outputs stay cleared)."""
+  if found is None:
+    shutil.rmtree(workdir, ignore_errors=True)
+    return
+  for name in ("config.json", ".lock"):
+    if name not in found and os.path.exists(os.path.join(workdir, name)):
+      os.remove(os.path.join(workdir, name))
+
+
 def clear_outputs(workdir: str) -> None:
   """Removes a previous run's outputs from ``workdir`` (run.restart=True); other files stay."""
   for name in OUTPUTS:
