@@ -220,3 +220,19 @@ def test_distillation_runs_are_their_own_column(tmp_path):
   header = next(line for line in md.splitlines() if line.startswith("| setting"))
   assert [h.strip() for h in header.strip("|").split("|")][1:] == ["full", "full+distill"]
   assert "71.00 ± 1.00 (n=2)" in md and "82.00 ± 2.00 (n=2)" in md
+
+
+def test_no_validation_split_by_design_is_not_reported_missing(tmp_path, capsys):
+  """A run without a validation split (the synthetic task) writes best_validation_accuracy: null;
+  the report chooses on test accuracy without listing it as missing. A summary without the key
+  at all is listed. One workdir is "1 workdir"."""
+  root = str(tmp_path / "runs")
+  _workdir(root, "a", method="standard", lr=0.05, wd=0.0, stages=3, seeds=[0], test=[0.7],
+           val=None)
+  md = open(report.report([root], str(tmp_path / "o"))).read()
+  assert "1 workdir: " in md and "best_validation_accuracy" not in md + capsys.readouterr().err
+  summary = json.load(open(os.path.join(root, "a", "summary.json")))
+  del summary["best_validation_accuracy"]
+  json.dump(summary, open(os.path.join(root, "a", "summary.json"), "w"))
+  md = open(report.report([root], str(tmp_path / "o2"))).read()
+  assert "summary.best_validation_accuracy" in md + capsys.readouterr().err

@@ -100,6 +100,10 @@ def test_help_shows_the_given_config_with_its_flags_and_survives_a_closed_pipe()
   (["--config.optim.learning_rate=abc"], ("config.optim.learning_rate='abc'",)),
   (["--config=configs/synthetic.py:seeds=abc"], ("seeds='abc'", "integer")),
   (["--config=configs/synthetic.py:learnig_rate=0.1"], ("did you mean", "learning_rate")),
+  (["--config=configs/does_not_exist.py:q=1"], ("--config=configs/does_not_exist.py: no such "
+                                                "config file (configs/ holds cifar_resnet18.py,",)),
+  (["--config.reinit.method=shrink_perturbb"], ("config.reinit.method='shrink_perturbb'",)),
+  (["--config.reinit.methods=('standard',)"], ("did you mean", "reinit.method")),
 ])
 def test_flag_mistakes_are_one_stderr_line_exit_1(args, want, tmp_path):
   """A misspelt, unsectioned or malformed ``--config`` flag or ``:arg``: exit 1 and exactly one

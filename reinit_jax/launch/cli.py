@@ -147,6 +147,13 @@ def parse_flags(argv, field_flags: list[str]):
   if any(a in ("-h", "--help", "--helpfull", "-?", "--helpshort") for a in argv[1:]):
     _print_to_closed_pipe_ok(usage(_config_flag(argv), field_flags))
     sys.exit(0)
+  config_file = sweep.split_config_path(_config_flag(argv))[0]
+  if not os.path.isfile(config_file):
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__)))), "configs")
+    known = sorted(f for f in os.listdir(here) if f.endswith(".py")) if os.path.isdir(here) else []
+    _die(f"--config={config_file}: no such config file"
+         + (f" (configs/ holds {', '.join(known)})" if known else ""))
   try:
     for a in field_flags:
       if "=" not in a:
