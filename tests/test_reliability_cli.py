@@ -41,7 +41,8 @@ def _assert_clean_stop(p, timeout=240):
   out, err = p.communicate(timeout=timeout)
   assert p.returncode == 130, (p.returncode, err[-2000:])
   assert "Traceback" not in err and "Segmentation" not in err and "Fatal" not in err, err[-3000:]
-  lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("WARNING", "W1", "I1"))]
+  lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("WARNING", "W1", "I1"))
+           and "stopping after the current call" not in ln]  # the notice printed at the press
   assert len(lines) == 1 and lines[0].startswith("stopped: SIGINT"), err[-2000:]
   return lines[0]
 
@@ -164,3 +165,39 @@ def test_metrics_truncated_mid_run_is_rebuilt(tmp_path):
   # 72 calls × 2 seeds of training rows + 9 evaluations × 2 seeds of test rows.
   assert len([r for r in rows if r["split"] == "train"]) == 72 * 2
   assert len([r for r in rows if r["split"] == "test"]) == 9 * 2
+
+
+def _stderr_lines(p):
+  """A thread that collects ``p``'s stderr lines with the time each arrived."""
+  import threading
+  got = []
+
+  def read():
+    for line in p.stderr:
+      got.append((time.time(), line.rstrip("\n")))
+
+  threading.Thread(target=read, daemon=True).start()
+  return got
+
+
+def test_a_press_is_answered_at_once_and_a_second_press_quits(tmp_path):
+  """Ctrl-C during a long jitted call: a notice within 2 s (the main thread is inside XLA until the
+  call ends); a second Ctrl-C quits at once, saying nothing was saved since the last checkpoint."""
+  wd = tmp_path / "w"
+  # One call of 1,800 steps on 4,096 examples: seconds inside one XLA call on two cores.
+  p = _start(wd, ["--config.run.max_steps_per_call=1800", "--config.data.synthetic_train=4096"])
+  _wait_for_line(p, "stage 1")
+  err = _stderr_lines(p)
+  time.sleep(0.5)
+  sent = time.time()
+  p.send_signal(signal.SIGINT)
+  while not any("stopping after the current call" in line for _, line in err):
+    assert time.time() - sent < 2.0, err
+    time.sleep(0.02)
+  notice = next(t for t, line in err if "stopping after the current call" in line)
+  assert notice - sent < 2.0
+  p.send_signal(signal.SIGINT)
+  assert p.wait(timeout=30) == 130
+  time.sleep(0.2)
+  assert any(line.startswith("stopped: SIGINT again: quit without saving") for _, line in err), err
+  assert not any("Traceback" in line for _, line in err), err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 import jax
@@ -94,6 +95,11 @@ class StopFlag:
   flag received is handed to the flag around it when the run ends (finished or checkpointed), so
   the study or grid stops before its next run instead of losing the request with the run.
 
+  Python runs a signal handler only between bytecodes of the main thread, which waits inside a
+  jitted call for its whole length; so the outermost flag also watches the signals from a thread
+  (``signal.set_wakeup_fd``): the user reads at once that the process stops after the current call
+  (``call_s``, the last call's length, set by the stage loop), and a second Ctrl-C quits at once.
+
   Only the main thread can install signal handlers; elsewhere (a run started from a worker thread)
   this is a no-op and the signals keep their default actions.
   """
@@ -103,24 +109,83 @@ class StopFlag:
   def __init__(self):
     self.set = False
     self.name, self.signum = None, None
+    self._call_s = None  # seconds of the stage loop's last jitted call (the wait a stop costs)
     self._old = {}
+    self._wakeup = None  # (read end, write end) of the outermost flag's signal pipe
+
+  @property
+  def call_s(self) -> float | None:
+    return self._call_s
+
+  @call_s.setter
+  def call_s(self, seconds: float) -> None:
+    """Set by the stage loop; handed to the flags around this one (the watching one is outermost)."""
+    self._call_s = seconds
+    outer = self._outer()
+    if outer is not None:
+      outer.call_s = seconds
+
+  def _outer(self):
+    """The flag whose handlers this one replaced (a study's or a grid's around a run), or None."""
+    outer = getattr(self._old.get(signal.SIGINT), "__self__", None)
+    return outer if isinstance(outer, StopFlag) else None
 
   def _handler(self, signum, frame):
     if self.set and signum == signal.SIGINT:
-      os._exit(128 + signal.SIGINT)
+      _quit_now()
     self.set, self.signum = True, signum
     self.name = signal.Signals(signum).name
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
       self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+      self._watch()
     return self
 
+  def _watch(self):
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    outer_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    if outer_fd != -1:  # an outer flag (a study's, a grid's) watches already: leave it its pipe
+      signal.set_wakeup_fd(outer_fd, warn_on_full_buffer=False)
+      os.close(read_end)
+      os.close(write_end)
+      return
+    self._wakeup = (read_end, write_end)
+    threading.Thread(target=self._announce, args=(read_end,), daemon=True).start()
+
+  def _announce(self, read_end):
+    """The watching thread: one stderr line per stop request, at once (module docstring)."""
+    presses = 0
+    while True:
+      try:
+        got = os.read(read_end, 16)
+      except OSError:
+        got = b""
+      if not got:  # the flag closed the write end
+        os.close(read_end)
+        return
+      for signum in got:
+        if signum not in self.SIGNALS:
+          continue
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+          presses += 1
+        if presses >= 2:
+          _quit_now()
+        wait = f" (about {self.call_s:.0f} s)" if self.call_s and self.call_s >= 1 else ""
+        print(f"{name}: stopping after the current call{wait}, then checkpointing; "
+              "Ctrl-C again to quit at once without saving", file=sys.stderr, flush=True)
+
   def __exit__(self, *exc):
+    if self._wakeup is not None:
+      signal.set_wakeup_fd(-1)
+      os.close(self._wakeup[1])  # the watching thread reads EOF, closes the read end and ends
+      self._wakeup = None
     for s, old in self._old.items():
       signal.signal(s, old)
-    outer = getattr(self._old.get(self.signum), "__self__", None)
-    if self.set and isinstance(outer, StopFlag) and not outer.set:
+    outer = self._outer()
+    if self.set and outer is not None and not outer.set:
       outer.set, outer.name, outer.signum = True, self.name, self.signum
     return False
 
@@ -128,6 +193,13 @@ class StopFlag:
     """Raises :class:`Preempted` (``what``: where the process stops) if a stop was requested."""
     if self.set:
       raise Preempted(f"{self.name}: {what}; re-run the same command to resume", self.signum)
+
+
+def _quit_now():
+  """A second Ctrl-C: the process ends at once (from the handler or the watching thread)."""
+  print("stopped: SIGINT again: quit without saving (the last checkpoint is kept)",
+        file=sys.stderr, flush=True)
+  os._exit(128 + signal.SIGINT)
 
 
 def exit_code(signum: int | None) -> int:

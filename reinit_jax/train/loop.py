@@ -66,6 +66,10 @@ def run(config, workdir: str, pack=None) -> dict:
         W.check_resumable(workdir, c)
       multihost.barrier("reinit_jax:prepared")
       host.tune_cpu_allocator(c.run.tune_cpu_allocator)
+      label = _label(workdir, pack)
+      if c.run.progress != "off" and multihost.is_primary():  # no silence before the first update
+        print(f"[{label}] preparing the data, the model and the compiled functions (the first "
+              "call compiles; a later run loads it from the compilation cache)", flush=True)
       with outputs.CompileTimer() as compile_timer:
         try:
           r = Run(c, pack)  # data, model, functions: where missing data or a bad setting shows
@@ -77,6 +81,15 @@ def run(config, workdir: str, pack=None) -> dict:
           raise faults.Preempted(f"{stop.name} before training started; nothing to save",
                                  stop.signum)
         return _Loop(r, c, workdir, t_start, compile_timer).run(stop)
+
+
+def _label(workdir: str, pack) -> str:
+  """What progress lines call a run: its workdir's name (a grid point's name, a study's method),
+  or the points of a pack."""
+  if pack is not None:
+    names = [os.path.basename(os.path.normpath(d)) for d in pack.workdirs]
+    return f"pack of {len(names)} points: {names[0]}, ..." if len(names) > 1 else names[0]
+  return os.path.basename(os.path.normpath(workdir))
 
 
 class _Loop:
@@ -125,7 +138,7 @@ class _Loop:
                 else multihost.ReplicaLog(pos.records))
     self.progress = outputs.Progress(c.run.progress if c.run.progress != "off" and primary
                                      else "none",
-                                     r.total_steps, pos.step, name=f"{c.name}:{c.reinit.method}",
+                                     r.total_steps, pos.step, name=_label(self.workdir, r.pack),
                                      examples_per_step=r.batch[0] * len(r.seeds))
     closers += [self.log.close, self.progress.close]
     self.times = outputs.PhaseTimes(pos.times, self.compile_timer)
@@ -170,6 +183,7 @@ class _Loop:
     while pos.epoch < r.E:
       e = pos.epoch
       first = (t - 1) * r.E + e
+      call_start = time.time()
       with self.times.phase("train"):
         if r.streaming:
           xs, ys = feeder.take(first, pos.epoch_step, k)
@@ -178,7 +192,8 @@ class _Loop:
           idx = feed.train_indices(r.seeds, first, g, n, B)
           idx = r.place.put(idx, r.place.batch(3, 2, seeded=True))
           state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
-        self._flush()
+        self._flush()  # waits for the previous call: one loop turn lasts about one call
+      stop.call_s = time.time() - call_start
       first_step = pos.step + 1
       pos.epoch, pos.epoch_step = divmod(e * spe + pos.epoch_step + k, spe)
       pos.step += k
