@@ -118,3 +118,75 @@ def test_sigint_between_methods_stops_the_study_and_the_rerun_completes_it(tmp_p
   for m in ("standard", "full", "shrink_perturb"):
     got = json.load(open(work / m / "summary.json"))["params_digest"]
     assert got == json.load(open(tmp_path / "ref" / m / "summary.json"))["params_digest"], m
+
+
+_GRID_FILE = '''
+from reinit_jax import launch
+
+def get_config(arg=None):
+  c = launch.base_config()
+  c.name = "stop_grid"
+  c.optim.epochs, c.reinit.stages = 40, 4
+  c.data.synthetic_test = 200
+  c.run.seeds = (0, 1)
+  c.run.progress = "off"
+  c.run.max_steps_per_call = 5
+  launch.apply(c, arg)
+  return c
+
+def get_sweep(arg=None):
+  return launch.product(method=("standard", "shrink_perturb"), weight_decay=(0.0, 0.001)) + [
+    dict(method="full", weight_decay=0.0)]
+'''
+
+
+def _digests(root):
+  out = {}
+  for d, _, files in os.walk(root):
+    if "summary.json" in files and ".packs" not in d:
+      out[os.path.relpath(d, root)] = json.load(open(os.path.join(d, "summary.json")))[
+        "params_digest"]
+  return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["study", "grid"])
+def test_signals_at_random_moments_always_stop_and_resume_to_the_same_results(kind, tmp_path):
+  """Signals at random moments (imports, set-up, compilation, training, between runs, a pack's
+  write-out): every launch that a signal reached either stopped with exit 130/143 and one
+  'stopped:' line, or had nothing left to train (exit 0, every result written); the launches
+  repeated until one finishes end with the uninterrupted results, bit for bit."""
+  import random
+  if kind == "study":
+    args = STUDY
+  else:
+    path = tmp_path / "grid.py"
+    path.write_text(_GRID_FILE)
+    args = [f"--config={path}", "--sweep=all"]
+  ref = _launch(args + [f"--workdir={tmp_path / 'ref'}"])
+  t0 = time.time()
+  assert ref.wait(timeout=900) == 0, ref.stderr.read()[-2000:]
+  whole = time.time() - t0
+  want = _digests(tmp_path / "ref")
+  work = tmp_path / "work"
+  rng = random.Random(0)
+  stopped = 0
+  for attempt in range(20):
+    p = _launch(args + [f"--workdir={work}"])
+    time.sleep(rng.uniform(0.0, whole))
+    signum = rng.choice([signal.SIGINT, signal.SIGTERM])
+    p.send_signal(signum)
+    rc = p.wait(timeout=300)
+    err = p.stderr.read()
+    assert "Traceback" not in err, err[-3000:]
+    if rc == 0:
+      assert _digests(work) == want  # it had finished: nothing left for the signal to stop
+      break
+    assert rc == 128 + signum, (rc, err[-2000:])
+    assert err.strip().splitlines()[-1].startswith(f"stopped: {signal.Signals(signum).name}"), err
+    stopped += 1
+  else:
+    p = _launch(args + [f"--workdir={work}"])
+    assert p.wait(timeout=900) == 0
+  assert stopped >= 3, stopped  # the signals did land while there was work left
+  assert _digests(work) == want
