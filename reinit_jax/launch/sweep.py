@@ -86,10 +86,11 @@ def load_module(path: str):
   return module
 
 
-def points(config_path: str) -> list[dict]:
-  """The grid declared by the config file's ``get_sweep(arg)``; ValueError if it has none."""
+def points(config_path: str, module=None) -> list[dict]:
+  """The grid declared by the config file's ``get_sweep(arg)``; ValueError if it has none.
+  ``module``: the config file already imported (:func:`load_module`), else it is imported here."""
   path, arg = split_config_path(config_path)
-  module = load_module(path)
+  module = module or load_module(path)
   if not hasattr(module, "get_sweep"):
     raise ValueError(f"{path} declares no sweep (define get_sweep(arg) returning a list of dicts)")
   grid = list(module.get_sweep(arg or None))
@@ -107,15 +108,17 @@ def merged_arg(arg: str, point: dict) -> str:
   return ",".join(s for s in (arg, point_arg(point)) if s)
 
 
-def point_config(config_path: str, index: int) -> tuple[str, ml_collections.ConfigDict]:
-  """(name, config) of point ``index``: ``get_config(<arg>,<point>)`` of the config file."""
-  grid = points(config_path)
+def point_config(config_path: str, index: int, module=None) -> tuple[str, ml_collections.ConfigDict]:
+  """(name, config) of point ``index``: ``get_config(<arg>,<point>)`` of the config file
+  (``module``: the file already imported, as :func:`points`)."""
+  path, arg = split_config_path(config_path)
+  module = module or load_module(path)
+  grid = points(config_path, module)
   if not 0 <= index < len(grid):
     raise ValueError(f"sweep index {index} out of range: the grid has {len(grid)} points "
                      f"(0..{len(grid) - 1})")
-  path, arg = split_config_path(config_path)
   point = grid[index]
-  return point_name(point), load_module(path).get_config(merged_arg(arg, point))
+  return point_name(point), module.get_config(merged_arg(arg, point))
 
 
 def default_workdir(config_path: str) -> str:
