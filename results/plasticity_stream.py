@@ -1,0 +1,121 @@
+"""Plasticity on Fashion-MNIST task streams (reinit_jax/continual.py): the study and its report.
+
+    python results/plasticity_stream.py --out results/plasticity          # 2 streams × 6 methods
+    python results/plasticity_stream.py --tasks 20 --seeds 2 --out /tmp/p  # a quick look
+
+Every (stream, method) trains its seeds together and is saved as runs/plasticity/<stream>_<method>.npz
+(re-running skips the saved ones). The report (<out>/report.md): average online accuracy over the
+stream, over the first and the last 20 tasks (mean ± std over seeds), the last task's dormant
+fraction (τ = 0.1, second hidden layer), srank and parameter norm, units reset per task, and
+sign tests of every method against the Adam baseline on the last 20 tasks' online accuracy (paired
+by seed); figures: online accuracy and dormant fraction over tasks, per stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from reinit_jax import continual  # noqa: E402
+from reinit_jax.analysis import stats  # noqa: E402
+
+NAMES = {"none": "Adam (baseline)", "l2init": "L2 Init", "snp": "S&P every step",
+         "cbp": "continual backprop", "redo": "ReDo", "fresh": "fresh network per task"}
+
+
+def run_all(args, x, y):
+  os.makedirs(args.runs, exist_ok=True)
+  out = {}
+  for stream in continual.STREAMS:
+    for method in continual.METHODS:
+      path = os.path.join(args.runs, f"{stream}_{method}.npz")
+      if not os.path.exists(path):
+        spec = continual.Stream(stream=stream, method=method, seeds=tuple(range(args.seeds)),
+                                tasks=args.tasks)
+        show = lambda k, acc: print(f"  {stream} {method}: task {k}, online accuracy {acc:.3f}",
+                                    flush=True)
+        got = continual.run(spec, x, y, progress=show)
+        np.savez(path + ".tmp.npz", seconds=got["seconds"], **got["records"])
+        os.replace(path + ".tmp.npz", path)
+        print(f"{stream} {method}: {got['seconds']:.0f} s", flush=True)
+      with np.load(path) as f:
+        out[stream, method] = {k: f[k] for k in f.files}
+  return out
+
+
+def _ms(values):
+  values = 100 * np.asarray(values)
+  return f"{values.mean():.2f} ± {values.std():.2f}"
+
+
+def report(results, out_dir, window=20):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  os.makedirs(out_dir, exist_ok=True)
+  lines = ["# Plasticity on Fashion-MNIST task streams", ""]
+  for stream in continual.STREAMS:
+    tasks = results[stream, "none"]["online_accuracy"].shape[0]
+    lines += [f"## {stream} ({tasks} tasks, {results[stream, 'none']['online_accuracy'].shape[1]} "
+              "seeds)", "", f"| method | online acc. % (all tasks) | first {window} | last "
+              f"{window} | dormant τ=0.1 (layer 2, last task) % | srank (last task) | ‖θ‖ (last "
+              "task) | units reset per task | seconds |", "| --- |" + " ---: |" * 8]
+    base_last = results[stream, "none"]["online_accuracy"][-window:].mean(0)
+    tests = []
+    for method in continual.METHODS:
+      r = results[stream, method]
+      acc = r["online_accuracy"]
+      lines.append(
+        f"| {NAMES[method]} | {_ms(acc.mean(0))} | {_ms(acc[:window].mean(0))} | "
+        f"{_ms(acc[-window:].mean(0))} | {_ms(r['dormant_0.1_layer2'][-1])} | "
+        f"{r['srank'][-1].mean():.1f} | {r['param_norm'][-1].mean():.1f} | "
+        f"{r['units_reset'].mean():.1f} | {float(r['seconds']):.0f} |")
+      if method != "none":
+        tests.append((method, stats.sign_test(list(acc[-window:].mean(0)), list(base_last))))
+    adjusted, reject = stats.holm([t.p_value for _, t in tests])
+    lines += ["", f"Sign tests against the baseline, online accuracy of the last {window} tasks "
+              "paired by seed (Holm over the 5 tests):", "",
+              "| method | wins | losses | p | p (Holm) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for (method, t), p, rej in zip(tests, adjusted, reject):
+      lines.append(f"| {NAMES[method]} | {t.wins} | {t.losses} | {t.p_value:.2g} | "
+                   f"{p:.2g}{' *' if rej else ''} |")
+    lines.append("")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for method in continual.METHODS:
+      r = results[stream, method]
+      for ax, key in zip(axes, ("online_accuracy", "dormant_0.1_layer2")):
+        mean = r[key].mean(1)
+        ax.plot(np.arange(1, len(mean) + 1), 100 * mean, label=NAMES[method])
+    axes[0].set(xlabel="task", ylabel="online accuracy (%)", title=f"{stream}: online accuracy")
+    axes[1].set(xlabel="task", ylabel="dormant units (%)",
+                title=f"{stream}: dormant fraction (τ = 0.1, layer 2)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    png = os.path.join(out_dir, f"{stream}.png")
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    lines += [f"![{stream}]({os.path.basename(png)})", ""]
+  path = os.path.join(out_dir, "report.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines))
+  return path
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--tasks", type=int, default=200)
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--runs", default="runs/plasticity")
+  parser.add_argument("--out", default="results/plasticity")
+  args = parser.parse_args()
+  x, y = continual.load_fashion_mnist(10000)
+  print(report(run_all(args, x, y), args.out))
+
+
+if __name__ == "__main__":
+  main()
