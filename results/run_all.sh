@@ -34,3 +34,13 @@ python results/label_noise_gaps.py runs/label_noise_cpu
 # (e) [LW] §4 on real images: scnn_tiny on 500 and 2,000 Fashion-MNIST images × six methods, 5 seeds.
 python launch.py --config=configs/fashion_mnist_scnn.py:cpu=1,epochs=128 --sweep=all --workdir=runs/lw_fmnist_cpu_e128 $L
 python -m reinit_jax.analysis.report runs/lw_fmnist_cpu_e128 --out results/lw_fmnist --row-by train_subset
+
+# (f) [Z] §4-5 on 2,000 Fashion-MNIST images: settings Ø/D/DC/DCW × standard / S&P / layer-wise /
+# BAN, 5 seeds; lr × weight decay in DCW × three methods, 3 seeds.
+python launch.py --config=configs/fashion_mnist_settings.py:grid=settings --sweep=all --workdir=runs/fmnist_settings $L
+python launch.py --config=configs/fashion_mnist_settings.py:grid=hparams --sweep=all --workdir=runs/fmnist_hparams $L
+python results/settings_gaps.py runs/fmnist_settings runs/fmnist_hparams
+python -m reinit_jax.analysis.report runs/fmnist_settings --out results/fmnist_settings
+
+# (g) plasticity on Fashion-MNIST task streams: 2 streams × 6 methods × 5 seeds × 200 tasks.
+python results/plasticity_stream.py --out results/plasticity
