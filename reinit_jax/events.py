@@ -3,8 +3,8 @@
 At each event between stages ([Z] §3) the optimizer state is re-created (default) or kept, or zeroed
 only where parameters were re-initialized; running statistics of re-initialized BatchNorm layers are
 reset to a fresh module's (as [AA]'s code, which builds a new module); ``layerwise`` measures the
-normalization after block k on a batch of training data ([LW] §3). README.md, "Composing a
-re-initialization method", lists the policies.
+normalization after block k on a batch of training data ([LW] §3). docs/methods.md, "Events",
+lists the policies.
 :func:`apply_event` does all of it as one pure function, jit-able with ``stage`` traced, so a run
 compiles its event once however many stages it has.
 """
@@ -43,7 +43,7 @@ def fresh_variables(model, key: jax.Array, seed, stage) -> dict:
 
 def optimizer_state(policy: str, tx: optax.GradientTransformation, opt_state: PyTree,
                     params: PyTree, mask: PyTree | None = None) -> PyTree:
-  """The optimizer state after an event (README.md, "Composing a re-initialization method").
+  """The optimizer state after an event (docs/methods.md, "Events").
 
   Args:
     policy: 'reset' (``tx.init(params)``: momentum zero, schedule counts restart), 'keep', or

@@ -2,7 +2,7 @@
 
 A mask has the tree structure of ``params``; each leaf is either a boolean array of the leaf's shape
 (element-wise selection) or a boolean scalar (the whole tensor). Every method of the papers
-(README.md, "Composing a re-initialization method") is a blend of θ and θ_init under such a mask,
+(docs/methods.md, "The registry") is a blend of θ and θ_init under such a mask,
 so masks are the unit of composition: build one here, hand it to :func:`reinit_jax.methods.blend`
 or :func:`reinit_jax.methods.shrink_perturb`.
 

@@ -1,6 +1,6 @@
 """``python -m reinit_jax.analysis.report RUN_DIRS... --out DIR``: tables and figures from workdirs.
 
-Reads the engine's outputs (docs/CONTRACTS.md, "Engine outputs": ``config.json``, ``metrics.jsonl``,
+Reads the engine's outputs (docs/CONTRACTS.md, "Engine": ``config.json``, ``metrics.jsonl``,
 ``summary.json``) of every workdir found under RUN_DIRS (a directory holding any of those files is a
 run; otherwise its subdirectories are searched, so a sweep's parent directory works) and writes to
 DIR:

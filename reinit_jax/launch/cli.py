@@ -84,11 +84,11 @@ def plain_status_lines() -> None:
 def compilation_cache(where: str) -> str | None:
   """Turns on JAX's persistent compilation cache for this process; returns its directory.
 
-  Why: a grid run one process per point (``--sweep=<i>``, a scheduler's array job) and every
-  re-run compile the same train step, evaluation and events again (the default study: 16.8 of its
-  48 s; bench/README.md, section 11). ``where``: a directory, 'auto' (``$REINIT_JAX_CACHE``, else
-  ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``reinit_jax/xla``; a directory already given to JAX,
-  e.g. by ``JAX_COMPILATION_CACHE_DIR``, is kept) or 'off'. A directory that cannot be created
+  Why: a grid run one process per point (``--sweep=<i>``, a scheduler's array job) and every re-run
+  compile the same train step, evaluation and events again (the default study: 16.8 of its 48 s;
+  bench/README.md, "One process per point"). ``where``: a directory, 'auto' (``$REINIT_JAX_CACHE``,
+  else ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``reinit_jax/xla``; a directory already given to
+  JAX, e.g. by ``JAX_COMPILATION_CACHE_DIR``, is kept) or 'off'. A directory that cannot be created
   leaves the cache off with a warning: it costs time, never a run.
   """
   if where == "off":

@@ -1,4 +1,4 @@
-"""XLA:CPU's device count, set before JAX starts (README, Launching the studies)."""
+"""XLA:CPU's device count, set before JAX starts (docs/launching.md, "Devices and seeds")."""
 
 from __future__ import annotations
 

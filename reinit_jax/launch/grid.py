@@ -1,4 +1,4 @@
-"""``--sweep=all``: every point of a config's grid in one process (README, Launching the studies).
+"""``--sweep=all``: every point of a config's grid in one process (README.md, "Launching").
 
 Each point writes ``<workdir>/<point name>/`` exactly as ``--sweep=<i>`` does. Points that differ
 only in values (learning rate, weight decay, β, S&P's λ/γ, per-seed data such as the synthetic α)

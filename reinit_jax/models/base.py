@@ -60,7 +60,8 @@ def kernel_init(name: str) -> Callable:
   ``init(key, shape (..., C_in, C_out), dtype) -> (..., C_in, C_out)``: bit for bit the values of
   flax's ``variance_scaling(2, 'fan_in', 'normal')`` and ``xavier_uniform()`` (tested), drawn flat.
   Why flat: XLA:CPU compiles the random bits of a 4-D conv kernel in about 5 s and of the same
-  bits in 1-D in 0.2 s (bench/README.md, section 10), and every event draws a fresh θ_init.
+  bits in 1-D in 0.2 s (bench/README.md, "Narrow convolutions and kernel draws"), and every event
+  draws a fresh θ_init.
   Threefry's bits depend on the flattened index only, so the draw is the same.
   """
   if name not in INITIALIZERS:

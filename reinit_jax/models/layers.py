@@ -5,11 +5,11 @@ Every CNN in this package takes the same options ([Z], [LW] §3): ``normalizatio
 parameters stay float32) and ``conv_impl``. :func:`parse_options` validates them once, so a bad
 value fails at ``models.create`` with one line naming the option.
 
-``conv_impl`` exists for speed on CPU only (issue 6, bench/README.md section 1): inside a while
-loop (the engine's ``lax.scan`` over steps) XLA:CPU leaves the backward convolutions in a generic,
-7-25x slower form. With 'im2col' (what 'auto' picks on the CPU backend) both gradients are written
-in forward form and the weight gradient of a stride-1 conv as im2col matmuls; convs with a few
-input channels (a grayscale stem, scnn_tiny) run as fused broadcast products (see
+``conv_impl`` exists for speed on CPU only (issue 6, bench/README.md, "Train step vs PyTorch"):
+inside a while loop (the engine's ``lax.scan`` over steps) XLA:CPU leaves the backward convolutions
+in a generic, 7-25x slower form. With 'im2col' (what 'auto' picks on the CPU backend) both gradients
+are written in forward form and the weight gradient of a stride-1 conv as im2col matmuls; convs with
+a few input channels (a grayscale stem, scnn_tiny) run as fused broadcast products (see
 :func:`im2col_conv`). It is plugged into ``nn.Conv`` through its ``conv_general_dilated`` hook, so
 parameter names, shapes and initial values are those of ``nn.Conv`` whichever implementation runs.
 """
@@ -123,8 +123,9 @@ def _xla_conv(x, w, strides, pads):
 
 # XLA:CPU runs convs with a handful of input channels (a grayscale stem, scnn_tiny's 4-channel
 # layers) at 1-3 GFLOP/s: the same conv written as broadcast products fuses into one loop and is
-# 2-7x faster (bench/README.md, section 10). Past these sizes XLA's conv wins again (8→8 channels:
-# 0.7x; a 7×7 or 5×5×3 kernel at stride 2: 0.4-0.7x), hence the bounds.
+# 2-7x faster (bench/README.md, "Narrow convolutions and kernel draws"). Past these sizes XLA's
+# conv wins again (8→8 channels: 0.7x; a 7×7 or 5×5×3 kernel at stride 2: 0.4-0.7x), hence the
+# bounds.
 NARROW_IN, NARROW_IN_OUT, NARROW_TERMS = 4, 64, 36
 
 
@@ -170,7 +171,8 @@ def _weight_grad_rows(x, g, kh, kw, pads):
 
   Row i contracts the kw shifted slices of the padded input (B, H', W', kw·C) with g over
   (B, H', W'); a third of the full im2col matrix lives at a time, which measured faster than both
-  XLA's weight-gradient conv and one big im2col matmul (bench/README.md, section 1).
+  XLA's weight-gradient conv and one big im2col matmul (bench/README.md, "Train step vs
+  PyTorch").
   """
   (pt, pb), (pl, pr) = pads
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -223,7 +225,8 @@ def _conv_cpu_fwd(x, w, strides, pads):
 def _conv_cpu_bwd(strides, pads, res, g):
   # Why not jax.vjp of the conv: XLA:CPU rewrites a backward conv into the fast forward form only
   # when it sits in the entry computation; inside a while loop (lax.scan / lax.map, how the engine
-  # runs steps) it falls back to a generic loop nest, 7-25x slower (bench/README.md, section 1).
+  # runs steps) it falls back to a generic loop nest, 7-25x slower (bench/README.md, "Train step
+  # vs PyTorch").
   # Both gradients are therefore written in forward form here.
   x, w = res
   kh, kw = w.shape[:2]

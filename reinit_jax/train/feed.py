@@ -77,7 +77,7 @@ def placement(policy: str, num_seeds: int, streaming: bool = False) -> Placement
   'data': every device on the 'data' axis (batches split). 'runs': the seeds split over as many
   devices as divide the seed count (at most all), whole batches per device. 'auto': 'runs' on the
   CPU backend with one process (XLA:CPU runs a grid point's small per-seed matmuls on about one
-  core; one host device per core gives each its own seeds, bench/README.md "Run axis"; one device
+  core; one host device per core gives each its own seeds, bench/README.md, "Run axis"; one device
   when the seeds do not split), 'data' elsewhere. A streamed data set always uses 'data'.
   """
   n = jax.device_count()

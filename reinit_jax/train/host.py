@@ -1,11 +1,11 @@
 """Host-side tuning for the CPU backend: keep freed memory in the process (issue 6).
 
 On XLA:CPU every jitted call allocates its temporaries afresh. glibc serves large blocks with mmap
-and returns them on free, so each call pays a page fault per 4 KiB of every large temporary: on
-scnn at batch 16 that was 20-25% of a train step, and a one-step call cost 1.5× a step inside a
-scanned call (bench/README.md, section 1). Serving every block from the heap and never trimming it
-makes the pages stay mapped between calls. Accelerators keep their tensors in device memory, so
-the tuning is applied on the CPU backend only (and is a no-op off glibc).
+and returns them on free, so each call pays a page fault per 4 KiB of every large temporary: on scnn
+at batch 16 that was 20-25% of a train step, and a one-step call cost 1.5× a step inside a scanned
+call (bench/README.md, "Train step vs PyTorch"). Serving every block from the heap and never
+trimming it makes the pages stay mapped between calls. Accelerators keep their tensors in device
+memory, so the tuning is applied on the CPU backend only (and is a no-op off glibc).
 """
 
 from __future__ import annotations

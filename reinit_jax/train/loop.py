@@ -53,7 +53,8 @@ def run(config, workdir: str, pack=None) -> dict:
     if c.run.distributed:
       multihost.initialize()  # before anything touches a JAX backend
     # Several processes share the workdir: process 0 locks and prepares it (restart clears it), the
-    # others only check it, before anything is read from it (README, Multi-process runs).
+    # others only check it, before anything is read from it (docs/launching.md, "Multi-process
+    # runs").
     found = W.contents(workdir)  # what a run that fails before training leaves (W.restore)
     with W.Lock(workdir) if multihost.is_primary() else contextlib.nullcontext():
       done = W.finished_summary(workdir, c)

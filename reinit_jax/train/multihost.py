@@ -1,6 +1,6 @@
 """One run over several processes (a TPU pod, or processes on one machine): start-up, which process
-writes the run's files, and reading arrays that span other processes' devices (README, Multi-process
-run).
+writes the run's files, and reading arrays that span other processes' devices (docs/launching.md,
+"Multi-process runs").
 
 Every process runs the same stage loop on the same global arrays (the 1-D 'data' mesh spans all
 processes' devices, ``feed.Placement``); each feeds only its share of every batch
@@ -44,8 +44,8 @@ def initialize() -> None:
     jax.distributed.initialize(**kw)
   except ValueError as e:  # jax's own message names the missing argument, not the variables
     raise ValueError(f"config.run.distributed=True: {e} Set {', '.join(ENV)} for every process "
-                     "(README, Multi-process run), or run where jax detects the cluster "
-                     "(TPU pod, SLURM, Open MPI)") from None
+                     "(docs/launching.md, Multi-process runs), or run where jax detects the "
+                     "cluster (TPU pod, SLURM, Open MPI)") from None
 
 
 def is_primary() -> bool:

@@ -1,4 +1,4 @@
-"""What a run writes (docs/CONTRACTS.md, Engine outputs): metrics.jsonl, TensorBoard events, the
+"""What a run writes (docs/CONTRACTS.md, "Engine"): metrics.jsonl, TensorBoard events, the
 summary, the params digest, and progress on the terminal."""
 
 from __future__ import annotations

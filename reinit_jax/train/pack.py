@@ -1,4 +1,5 @@
-"""Packed grids: points that differ only in values train together on the run axis (README, Grids).
+"""Packed grids: points that differ only in values train together on the run axis (README.md,
+"Launching").
 
 A grid's points often differ in a learning rate, a weight decay (the [LW] §1.1 L2 grid), β of the
 distillation loss ([Z] §3.1), S&P's λ and γ ([AA] §4), or a data value that every run draws on its

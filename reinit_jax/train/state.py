@@ -1,9 +1,9 @@
 """The train state of a run: every seed's model, optimizer and method state, with a leading seed axis.
 
-Several seeds of one config train in one process on the run axis (README, "Seeds"): every leaf of a
-:class:`TrainState` has a leading axis of size S = len(config.seeds). PRNG streams are derived from
-the seed's base key by ``fold_in`` of (stream, position), so every draw is a function of where the
-run is, and a resumed run draws exactly what an uninterrupted one would.
+Several seeds of one config train in one process on the run axis (docs/launching.md, "Devices and
+seeds"): every leaf of a :class:`TrainState` has a leading axis of size S = len(config.seeds). PRNG
+streams are derived from the seed's base key by ``fold_in`` of (stream, position), so every draw is
+a function of where the run is, and a resumed run draws exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations

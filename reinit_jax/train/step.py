@@ -41,9 +41,9 @@ def over_runs(fn, in_axes, seed_axis: str = "auto"):
 
   ``seed_axis``: 'vmap' batches the runs; 'map' runs them one after another (``lax.map``), which
   keeps every matmul unbatched: XLA:CPU runs matmuls batched over seeds far slower than separate
-  ones (bench/README.md, seeds: 3.6× for 8 scnn_tiny seeds), and a run's bits then do not depend
-  on how many runs share the call (a packed grid, ``train/pack.py``). 'auto': 'map' on the CPU
-  backend, 'vmap' on accelerators. ``in_axes``: 0 or None per positional argument.
+  ones (bench/README.md, "Seeds in parallel": 3.6× for 8 scnn_tiny seeds), and a run's bits then do
+  not depend on how many runs share the call (a packed grid, ``train/pack.py``). 'auto': 'map' on
+  the CPU backend, 'vmap' on accelerators. ``in_axes``: 0 or None per positional argument.
   """
   if seed_axis == "auto":
     seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"

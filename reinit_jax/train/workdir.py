@@ -1,7 +1,7 @@
 """A run's working directory: what it holds, whether a run may resume in it, atomic JSON writes.
 
 ``<workdir>/`` holds config.json (the resolved config), metrics.jsonl, tensorboard/, checkpoints/
-and, once the run finished, summary.json (docs/CONTRACTS.md, Engine outputs). A run resumes from its
+and, once the run finished, summary.json (docs/CONTRACTS.md, "Engine"). A run resumes from its
 latest checkpoint when config.json matches its config up to the fields of ``config.RESUME_FREE``.
 """
 
