@@ -1,4 +1,4 @@
-"""The study configs (configs/*.py, README "Launching the studies"): each loads without JAX, and its
+"""The study configs (configs/*.py, docs/launching.md): each loads without JAX, and its
 default and every point of every grid it declares pass validation, which knows data sets by name
 only (no data is read, no TensorFlow is imported)."""
 

@@ -1,5 +1,5 @@
-"""``--sweep=all``: a whole grid in one process, each point as its own run would be (README,
-Launching the studies)."""
+"""``--sweep=all``: a whole grid in one process, each point as its own run would be (docs/launching.md,
+"Grids and packs")."""
 
 import json
 import os

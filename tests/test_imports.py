@@ -1,4 +1,4 @@
-"""The package's import graph has no cycle (README, Code layout: config → launch → train → models,
+"""The package's import graph has no cycle (README.md, "Layout": config → launch → train → models,
 methods, data): every ``import reinit_jax...`` of every module, at module level or inside a
 function, read with ``ast``; a cycle is printed as ``a -> b -> a`` with the importing lines."""
 

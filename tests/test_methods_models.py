@@ -1,4 +1,4 @@
-"""Every method compiles and runs on every model (README.md, "Models"), from the block declaration.
+"""Every method compiles and runs on every model (docs/methods.md, "Models"), from the block declaration.
 
 The default run uses each family's tiny variant (the same code at a small width); the full-size
 models run in the slow suite (``pytest -m slow``).

@@ -2,7 +2,7 @@
 
 Each process is started as a pod scheduler would: the same command, with JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES and JAX_PROCESS_ID in its environment and ``--config.run.distributed=True``
-(README, Multi-process run); cross-process collectives are gloo's (JAX's CPU default). What is
+(docs/launching.md, "Multi-process runs"); cross-process collectives are gloo's (JAX's CPU default). What is
 shown, on the synthetic task through ``launch.py`` (in memory):
 
 - bitwise: the 2-process run equals 1 process × 4 devices with the same collectives (a one-process

@@ -16,7 +16,7 @@ in sorted order, or that drops one riding field, passes such a grid. Here:
 * each point's directory must hold the point's own config.json values, and its summary.json (timing
   aside), metrics.jsonl and params_digest must be bitwise those of the point run alone
   (``run.pack='off'``): same machine, same program, and on CPU a run's bits do not depend on how
-  many runs share its call (README, Launching the studies).
+  many runs share its call (docs/launching.md, "Grids and packs").
 """
 
 import json
