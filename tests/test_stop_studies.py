@@ -190,3 +190,20 @@ def test_signals_at_random_moments_always_stop_and_resume_to_the_same_results(ki
     assert p.wait(timeout=900) == 0
   assert stopped >= 3, stopped  # the signals did land while there was work left
   assert _digests(work) == want
+
+
+def test_progress_names_the_point_or_the_pack_being_trained(tmp_path, capsys):
+  """Progress lines of a grid name what trains: each point alone by its point name, a pack by the
+  number of its points and the first one; a start line precedes the first update."""
+  path = tmp_path / "grid.py"
+  path.write_text(_GRID_FILE.replace('c.run.progress = "off"', 'c.run.progress = "log"'))
+  grid.run_grid(str(path), {}, str(tmp_path / "wd"))
+  lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+  labels = {line[1:line.index("]")] for line in lines}
+  assert "method-full_weight_decay-0.0" in labels, labels
+  assert any(label.startswith("pack of 2 points: method-") for label in labels), labels
+  first = {}
+  for line in lines:
+    first.setdefault(line[1:line.index("]")], line)
+  assert all("preparing the data, the model and the compiled functions" in f
+             for f in first.values()), first
