@@ -29,10 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from reinit_jax import train  # noqa: E402
-from reinit_jax.train import compiled, setup, step as S  # noqa: E402
+from reinit_jax.train import compiled, setup, step as train_step  # noqa: E402
 
 _made = {"train": [], "event": []}
-_orig_train, _orig_event = S.make_train_call, S.make_event
+_orig_train, _orig_event = train_step.make_train_call, train_step.make_event
 _inject = {}
 
 
@@ -52,7 +52,7 @@ def _make_event(*a, **kw):
   return fn
 
 
-S.make_train_call, S.make_event = _make_train_call, _make_event
+train_step.make_train_call, train_step.make_event = _make_train_call, _make_event
 
 
 def config(T, epochs, synthetic_test=1000, **kw):

@@ -28,7 +28,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 import jax, jax.numpy as jnp, numpy as np
 from reinit_jax import methods, models
-from reinit_jax.train import feed, schedules, step as S
+from reinit_jax.train import feed, schedules, step as train_step
 from reinit_jax.train.state import base_keys, init_state
 place = feed.Placement()
 out = {{"devices": jax.device_count()}}
@@ -36,9 +36,9 @@ for name, n, batch, steps, lr in (("mlp", 256, 64, {steps}, 0.05),
                                   ("scnn_tiny", 128, 32, {steps}, 0.01)):
   model = models.create(name, 8 if name == "mlp" else 10)
   tx = schedules.make_optimizer("sgd", 0.0, 0.9)
-  step = S.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off",
+  step = train_step.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off",
                      beta=0.0)
-  call = S.make_train_call(step, cached=False)
+  call = train_step.make_train_call(step, cached=False)
   init = jax.jit(jax.vmap(lambda k, s: init_state(model, methods.get("standard"), tx, k, s, False)))
   state = place.replicate(init(base_keys([0]), jnp.zeros((1,), jnp.int32)))
   rng = np.random.default_rng(0)

@@ -36,7 +36,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reinit_jax import masks, methods, models  # noqa: E402
-from reinit_jax.train import schedules, step as S  # noqa: E402
+from reinit_jax.train import schedules, step as train_step  # noqa: E402
 from reinit_jax.train.state import base_keys, init_state  # noqa: E402
 
 # The methods whose event runs the k-smallest selection (fixed_subset draws its mask once, before
@@ -66,8 +66,8 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
     init = jax.vmap(lambda kk, s: init_state(model, method, tx, kk, s, False))
     return init(base_keys([0]), jnp.zeros((1,), jnp.int32))
 
-  step = S.make_step(model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0)
-  call = S.make_train_call(step, cached=False)
+  step = train_step.make_step(model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0)
+  call = train_step.make_train_call(step, cached=False)
   sbox = [state_for(methods.get("standard"))]
 
   def train_k():
@@ -83,7 +83,7 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
       label = mname if len(impls) == 1 or mname not in SELECTING else f"{mname}@{impl}"
       # A new jitted event per implementation: jit reuses a trace for the same argument shapes,
       # and the implementation is read at trace time.
-      ev = S.make_event(model, method, tx, identity, norm_batch_size=norm_batch, distill=False,
+      ev = train_step.make_event(model, method, tx, identity, norm_batch_size=norm_batch, distill=False,
                         optimizer_policy="reset", batch_stats_policy="reset", select_impl=impl)
       box = [state_for(method), None]
       lowered = ev.lower(box[0], x, n_now)

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from reinit_jax import methods, models  # noqa: E402
 from reinit_jax.models import layers  # noqa: E402
-from reinit_jax.train import schedules, step as S  # noqa: E402
+from reinit_jax.train import schedules, step as train_step  # noqa: E402
 from reinit_jax.train.state import base_keys, init_state  # noqa: E402
 
 SHAPE = (28, 28, 1)
@@ -63,7 +63,7 @@ def _convolutions(compiled) -> int:
 
 def train_contender(model, batch: int, steps: int, taps: bool):
   tx = schedules.make_optimizer("sgd", 0.0, 0.9)
-  step = S.make_step(model, tx, lambda *a: jnp.float32(0.01), lambda k, x, t: x, distill="off",
+  step = train_step.make_step(model, tx, lambda *a: jnp.float32(0.01), lambda k, x, t: x, distill="off",
                      beta=0.0)
   init = jax.jit(jax.vmap(lambda k, s: init_state(model, methods.get("standard"), tx, k, s, False)))
   state = init(base_keys([0]), jnp.zeros((1,), jnp.int32))
@@ -72,7 +72,7 @@ def train_contender(model, batch: int, steps: int, taps: bool):
   x = jnp.asarray(rng.random((n, *SHAPE), np.float32))
   y = jnp.asarray(rng.integers(0, 10, n, dtype=np.int32))
   idx = jnp.asarray(np.arange(n, dtype=np.int32).reshape(1, steps, batch))
-  call = _traced(taps, lambda: S.make_train_call(step, cached=False).lower(
+  call = _traced(taps, lambda: train_step.make_train_call(step, cached=False).lower(
       state, x, y, None, idx).compile())
   box = [state]
 
@@ -90,7 +90,7 @@ def eval_contender(model, n: int, batch: int, taps: bool):
   y = jnp.asarray(rng.integers(0, 10, n, dtype=np.int32))
   idx = jnp.arange(n, dtype=jnp.int32).reshape(n // batch, batch)
   w = jnp.ones(idx.shape, jnp.float32)
-  fn = _traced(taps, lambda: S.make_eval(model, lambda k, x, t: x).lower(
+  fn = _traced(taps, lambda: train_step.make_eval(model, lambda k, x, t: x).lower(
       v, x, y, idx, w).compile())
   return lambda: jax.block_until_ready(fn(v, x, y, idx, w)), _convolutions(fn)
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reinit_jax import methods, models  # noqa: E402
-from reinit_jax.train import schedules, step as S  # noqa: E402
+from reinit_jax.train import schedules, step as train_step  # noqa: E402
 from reinit_jax.train.state import base_keys, init_state  # noqa: E402
 
 K = 8
@@ -38,9 +38,9 @@ K = 8
 
 def contender(model, n_examples, batch, steps, seeds, lr, seed_axis="vmap"):
   tx = schedules.make_optimizer("sgd", 0.0, 0.9)
-  step = S.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off",
+  step = train_step.make_step(model, tx, lambda *a: jnp.float32(lr), lambda k, x, t: x, distill="off",
                      beta=0.0)
-  call = S.make_train_call(step, cached=False, seed_axis=seed_axis)
+  call = train_step.make_train_call(step, cached=False, seed_axis=seed_axis)
   init = jax.jit(jax.vmap(lambda k, s: init_state(model, methods.get("standard"), tx, k, s, False)))
   box = [init(base_keys(seeds), jnp.asarray(seeds, jnp.int32))]
   rng = np.random.default_rng(0)

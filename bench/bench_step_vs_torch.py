@@ -46,7 +46,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reinit_jax import methods, models  # noqa: E402
-from reinit_jax.train import schedules, step as S  # noqa: E402
+from reinit_jax.train import schedules, step as train_step  # noqa: E402
 from reinit_jax.train.state import base_keys, init_state  # noqa: E402
 
 LR = 0.01
@@ -56,9 +56,9 @@ def jax_contender(name, width, batch, dtype, impl, steps_per_call):
   """(fn, flops_per_step): fn runs one engine call of ``steps_per_call`` steps and blocks."""
   model = models.create(name, 10, width=width, dtype=dtype, conv_impl=impl)
   tx = schedules.make_optimizer("sgd", 0.0, 0.9)
-  step = S.make_step(model, tx, lambda *a: jnp.float32(LR), lambda k, x, t: x, distill="off",
+  step = train_step.make_step(model, tx, lambda *a: jnp.float32(LR), lambda k, x, t: x, distill="off",
                      beta=0.0)
-  call = S.make_train_call(step, cached=False)
+  call = train_step.make_train_call(step, cached=False)
   init = jax.jit(jax.vmap(lambda k, s: init_state(model, methods.get("standard"), tx, k, s, False)))
   state = init(base_keys([0]), jnp.zeros((1,), jnp.int32))
   n = batch * steps_per_call

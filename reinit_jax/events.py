@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from reinit_jax import masks as M
+from reinit_jax import masks
 from reinit_jax.models.base import LAYERWISE_NORM
 
 PyTree = Any
@@ -61,7 +61,7 @@ def optimizer_state(policy: str, tx: optax.GradientTransformation, opt_state: Py
   if policy == "mask":
     if mask is None:
       raise ValueError("optimizer policy 'mask' needs the re-initialization mask")
-    M.check_structure(mask, params)
+    masks.check_structure(mask, params)
     zero_where = lambda s, m: jnp.where(m, jnp.zeros_like(s), s)
     return optax.tree_map_params(tx, zero_where, opt_state, mask,
                                  transform_non_params=lambda x: x)
@@ -72,7 +72,7 @@ def _module_any(mask: PyTree) -> dict[str, jax.Array]:
   """For every module path (every proper prefix of a parameter path): does the mask touch it?"""
   out: dict[str, jax.Array] = {}
   for kp, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
-    parts = M.path_of(kp).split("/")
+    parts = masks.path_of(kp).split("/")
     hit = jnp.any(m)
     for i in range(1, len(parts)):
       prefix = "/".join(parts[:i])
@@ -94,7 +94,7 @@ def reset_batch_stats(batch_stats: PyTree, fresh_batch_stats: PyTree, mask: PyTr
   touched = _module_any(mask)
 
   def reset(kp, old, new):
-    parts = M.path_of(kp).split("/")[:-1]
+    parts = masks.path_of(kp).split("/")[:-1]
     for i in range(len(parts), 0, -1):
       prefix = "/".join(parts[:i])
       if prefix in touched:
@@ -169,6 +169,6 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     k = jnp.minimum(method.normalize_block(stage), model.num_blocks)
     if idle_norm_policy == "skip":
       # Nothing fresh downstream means there is no new layer whose input scale needs matching.
-      k = jnp.where(M.count(mask, new_params) > 0, k, 0)
+      k = jnp.where(masks.count(mask, new_params) > 0, k, 0)
     out = measure_normalization(model, out, norm_batch, k)
   return out, optimizer_state(optimizer_policy, tx, opt_state, new_params, mask)

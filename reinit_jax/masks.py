@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinit_jax import selection as S
+from reinit_jax import selection
 from reinit_jax.selection import (APPROX_RECALL, ENV_SELECT_IMPL, SELECT_IMPLS,  # noqa: F401
                                   resolve_select_impl)
 
@@ -118,10 +118,10 @@ def random_fraction(key: jax.Array, params: PyTree, fraction: float,
     return (jax.random.bits(k, (n,), jnp.uint32) >> 2).astype(jnp.int32)
 
   if impl == "bracket":
-    out = [S.lowest_k(draw(k, np.size(x)), S.exact_k(np.size(x), fraction), jnp.shape(x))
+    out = [selection.lowest_k(draw(k, np.size(x)), selection.exact_k(np.size(x), fraction), jnp.shape(x))
            for k, x in zip(keys, leaves)]
   else:
-    out = S.select_grouped(leaves, fraction, impl, lambda n, idx: jax.vmap(lambda k: draw(k, n))(
+    out = selection.select_grouped(leaves, fraction, impl, lambda n, idx: jax.vmap(lambda k: draw(k, n))(
         keys[np.asarray(idx)]))
   return jax.tree.unflatten(treedef, out)
 
@@ -135,11 +135,11 @@ def smallest_magnitude(params: PyTree, fraction: float, select_impl: str | None 
   _check_fraction(fraction)
   impl = resolve_select_impl(select_impl)
   if impl == "bracket":
-    return jax.tree.map(lambda x: S.lowest_k(S.float_keys(jnp.abs(x)),
-                                             S.exact_k(np.size(x), fraction), jnp.shape(x)), params)
+    return jax.tree.map(lambda x: selection.lowest_k(selection.float_keys(jnp.abs(x)),
+                                             selection.exact_k(np.size(x), fraction), jnp.shape(x)), params)
   leaves, treedef = jax.tree.flatten(params)
-  out = S.select_grouped(leaves, fraction, impl, lambda n, idx: jnp.stack(
-      [S.float_keys(jnp.abs(leaves[i])) for i in idx]))
+  out = selection.select_grouped(leaves, fraction, impl, lambda n, idx: jnp.stack(
+      [selection.float_keys(jnp.abs(leaves[i])) for i in idx]))
   return jax.tree.unflatten(treedef, out)
 
 

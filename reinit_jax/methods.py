@@ -48,7 +48,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from reinit_jax import masks as M
+from reinit_jax import masks
 from reinit_jax.method_registry import (Context, Declaration, Hparam, Method, get,  # noqa: F401
                                         import_modules, is_unit, names, positive_int, register,
                                         unit_interval)
@@ -61,8 +61,8 @@ PyTree = Any
 
 def blend(params: PyTree, fresh: PyTree, mask: PyTree) -> PyTree:
   """θ_init where ``mask`` is true, θ elsewhere ([LW]'s subset methods); structure, dtypes of θ."""
-  M.check_shapes(fresh, params, "fresh")
-  M.check_structure(mask, params)
+  masks.check_shapes(fresh, params, "fresh")
+  masks.check_structure(mask, params)
   return jax.tree.map(lambda p, f, m: jnp.where(m, f.astype(p.dtype), p), params, fresh, mask)
 
 
@@ -76,9 +76,9 @@ def shrink_perturb(params: PyTree, fresh: PyTree, shrink: float = 0.4, perturb: 
   for name, value in (("shrink", shrink), ("perturb", perturb)):
     if not is_unit(value):
       raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-  M.check_shapes(fresh, params, "fresh")
-  mask = M.all_true(params) if mask is None else mask
-  M.check_structure(mask, params)
+  masks.check_shapes(fresh, params, "fresh")
+  mask = masks.all_true(params) if mask is None else mask
+  masks.check_structure(mask, params)
 
   def sp(p, f, m):
     return jnp.where(m, (shrink * p + perturb * f.astype(p.dtype)).astype(p.dtype), p)
@@ -94,8 +94,8 @@ def rescale_to_norms(params: PyTree, norms: PyTree, mask: PyTree) -> PyTree:
   or whose current norm is zero is left as it is, since no scaling can reach a zero norm without
   erasing what was learned.
   """
-  M.check_structure(norms, params, "norms")
-  M.check_structure(mask, params)
+  masks.check_structure(norms, params, "norms")
+  masks.check_structure(mask, params)
 
   def rescale(p, n, m):
     cur = jnp.sqrt(jnp.sum(jnp.square(p.astype(jnp.float32))))
@@ -124,11 +124,11 @@ def make_context(model, params_1: PyTree) -> Context:
 
 
 def _nothing(params, stage, key, context):
-  return M.all_false(params)
+  return masks.all_false(params)
 
 
 def _everything(params, stage, key, context, **_):
-  return M.all_true(params)
+  return masks.all_true(params)
 
 
 @register("standard", mask=_nothing)
@@ -157,7 +157,7 @@ _FRACTION = {"fraction": unit_interval(0.2)}
 
 
 def _random_mask(params, stage, key, context, fraction):
-  return M.random_fraction(jax.random.fold_in(key, jnp.asarray(stage, jnp.int32)), params, fraction,
+  return masks.random_fraction(jax.random.fold_in(key, jnp.asarray(stage, jnp.int32)), params, fraction,
                            context.select_impl)
 
 
@@ -168,7 +168,7 @@ def random_subset(params, fresh, stage, key, context, fraction):
 
 
 def _magnitude_mask(params, stage, key, context, fraction):
-  return M.smallest_magnitude(params, fraction, context.select_impl)
+  return masks.smallest_magnitude(params, fraction, context.select_impl)
 
 
 @register("magnitude", hparams=_FRACTION, mask=_magnitude_mask)
@@ -178,7 +178,7 @@ def magnitude(params, fresh, stage, key, context, fraction):
 
 
 def _fixed_draw(key, params, context, fraction):
-  return M.random_fraction(key, params, fraction, context.select_impl)
+  return masks.random_fraction(key, params, fraction, context.select_impl)
 
 
 def _fixed_mask(params, stage, key, context, fraction):
@@ -195,7 +195,7 @@ def fixed_subset(params, fresh, stage, key, context, fraction):
 
 
 def _head_mask(params, stage, key, context):
-  return M.head(params, context.head)
+  return masks.head(params, context.head)
 
 
 @register("head", mask=_head_mask)
@@ -219,7 +219,7 @@ def _block_k(context, stage, events_per_block):
 
 
 def _layerwise_mask(params, stage, key, context, events_per_block):
-  return M.after_block(params, context.blocks, _block_k(context, stage, events_per_block))
+  return masks.after_block(params, context.blocks, _block_k(context, stage, events_per_block))
 
 
 @register("layerwise", hparams={"events_per_block": positive_int(1)}, mask=_layerwise_mask,
@@ -230,9 +230,9 @@ def layerwise(params, fresh, stage, key, context, events_per_block):
   Blocks 1..k are kept, rescaled to their first-initialization norms; everything after block k is
   set to θ_init; :func:`reinit_jax.events.apply_event` measures a normalization after block k.
   """
-  kept = M.up_to_block(params, context.blocks, _block_k(context, stage, events_per_block))
+  kept = masks.up_to_block(params, context.blocks, _block_k(context, stage, events_per_block))
   rescaled = rescale_to_norms(params, context.init_norms, kept)
-  return blend(rescaled, fresh, M.not_(kept))
+  return blend(rescaled, fresh, masks.not_(kept))
 
 
 @register("rescale_only", mask=_nothing)
@@ -245,7 +245,7 @@ def rescale_only(params, fresh, stage, key, context):
   del fresh, stage, key
   if context.init_norms is None:
     raise ValueError("rescale_only needs context.init_norms (methods.make_context records them)")
-  return rescale_to_norms(params, context.init_norms, M.all_true(params))
+  return rescale_to_norms(params, context.init_norms, masks.all_true(params))
 
 
 SPEC_METHODS = ("standard", "shrink_perturb", "layerwise", "random_subset", "magnitude",

@@ -24,7 +24,7 @@ import time
 import jax
 
 from reinit_jax import models
-from reinit_jax.analysis import init_diagnostics as D
+from reinit_jax.analysis import init_diagnostics
 from reinit_jax.analysis import plots
 
 MODELS = ("mlp", "scnn", "resnet18", "preact_resnet18", "vgg16", "mobilenet_v1", "mobilenet_v2",
@@ -67,9 +67,9 @@ def main():
   deep_rows, deep_details = [], []
   # The deep narrow MLP first ([HR] FM1 under 1/fan-in, FM2 under He): cheap, and always recorded.
   deep = models.create("mlp", 8, widths=(16,) * 20)
-  lecun = lambda k: D.redraw_kernels(k, deep.init(k)["params"], "normal", scale=1.0)
-  deep_cases = {"mlp 20×16, He (2/fan-in)": D.diagnose(deep, key, num_inputs=32, num_draws=8),
-                "mlp 20×16, 1/fan-in": D.diagnose(deep, key, variables_fn=lecun, num_inputs=32,
+  lecun = lambda k: init_diagnostics.redraw_kernels(k, deep.init(k)["params"], "normal", scale=1.0)
+  deep_cases = {"mlp 20×16, He (2/fan-in)": init_diagnostics.diagnose(deep, key, num_inputs=32, num_draws=8),
+                "mlp 20×16, 1/fan-in": init_diagnostics.diagnose(deep, key, variables_fn=lecun, num_inputs=32,
                                                    num_draws=8)}
   for label, d in deep_cases.items():
     deep_rows.append(f"| {label} | {len(d.names)} | {d.fm1} | {d.fm1_log_change:.2f} | {d.fm2} | — | "
@@ -79,11 +79,11 @@ def main():
   for name in a.models.split(","):
     t0 = time.time()
     real, model = _create(name, a.full)
-    d = D.diagnose(model, key, num_inputs=a.inputs, num_draws=a.draws)
-    own = (D.compare_init(model, model.init, key, num_draws=a.draws, num_inputs=a.inputs).flagged
+    d = init_diagnostics.diagnose(model, key, num_inputs=a.inputs, num_draws=a.draws)
+    own = (init_diagnostics.compare_init(model, model.init, key, num_draws=a.draws, num_inputs=a.inputs).flagged
            if a.own_check else "not run")
-    torch = lambda k, m=model: D.redraw_kernels(k, m.init(k)["params"], "kaiming_uniform_sqrt5")
-    bad = D.compare_init(model, torch, key, num_draws=a.draws, num_inputs=a.inputs)
+    torch = lambda k, m=model: init_diagnostics.redraw_kernels(k, m.init(k)["params"], "kaiming_uniform_sqrt5")
+    bad = init_diagnostics.compare_init(model, torch, key, num_draws=a.draws, num_inputs=a.inputs)
     fm2 = "n/a" if d.fm2 is None else str(d.fm2)
     summary.append(f"| {real} | {len(d.names)} | {d.fm1} | {d.fm1_log_change:.2f} | {fm2} | "
                    f"{own} | {bad.flagged} | {min(bad.layer_ratio.values()):.3g} |")

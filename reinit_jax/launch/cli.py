@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from reinit_jax.launch import overrides as O
+from reinit_jax.launch import overrides
 from reinit_jax.launch import study, sweep
 
 
@@ -24,7 +24,7 @@ def field_values(field_flags: list[str]) -> dict:
   out = {}
   for a in field_flags:
     key, value = a[len("--config."):].split("=", 1)
-    out[key] = O.parse_value(value)
+    out[key] = overrides.parse_value(value)
   return out
 
 
@@ -160,10 +160,10 @@ def parse_flags(argv, field_flags: list[str]):
         raise ValueError(f"{a} needs a value: --config.<section>.<field>=<value>")
       key, value = a[len("--config."):].split("=", 1)
       # Unknown names (with a suggestion) and values of the wrong type fail here in one line.
-      O.set_field(_probe(), key, O.parse_value(value))
-      if O.dotted_name(key) != key:  # a unique leaf name: on the command line, name the section
+      overrides.set_field(_probe(), key, overrides.parse_value(value))
+      if overrides.dotted_name(key) != key:  # a unique leaf name: on the command line, name the section
         raise ValueError(f"--config.{key} must name its section: "
-                         f"--config.{O.dotted_name(key)}={value}")
+                         f"--config.{overrides.dotted_name(key)}={value}")
     return flags.FLAGS(argv)
   except ValueError as e:
     _die(str(e))
