@@ -142,6 +142,19 @@ def test_finished_run_relaunched_reports_and_keeps_summary(tmp_path):
   p = run()
   assert p.returncode == 0 and "metrics.jsonl of the finished run is missing" in p.stderr
   assert open(wd / "metrics.jsonl").read() == metrics
+  # config.json and tensorboard/ deleted: both rebuilt, every record back in TensorBoard.
+  import shutil
+  shutil.rmtree(wd / "tensorboard")
+  os.remove(wd / "config.json")
+  p = run()
+  assert p.returncode == 0 and "config.json and tensorboard of the finished run are missing" in p.stderr
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  events = EventAccumulator(str(wd / "tensorboard"))
+  events.Reload()
+  steps = [s.step for s in events.Scalars("seed0/test/accuracy")]
+  assert steps == sorted({json.loads(line)["step"] for line in metrics.splitlines()
+                          if json.loads(line)["split"] == "test"})
+  assert json.load(open(wd / "config.json"))["reinit"]["method"] == "shrink_perturb"
   # restart=True gets past a damaged summary.json (and clears the set-aside copy).
   (wd / "summary.json").write_text("{")
   p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args,

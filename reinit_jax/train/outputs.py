@@ -46,10 +46,14 @@ class MetricsLog:
       for r in self.records:
         f.write(json.dumps(r) + "\n")
     self._tb = None
+    board = os.path.join(workdir, "tensorboard")
+    rebuild = not (os.path.isdir(board) and os.listdir(board))  # lost: written again from records
     try:
-      self._tb = _EventWriter(os.path.join(workdir, "tensorboard"))
+      self._tb = _EventWriter(board)
     except ImportError as e:  # TensorBoard is optional at run time; the JSONL is the record
       logging.warning("no TensorBoard events: %s", e)
+    if rebuild:
+      self._events(self.records)
 
   def write(self, records: list[dict]) -> None:
     """Appends records (dicts with step, stage, epoch, split, seed, and metrics)."""
@@ -57,6 +61,9 @@ class MetricsLog:
       for r in records:
         f.write(json.dumps(r) + "\n")
     self.records.extend(records)
+    self._events(records)
+
+  def _events(self, records: list[dict]) -> None:
     if self._tb is not None:
       from tensorboard.compat.proto.event_pb2 import Event
       from tensorboard.compat.proto.summary_pb2 import Summary

@@ -8,6 +8,7 @@ latest checkpoint when config.json matches its config up to the fields of ``conf
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import logging
 import os
@@ -123,8 +124,9 @@ def finished_summary(workdir: str, c) -> dict | None:
   """The summary of a finished run of the same config in ``workdir``, else None.
 
   A finished run whose summary.json is damaged (set aside as summary.json.damaged) or whose
-  metrics.jsonl is missing counts as unfinished: re-run, it restores its last checkpoint, which
-  holds every record, and writes both again (one warning line names what was rebuilt).
+  config.json, metrics.jsonl or tensorboard/ is missing counts as unfinished: re-run, it restores
+  its last checkpoint, which holds every record, and writes them again (one warning line names
+  what was rebuilt).
   """
   if c.run.restart:
     return None
@@ -138,9 +140,12 @@ def finished_summary(workdir: str, c) -> dict | None:
     return None
   if summary is None or summary.get("interrupted"):
     return None
-  if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-    _log.warning("%s: metrics.jsonl of the finished run is missing; rebuilt from its last "
-                 "checkpoint", workdir)
+  expected = ("config.json", "metrics.jsonl") + (
+    ("tensorboard",) if importlib.util.find_spec("tensorboard") else ())
+  missing = [name for name in expected if not os.path.exists(os.path.join(workdir, name))]
+  if missing:
+    _log.warning("%s: %s of the finished run %s missing; rebuilt from its last checkpoint",
+                 workdir, " and ".join(missing), "is" if len(missing) == 1 else "are")
     return None
   try:
     check_resumable(workdir, c)
