@@ -31,7 +31,7 @@ NAMES = {"none": "Adam (baseline)", "l2init": "L2 Init", "snp": "S&P every step"
 def run_all(args, x, y):
   os.makedirs(args.runs, exist_ok=True)
   out = {}
-  for stream in continual.STREAMS:
+  for stream in args.streams:
     for method in continual.METHODS:
       path = os.path.join(args.runs, f"{stream}_{method}.npz")
       if not os.path.exists(path):
@@ -59,7 +59,7 @@ def report(results, out_dir, window=20):
   import matplotlib.pyplot as plt
   os.makedirs(out_dir, exist_ok=True)
   lines = ["# Plasticity on Fashion-MNIST task streams", ""]
-  for stream in continual.STREAMS:
+  for stream in sorted({s for s, _ in results}, key=continual.STREAMS.index):
     tasks = results[stream, "none"]["online_accuracy"].shape[0]
     lines += [f"## {stream} ({tasks} tasks, {results[stream, 'none']['online_accuracy'].shape[1]} "
               "seeds)", "", f"| method | online acc. % (all tasks) | first {window} | last "
@@ -112,7 +112,13 @@ def main():
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--runs", default="runs/plasticity")
   parser.add_argument("--out", default="results/plasticity")
+  parser.add_argument("--streams", default=",".join(continual.STREAMS),
+                      help="comma-separated: " + ", ".join(continual.STREAMS))
   args = parser.parse_args()
+  args.streams = [s for s in args.streams.split(",") if s]
+  for s in args.streams:
+    if s not in continual.STREAMS:
+      parser.error(f"--streams: {s!r} is not one of {', '.join(continual.STREAMS)}")
   x, y = continual.load_fashion_mnist(10000)
   print(report(run_all(args, x, y), args.out))
 
