@@ -3,9 +3,9 @@ throughput gap).
 
 Two figures for one fixed config (a study's model, batch and seeds, [Z] §3's staged training):
 
-* ``step``: the jitted train call of that run (``setup.Run.train_call``: the scanned steps, batch
-  gather and augmentation on the device) called back to back on the stage's device-resident data,
-  after a warm-up call — what the engine's step can do;
+* ``step``: the jitted train call of that run (``setup.Run.compiled.train_call``: the scanned
+  steps, batch gather and augmentation on the device) called back to back on the stage's
+  device-resident data, after a warm-up call — what the engine's step can do;
 * ``run``: ``train.run(config)`` from the built run to its summary, counting everything a user
   waits for between the first and the last step (index batches, metric fetches, evaluations,
   checkpoints, events); its summary's time breakdown tells where the rest went.
@@ -64,19 +64,20 @@ def make_config(a) -> "ml_collections.ConfigDict":  # noqa: F821
 
 
 def step_rate(r, calls: int) -> float:
-  """Seconds per step of ``r.train_call`` on stage 1's data, median over ``calls`` calls."""
+  """Seconds per step of the run's train call on stage 1's data, median over ``calls`` calls."""
+  inputs, geometry = r.inputs, r.geometry
   state = r.init()
-  x, y = r.arrays(lambda d: d.train(1))
-  n, B, spe = r.stage_n[0], r.batch[0], r.spe[0]
-  g = feed.epochs_per_call(r.E, spe, r.c.run.max_steps_per_call)
-  idx = jax.device_put(feed.train_indices(r.seeds, 0, g, n, B), r.place.batch(3, 2))
+  x, y = inputs.arrays(lambda d: d.train(1))
+  n, B, spe = geometry.stage_examples[0], geometry.batch_sizes[0], geometry.steps_per_epoch[0]
+  g = feed.epochs_per_call(geometry.epochs_per_stage, spe, r.config.run.max_steps_per_call)
+  idx = jax.device_put(feed.train_indices(inputs.seeds, 0, g, n, B), inputs.place.batch(3, 2))
   tp = None
-  if r.distill == "cached":
-    tp = jnp.zeros((len(r.seeds), n, r.data.meta.num_classes), jnp.float32)
+  if r.compiled.distill_mode == "cached":
+    tp = jnp.zeros((len(inputs.seeds), n, inputs.data.meta.num_classes), jnp.float32)
   box = [state]
 
   def call():
-    box[0], m = r.train_call(box[0], x, y, tp, idx)
+    box[0], m = r.compiled.train_call(box[0], x, y, tp, idx)
     jax.block_until_ready(m)
 
   sec = common.side_by_side({"step": call}, rounds=calls, warmup=1)["step"]

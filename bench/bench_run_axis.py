@@ -1,9 +1,9 @@
 """How a grid's runs should share the CPU: seeds split over host devices, and how many runs per
 call ([LW] §1.1's synthetic task, the 18-point main grid's unit of work).
 
-The contenders are the engine's own train call (``setup.Run.train_call``: a 200-step round of
-full-batch gradient descent, one data set per run) for R runs, built with two placements in one
-process that has one XLA:CPU device per core (as ``launch.py`` gives it):
+The contenders are the engine's own train call (``setup.Run.compiled.train_call``: a 200-step
+round of full-batch gradient descent, one data set per run) for R runs, built with two placements
+in one process that has one XLA:CPU device per core (as ``launch.py`` gives it):
 
 * ``one``: every run on one device (``run.mesh`` with a seed count that does not split);
 * ``split``: the runs split over the host devices (``run.mesh='auto'`` on CPU; ``shard_map``).
@@ -57,16 +57,18 @@ def build(runs: int, split: bool, steps: int = 200):
     r = setup.Run(c)
   finally:
     feed.placement = orig
-  x, y = r.arrays(lambda d: d.train(1))
-  idx = r.place.put(feed.train_indices(r.seeds, 0, steps, r.stage_n[0], r.batch[0]),
-                    r.place.batch(3, 2, seeded=True))
+  inputs, geometry = r.inputs, r.geometry
+  x, y = inputs.arrays(lambda d: d.train(1))
+  idx = inputs.place.put(feed.train_indices(inputs.seeds, 0, steps, geometry.stage_examples[0],
+                                            geometry.batch_sizes[0]),
+                         inputs.place.batch(3, 2, seeded=True))
   box = [r.init()]
 
   def call():
-    box[0], m = r.train_call(box[0], x, y, None, idx)
+    box[0], m = r.compiled.train_call(box[0], x, y, None, idx)
     jax.block_until_ready(m)
 
-  return call, steps, r.place.runs
+  return call, steps, r.inputs.place.runs
 
 
 def main():

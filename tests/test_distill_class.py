@@ -15,6 +15,8 @@ the teacher). The runs are recorded (each event's input and output state, each t
 and output state and indices, each cached table) and checked against each other and by hand.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,7 +45,8 @@ def _run_recording(c, workdir):
   class Recording(setup.Run):
     def __init__(self, c_, pack=None):
       super().__init__(c_, pack)
-      event_fn, teacher_cache, train_call = self.event_fn, self.teacher_cache, self.train_call
+      fns = self.compiled
+      event_fn, teacher_cache, train_call = fns.event_fn, fns.teacher_cache, fns.train_call
 
       def event(state, *args):
         before = jax.device_get(state)  # before the call: the state is donated to it
@@ -62,7 +65,8 @@ def _run_recording(c, workdir):
         rec["calls"].append((before, np.asarray(jax.device_get(idx)), jax.device_get(out)))
         return out, m
 
-      self.event_fn, self.teacher_cache, self.train_call = event, cache, call
+      self.compiled = dataclasses.replace(fns, event_fn=event, teacher_cache=cache,
+                                          train_call=call)
       self.unrecorded_train_call = train_call
       rec["run"].append(self)
 
@@ -80,8 +84,9 @@ def runs(tmp_path_factory):
   for path in ("cached", "live"):
     out[path] = _run_recording(_config(path == "live"), tmp_path_factory.mktemp(path))
     r = out[path]["run"]
-    assert r.distill == path and out[path]["summary"]["events"] == T - 1
-    assert r.E == 2 and r.spe == [4] * T  # 8 steps per stage, one train call each
+    assert r.compiled.distill_mode == path and out[path]["summary"]["events"] == T - 1
+    # 8 steps per stage, one train call each
+    assert r.geometry.epochs_per_stage == 2 and r.geometry.steps_per_epoch == [4] * T
   return out
 
 
@@ -132,21 +137,21 @@ def test_cached_targets_are_the_pre_event_network_on_unaugmented_inputs(runs):
   rec = runs["cached"]
   r = rec["run"]
   assert len(rec["tables"]) == T - 1  # stages 2..T; stage 1 uses zeros (β off)
-  n = r.stage_n[0]
-  x = np.asarray(r.data.train(1).x)
+  n = r.geometry.stage_examples[0]
+  x = np.asarray(r.inputs.data.train(1).x)
   for t in range(2, T + 1):
     table = rec["tables"][t - 2]
     before, after = rec["events"][t - 2]
     for s in range(len(SEEDS)):
-      want = probs(r.model, seed_slice(before.variables, s), x)
+      want = probs(r.parts.model, seed_slice(before.variables, s), x)
       # Same float32 forward (eager here, jitted and batched there): logits agree to a few ulps
       # (~1e-6 relative), softmax probabilities in [0, 1] to ~1e-6 absolute.
       np.testing.assert_allclose(table[s, :n], want, rtol=1e-5, atol=1e-6,
                                  err_msg=f"stage {t}, seed {SEEDS[s]}")
-      other = probs(r.model, seed_slice(after.variables, s), x)
+      other = probs(r.parts.model, seed_slice(after.variables, s), x)
       assert np.max(np.abs(want - other)) > 0.05  # the re-initialized network is far from it
       if t >= 3:
-        stale = probs(r.model, seed_slice(rec["events"][t - 3][0].variables, s), x)
+        stale = probs(r.parts.model, seed_slice(rec["events"][t - 3][0].variables, s), x)
         assert np.max(np.abs(want - stale)) > 0.01  # a stage of training moved the teacher
 
 
@@ -167,7 +172,7 @@ def test_first_step_of_every_stage_distills_from_the_pre_event_network(runs, pat
   no table, the cached one gathering the stage's recorded table by the batch's indices."""
   rec = runs[path]
   r = rec["run"]
-  x, y = r.arrays(lambda d: d.train(1))
+  x, y = r.inputs.arrays(lambda d: d.train(1))
   xh, yh = np.asarray(x), np.asarray(y)
   for t in range(2, T + 1):
     (into, idx, _), = stage_calls(rec, t)
@@ -178,13 +183,13 @@ def test_first_step_of_every_stage_distills_from_the_pre_event_network(runs, pat
     loss = np.asarray(jax.device_get(m["loss"]))
     for s in range(len(SEEDS)):
       b = idx[s, 0]
-      want = _kl_loss_by_hand(r.model, seed_slice(into.variables, s), seed_slice(pre, s), xh[b],
-                              yh[b])
+      want = _kl_loss_by_hand(r.parts.model, seed_slice(into.variables, s), seed_slice(pre, s),
+                              xh[b], yh[b])
       # float32 step (log-softmax, batch means) against float64 from the same float32 logits:
       # a few 1e-7 relative per term on a loss of order 1, 1e-4 leaves a wide margin and is far
       # below the β·KL (> 0.1 here) a wrong teacher changes.
       assert float(loss[s]) == pytest.approx(want, rel=1e-4), (path, t, SEEDS[s])
-      wrong = _kl_loss_by_hand(r.model, seed_slice(into.variables, s),
+      wrong = _kl_loss_by_hand(r.parts.model, seed_slice(into.variables, s),
                                seed_slice(into.variables, s), xh[b], yh[b])
       assert abs(want - wrong) > 0.05  # the student as its own teacher would be seen
 

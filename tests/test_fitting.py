@@ -32,9 +32,9 @@ def _state_at(r, workdir, step):
 def _direct(r, data, variables, seed_index, n):
   """Per split (accuracy, loss) of one seed on the first ``n`` training rows, by hand."""
   v = jax.tree.map(lambda a: np.asarray(a)[seed_index], variables)
-  split = data.train(r.T)  # the full view; the stage is its first n rows
-  x = r.data.augment(jax.random.PRNGKey(0), split.x[:n], False)
-  logits = np.asarray(r.model.apply(v, x, train=False), np.float64)
+  split = data.train(r.geometry.stages)  # the full view; the stage is its first n rows
+  x = r.inputs.data.augment(jax.random.PRNGKey(0), split.x[:n], False)
+  logits = np.asarray(r.parts.model.apply(v, x, train=False), np.float64)
   logp = logits - logits.max(1, keepdims=True)
   logp -= np.log(np.exp(logp).sum(1, keepdims=True))
   y, clean = split.y[:n], data.train_clean_y[:n]
@@ -76,11 +76,11 @@ def test_noise_splits_equal_a_direct_computation(tmp_path):
                   learning_rate=0.2, keep_checkpoints=3)
   w = str(tmp_path)
   r, s = run_keeping(c, w, fresh=True)
-  n = len(r.data.train(1))
+  n = len(r.inputs.data.train(1))
   for step in (2, 6):
     state = _state_at(r, w, step)
-    for i, seed in enumerate(r.seeds):
-      _check(_recorded(w, step, seed), _direct(r, r.data, state.variables, i, n))
+    for i, seed in enumerate(r.inputs.seeds):
+      _check(_recorded(w, step, seed), _direct(r, r.inputs.data, state.variables, i, n))
   # The noisy labels are learnt, not the clean ones: they differ on most relabelled examples.
   got = _recorded(w, 6, 0)
   assert got["train_noisy"][0] != got["train_noisy_clean"][0]
@@ -96,14 +96,14 @@ def test_online_stage_restricts_to_its_rows(tmp_path):
                   synthetic_train=48, label_noise=0.4, eval_train="stage", keep_checkpoints=3)
   w = str(tmp_path)
   r, _ = run_keeping(c, w, fresh=True)
-  ends = r.stage_n  # 16, 32, 48 rows
+  ends = r.geometry.stage_examples  # 16, 32, 48 rows
   assert ends == [16, 32, 48]
   for t, step in ((1, 4), (2, 12), (3, 24)):
     state = _state_at(r, w, step)
-    want = _direct(r, r.data, state.variables, 0, ends[t - 1])
-    assert want["_counts"][0] < int(np.sum(r.data.noisy_indices < 48)) or t == 3
+    want = _direct(r, r.inputs.data, state.variables, 0, ends[t - 1])
+    assert want["_counts"][0] < int(np.sum(r.inputs.data.noisy_indices < 48)) or t == 3
     _check(_recorded(w, step, 0), want)
-  assert r.train_call.jitted._cache_size() == 1  # the evaluation leaves the step alone
+  assert r.compiled.train_call.jitted._cache_size() == 1  # the evaluation leaves the step alone
 
 
 def test_without_noise_only_train_fit(tmp_path):
@@ -111,8 +111,8 @@ def test_without_noise_only_train_fit(tmp_path):
   r, s = run_keeping(tiny_config(eval_train="stage"), w)
   assert {x["split"] for x in records(w)} == {"train", "test", "train_fit"}
   state = _state_at(r, w, 6)
-  n = len(r.data.train(1))
-  want = _direct(r, r.data, state.variables, 0, n)["train_fit"]
+  n = len(r.inputs.data.train(1))
+  want = _direct(r, r.inputs.data, state.variables, 0, n)["train_fit"]
   got = _recorded(w, 6, 0)["train_fit"]
   assert got == pytest.approx(want, abs=1e-5)
 
@@ -121,12 +121,12 @@ def test_per_seed_data_uses_each_seeds_noise(tmp_path):
   c = tiny_config(seeds=(0, 1), per_seed=True, label_noise=0.4, eval_train="stage")
   w = str(tmp_path)
   r, _ = run_keeping(c, w)
-  d0, d1 = r.run_data
+  d0, d1 = r.inputs.run_data
   assert not np.array_equal(d0.noisy_indices, d1.noisy_indices)
   state = _state_at(r, w, 6)
   n = len(d1.train(1))
-  for i, d in enumerate(r.run_data):  # seed i: its own inputs, labels and noise
-    _check(_recorded(w, 6, r.seeds[i]), _direct(r, d, state.variables, i, n))
+  for i, d in enumerate(r.inputs.run_data):  # seed i: its own inputs, labels and noise
+    _check(_recorded(w, 6, r.inputs.seeds[i]), _direct(r, d, state.variables, i, n))
 
 
 # Four epochs in each of three stages, one epoch a call; the training set evaluated every epoch.
@@ -249,16 +249,16 @@ def test_seed_axis_map_and_vmap_agree():
   r = setup.Run(c)
   state = r.init()
   fit = fitting.TrainFit(r, _with(c, "stage"))
-  x, _ = r.arrays(lambda d: d.train(1))
+  x, _ = r.inputs.arrays(lambda d: d.train(1))
   fit.stage(1, x)
   got = {}
   for axis in ("map", "vmap"):
-    fn = fitting.make_fit_eval(r.model, r.data.augment, seed_axis=axis)
-    got[axis] = [np.asarray(a) for a in fn(state.variables, *fit.sets)]
+    fn = fitting.make_fit_eval(r.parts.model, r.inputs.data.augment, seed_axis=axis)
+    got[axis] = [np.asarray(a) for a in fn(state.variables, *fit.current.inputs)]
   assert got["map"][1].shape == (2, 4)
   for a, b in zip(got["map"], got["vmap"]):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  assert fit.sets[-1] == 3  # 64 rows in padded batches of 24
+  assert fit.current.inputs[-1] == 3  # 64 rows in padded batches of 24
 
 
 def _with(c, mode):

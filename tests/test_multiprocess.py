@@ -199,7 +199,9 @@ c = stream_config(sys.argv[1], batch_size=32, seeds=(0, 1), max_steps_per_call=2
                   checkpoint_every=2)
 c.run.distributed = sys.argv[3] == '1'
 def cut(r):  # the streamed test split cut to its first 500 examples, as test_train_stream does
-  r.data = dataclasses.replace(r.data, test=dataclasses.replace(r.data.test, hi=500))
+  data = r.inputs.data
+  r.inputs = dataclasses.replace(r.inputs, data=dataclasses.replace(
+      data, test=dataclasses.replace(data.test, hi=500)))
 run_keeping(c, sys.argv[2], cut)
 """
 

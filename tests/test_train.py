@@ -56,9 +56,9 @@ def test_no_recompilation_across_stages(tmp_path):
   r, s = run_keeping(tiny_config(method="layerwise", epochs=10, stages=5, checkpoint_every=1,
                                  eval_every_epochs=1), str(tmp_path), fresh=True)
   assert s["events"] == 4
-  assert r.train_call._cache_size() == 1
-  assert r.event_fn._cache_size() == 1
-  assert r.eval_fn._cache_size() == 1
+  assert r.compiled.train_call._cache_size() == 1
+  assert r.compiled.event_fn._cache_size() == 1
+  assert r.compiled.eval_fn._cache_size() == 1
 
 
 def test_runs_share_jitted_functions_only_where_they_agree(tmp_path):
@@ -67,10 +67,10 @@ def test_runs_share_jitted_functions_only_where_they_agree(tmp_path):
   a, _ = run_keeping(tiny_config(method="standard"), str(tmp_path / "a"), fresh=True)
   b, sb = run_keeping(tiny_config(method="shrink_perturb", synthetic_alpha=2.0),
                       str(tmp_path / "b"))
-  assert b.train_call is a.train_call and b.eval_fn is a.eval_fn
-  assert b.event_fn is not a.event_fn  # the event applies the method
+  assert b.compiled.train_call is a.compiled.train_call and b.compiled.eval_fn is a.compiled.eval_fn
+  assert b.compiled.event_fn is not a.compiled.event_fn  # the event applies the method
   c, _ = run_keeping(tiny_config(method="standard", learning_rate=0.1), str(tmp_path / "c"))
-  assert c.train_call is not a.train_call
+  assert c.compiled.train_call is not a.compiled.train_call
   _, alone = run_keeping(tiny_config(method="shrink_perturb", synthetic_alpha=2.0),
                          str(tmp_path / "alone"), fresh=True)
   assert sb["params_digest"] == alone["params_digest"]
@@ -105,8 +105,8 @@ def test_online_mode_trains_on_growing_chunks(tmp_path):
   steps = [r_["step"] for r_ in records(str(tmp_path), "train")]
   assert steps[-1] == 24
   # the growing view does not recompile: fixed-shape calls padded to the last stage's size
-  assert r.train_call.jitted._cache_size() == 1
-  assert r.event_fn.jitted._cache_size() == 1
+  assert r.compiled.train_call.jitted._cache_size() == 1
+  assert r.compiled.event_fn.jitted._cache_size() == 1
 
 
 def test_label_noise_trains_and_differs(tmp_path):

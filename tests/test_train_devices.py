@@ -20,13 +20,14 @@ c = tiny_config(method=sys.argv[2], batch_size=16, epochs=4, stages=2, mesh=sys.
                 seeds=tuple(range(int(sys.argv[4]))), eval_every_epochs=1,
                 per_seed=int(sys.argv[4]) > 1, label_noise=0.25, eval_train='eval')
 r, s = run_keeping(c, sys.argv[1])
-print(json.dumps({{'devices': jax.device_count(), 'runs': r.place.runs, 'data': r.place.n,
+place, fns = r.inputs.place, r.compiled
+print(json.dumps({{'devices': jax.device_count(), 'runs': place.runs, 'data': place.n,
                   'acc': s['test_accuracy']['per_seed'], 'digest': s['params_digest'],
                   'loss': [x['loss'] for x in records(sys.argv[1], 'train')],
                   'test': [x['accuracy'] for x in records(sys.argv[1], 'test')],
                   'noisy': [x['accuracy'] for x in records(sys.argv[1], 'train_noisy_clean')],
-                  'compiles': [r.train_call._cache_size(), r.event_fn._cache_size(),
-                               r.eval_fn._cache_size()]}}))
+                  'compiles': [fns.train_call._cache_size(), fns.event_fn._cache_size(),
+                               fns.eval_fn._cache_size()]}}))
 """
 
 

@@ -63,8 +63,10 @@ def _run(c, workdir, test_n=500):
   """``train.run`` with the streamed test split cut to its first ``test_n`` examples."""
 
   def cut(r):
-    assert r.streaming
-    r.data = dataclasses.replace(r.data, test=dataclasses.replace(r.data.test, hi=test_n))
+    assert r.inputs.streaming
+    data = r.inputs.data
+    r.inputs = dataclasses.replace(r.inputs, data=dataclasses.replace(
+        data, test=dataclasses.replace(data.test, hi=test_n)))
 
   return run_keeping(c, workdir, cut)[1]
 

@@ -7,6 +7,7 @@ normalization (z − μ)/σ [LW] §3, fixed_subset's mask drawn per seed [LW], t
 events, KL(teacher ‖ student) and the teacher of stage t + 1 [Z] §3.1.
 """
 
+import dataclasses
 import json
 
 import jax
@@ -41,7 +42,7 @@ def run_recording(c, workdir, monkeypatch):
   class Recording(setup.Run):
     def __init__(self, c_, pack=None):
       super().__init__(c_, pack)
-      event_fn, teacher_cache = self.event_fn, self.teacher_cache
+      event_fn, teacher_cache = self.compiled.event_fn, self.compiled.teacher_cache
 
       def event(state, *args):
         before = jax.device_get(state)  # before the call: the state is donated to it
@@ -54,7 +55,7 @@ def run_recording(c, workdir, monkeypatch):
         teachers.append(np.asarray(jax.device_get(out)))
         return out
 
-      self.event_fn, self.teacher_cache = event, cache
+      self.compiled = dataclasses.replace(self.compiled, event_fn=event, teacher_cache=cache)
       runs.append(self)
 
   monkeypatch.setattr(loop, "Run", Recording)
@@ -69,8 +70,8 @@ def seed_slice(tree, s):
 
 def train_x(r):
   """Stage 1's training inputs (N, 128) and labels (N,) on the device, and N."""
-  x, y = r.arrays(lambda d: d.train(1))
-  return x, y, r.stage_n[0]
+  x, y = r.inputs.arrays(lambda d: d.train(1))
+  return x, y, r.geometry.stage_examples[0]
 
 
 def assert_trees_equal(a, b):
@@ -93,7 +94,7 @@ def test_full_events_set_exactly_the_models_own_draw_for_seed_and_stage(tmp_path
   seeds = (0, 1)
   r, s, events, _ = run_recording(tiny(method="full", seeds=seeds), tmp_path, monkeypatch)
   assert s["events"] == 2 and len(events) == 2
-  draw = {(seed, t): fresh_variables(r.model, seed, t)["params"] for seed in seeds
+  draw = {(seed, t): fresh_variables(r.parts.model, seed, t)["params"] for seed in seeds
           for t in (0, 1, 2)}
   first = jax.device_get(r.init().variables["params"])
   for i, seed in enumerate(seeds):
@@ -120,13 +121,13 @@ def test_layerwise_normalization_is_z_minus_mu_over_sigma_in_the_forward_pass():
   and standard deviation 1 on the training inputs ([LW] §3)."""
   r = built(tiny(method="layerwise", norm_batch_size=4096))
   x, _, n = train_x(r)
-  state = r.event_fn(r.init(), x, jnp.int32(n))
+  state = r.compiled.event_fn(r.init(), x, jnp.int32(n))
   v = seed_slice(jax.device_get(state.variables), 0)
   norms = v["layerwise_norm"]
   for name in ("lwnorm2", "lwnorm3"):  # only the norm after block k = 1 is set
     assert float(norms[name]["mu"]) == 0.0 and float(norms[name]["sigma"]) == 1.0
   mu, sigma = float(norms["lwnorm1"]["mu"]), float(norms["lwnorm1"]["sigma"])
-  _, inter = r.model.module.apply(v, x, train=False, capture_intermediates=True,
+  _, inter = r.parts.model.module.apply(v, x, train=False, capture_intermediates=True,
                                   mutable=["intermediates"])
   z = np.asarray(inter["intermediates"]["lwnorm1"]["raw"][0], np.float64)
   out = np.asarray(inter["intermediates"]["lwnorm1"]["__call__"][0], np.float64)
@@ -151,7 +152,7 @@ def test_fixed_subset_mask_is_drawn_from_each_seeds_own_key():
                      seed_slice(jax.device_get(alone.init().context.fixed_mask), 0))
   before = jax.device_get(state.variables["params"])
   x, _, n = train_x(both)
-  after = jax.device_get(both.event_fn(state, x, jnp.int32(n)).variables["params"])
+  after = jax.device_get(both.compiled.event_fn(state, x, jnp.int32(n)).variables["params"])
   for p, q, m in zip(jax.tree.leaves(before), jax.tree.leaves(after), jax.tree.leaves(mask)):
     if np.ndim(p) == 3:  # kernels (S, in, out); biases start at 0 in θ_1 and θ_init alike
       np.testing.assert_array_equal(np.asarray(p) != np.asarray(q), np.asarray(m))
@@ -164,14 +165,14 @@ def test_optimizer_policy_reaches_the_event(policy):
   r = built(tiny(method="fixed_subset", reinit__hparams={"fraction": 0.5},
                  optimizer_policy=policy, learning_rate=0.1))
   x, y, n = train_x(r)
-  idx = jnp.asarray(feed.train_indices(r.seeds, 0, 2, n, n))
-  state, _ = r.train_call(r.init(), x, y, None, idx)
+  idx = jnp.asarray(feed.train_indices(r.inputs.seeds, 0, 2, n, n))
+  state, _ = r.compiled.train_call(r.init(), x, y, None, idx)
   trace = lambda st: jax.device_get(optax.tree_utils.tree_get(st.opt_state, "trace"))
   before, mask = trace(state), jax.device_get(state.context.fixed_mask)
   assert jax.tree.structure(before) == jax.tree.structure(mask)  # SGD keeps a momentum trace
   assert all(np.mean(np.asarray(m) != 0) > 0.9 for m in jax.tree.leaves(before)
              if np.size(m) > 8 * 8)  # two steps of momentum 0.9: a trace on every weight
-  after = trace(r.event_fn(state, x, jnp.int32(n)))
+  after = trace(r.compiled.event_fn(state, x, jnp.int32(n)))
   for b, a, m in zip(jax.tree.leaves(before), jax.tree.leaves(after), jax.tree.leaves(mask)):
     b, a = np.asarray(b), np.asarray(a)
     want = {"reset": np.zeros_like(b), "keep": b, "mask": np.where(m, 0.0, b)}[policy]
@@ -217,15 +218,15 @@ def test_next_stages_teacher_is_the_network_before_the_event(tmp_path, monkeypat
     for s in range(2):
       pre = seed_slice(before.variables, s)
       post = seed_slice(after.variables, s)
-      want = np.asarray(jax.nn.softmax(r.model.apply(pre, x)))
-      other = np.asarray(jax.nn.softmax(r.model.apply(post, x)))
+      want = np.asarray(jax.nn.softmax(r.parts.model.apply(pre, x)))
+      other = np.asarray(jax.nn.softmax(r.parts.model.apply(post, x)))
       np.testing.assert_allclose(probs[s, :n], want, rtol=1e-5, atol=1e-6)
       assert np.max(np.abs(want - other)) > 0.05
       if t == 1:  # the loss of stage 2's one step, by hand from the two networks
-        logits = np.asarray(r.model.apply(post, x), np.float64)
+        logits = np.asarray(r.parts.model.apply(post, x), np.float64)
         kl, q = _kl_by_hand(np.asarray(want, np.float64), logits)
         ce = -np.log(q[np.arange(n), y]).mean()
-        row = [w for w in rows if w["seed"] == r.seeds[s]][0]
+        row = [w for w in rows if w["seed"] == r.inputs.seeds[s]][0]
         assert row["loss"] == pytest.approx(ce + beta * kl.mean(), rel=1e-4)
 
 

@@ -6,6 +6,7 @@ evaluation ([LW] §3 model selection), not the validation accuracy nor the final
 tools/mutants.py checks that these tests fail on such bugs.
 """
 
+import dataclasses
 import json
 
 import jax
@@ -42,13 +43,13 @@ def test_resume_where_the_step_matters_is_bitwise_and_restores_the_step(tmp_path
   class Recording(setup.Run):
     def __init__(self, c_, pack=None):
       super().__init__(c_, pack)
-      call = self.train_call
+      call = self.compiled.train_call
 
       def counting(state, *args):
         steps_in.append(jax.device_get(state.step).tolist())  # before: the state is donated
         return call(state, *args)
 
-      self.train_call = counting
+      self.compiled = dataclasses.replace(self.compiled, train_call=counting)
 
   monkeypatch.setattr(loop, "Run", Recording)
   done = train.run(tiny(**kw), str(tmp_path / "resumed"))

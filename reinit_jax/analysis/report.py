@@ -142,13 +142,31 @@ def load_run(path: str, row_by=()) -> RunInfo:
   info = RunInfo(path, c if isinstance(c, dict) else {}, s if isinstance(s, dict) else {}, recs,
                  missing)
   c, s = info.config, info.summary
+  method = _method_name(c, s, missing)
+  info.method = str(method) + ("+distill" if c.get("distill") else "")
+  info.row = _row(c, row_by, missing)
+  for k in ("learning_rate", "weight_decay", "stages", "seeds"):
+    if k not in c:
+      missing.append(f"config.{k}")
+  info.hparams = _hparams(c)
+  info.test = _test_by_seed(c, s, missing)
+  info.validation = _best_validation(s, missing)
+  return info
+
+
+def _method_name(c: dict, s: dict, missing: list):
+  """The method's name: config.json's, else summary.json's, else '?' (listed as missing)."""
   method = c.get("method") or s.get("method")
   if isinstance(method, dict):
     method = method.get("name")
   if not method:
     missing.append("method (config.json and summary.json)")
     method = "?"
-  info.method = str(method) + ("+distill" if c.get("distill") else "")
+  return method
+
+
+def _row(c: dict, row_by, missing: list) -> str:
+  """The row label: ``dataset/model setting`` and the row's distinguishing values."""
   row = [str(c.get("dataset", "?")), _setting(c)]
   if c.get("model"):
     row[0] += "/" + str(c["model"])
@@ -162,40 +180,47 @@ def load_run(path: str, row_by=()) -> RunInfo:
     if k not in c:
       missing.append(f"config.{k} (asked for by row_by)")
     row.append(f"{k}={c.get(k)}")
-  info.row = " ".join(row)
-  for k in ("learning_rate", "weight_decay", "stages", "seeds"):
-    if k not in c:
-      missing.append(f"config.{k}")
+  return " ".join(row)
+
+
+def _hparams(c: dict) -> tuple:
+  """Sorted (name, value) pairs that distinguish configurations in a cell."""
   extra = c.get("method_kwargs") or {}
-  info.hparams = tuple(sorted(
+  return tuple(sorted(
       [(k, c.get(k)) for k in ("learning_rate", "weight_decay", "stages", "epochs", "num_blocks",
                                "distill_beta") if k in c]
       + [(f"method.{k}", json.dumps(v)) for k, v in (extra.items() if isinstance(extra, dict) else [])]))
+
+
+def _test_by_seed(c: dict, s: dict, missing: list) -> dict:
+  """seed -> test accuracy from ``summary.test_accuracy`` (a mean alone: seed -1)."""
   ta = s.get("test_accuracy")
   seeds = list(c.get("seeds") or [])
   if isinstance(ta, dict) and isinstance(ta.get("per_seed"), (list, dict)):
     ps = ta["per_seed"]
     if isinstance(ps, dict):
-      info.test = {int(k): float(v) for k, v in ps.items()}
-    else:
-      if len(seeds) != len(ps):
-        missing.append("config.seeds (does not match test_accuracy.per_seed; seeds numbered 0..)")
-        seeds = list(range(len(ps)))
-      info.test = {int(k): float(v) for k, v in zip(seeds, ps)}
-  elif _number(ta) is not None or (isinstance(ta, dict) and _number(ta.get("mean")) is not None):
+      return {int(k): float(v) for k, v in ps.items()}
+    if len(seeds) != len(ps):
+      missing.append("config.seeds (does not match test_accuracy.per_seed; seeds numbered 0..)")
+      seeds = list(range(len(ps)))
+    return {int(k): float(v) for k, v in zip(seeds, ps)}
+  if _number(ta) is not None or (isinstance(ta, dict) and _number(ta.get("mean")) is not None):
     missing.append("summary.test_accuracy.per_seed (mean only: no std, no pairing)")
-    info.test = {-1: float(ta if _number(ta) is not None else ta["mean"])}
-  else:
-    missing.append("summary.test_accuracy")
+    return {-1: float(ta if _number(ta) is not None else ta["mean"])}
+  missing.append("summary.test_accuracy")
+  return {}
+
+
+def _best_validation(s: dict, missing: list) -> float | None:
+  """The mean best validation accuracy, or None."""
   bv = s.get("best_validation_accuracy")
   if isinstance(bv, dict):
     bv = bv.get("mean", bv.get("per_seed"))
   if isinstance(bv, list) and bv:
     bv = float(np.mean(bv))
-  info.validation = float(bv) if _number(bv) is not None else None
   if "best_validation_accuracy" not in s:  # null: the run had no validation split by design
     missing.append("summary.best_validation_accuracy")
-  return info
+  return float(bv) if _number(bv) is not None else None
 
 
 def _choose(rs):

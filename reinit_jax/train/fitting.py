@@ -27,12 +27,15 @@ fixed (every call keeps its shape; no early stopping), so with ``'eval'`` the su
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinit_jax.train import compiled, feed, loss as L, setup, step as S, stream, validation
+from reinit_jax.train import compiled, feed, setup, stream, validation
+from reinit_jax.train import loss as loss_
+from reinit_jax.train import step as step_
 
 SPLITS = ("train_fit", "train_noisy", "train_noisy_clean", "train_clean")
 KEY = "_train_fit"  # the device results' key among the validation/test results
@@ -57,7 +60,7 @@ def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"
       ix, ww = idx[i], w[i]
       logits = model.apply(variables, augment(key, x[ix], False), train=False)
       pred = jnp.argmax(logits, -1)
-      ce, ce_c = L.cross_entropy(logits, y[ix]), L.cross_entropy(logits, y_clean[ix])
+      ce, ce_c = loss_.cross_entropy(logits, y[ix]), loss_.cross_entropy(logits, y_clean[ix])
       hit = (pred == y[ix]).astype(jnp.float32)
       hit_c = (pred == y_clean[ix]).astype(jnp.float32)
       m = noisy[ix] * ww
@@ -72,8 +75,8 @@ def make_fit_eval(model, augment, per_run: bool = False, seed_axis: str = "auto"
     return tot[1] / n, tot[2] / n
 
   d = 0 if per_run else None
-  fn = S.over_runs(one, (0, d, d, d, d, None, None, None), seed_axis)
-  return S.jit_seeds(fn, runs_mesh, (True,) + (per_run,) * 4 + (False,) * 3)
+  fn = step_.over_runs(one, (0, d, d, d, d, None, None, None), seed_axis)
+  return step_.jit_seeds(fn, runs_mesh, (True,) + (per_run,) * 4 + (False,) * 3)
 
 
 def stage_rows(data, stage: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,6 +92,16 @@ def stage_rows(data, stage: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return y, clean, noisy
 
 
+class FitStage(NamedTuple):
+  """The stage whose training set is evaluated: its ``number``; per data set its (examples,
+  relabelled, clean) ``counts``; the evaluation's device ``inputs`` (x, y, y_clean, noisy, index
+  batches, weights, batch count). ``counts`` and ``inputs`` are None when off or streamed."""
+
+  number: int
+  counts: list | None = None
+  inputs: tuple | None = None
+
+
 class TrainFit:
   """The training-set evaluation of one run (module docstring); built from a ``setup.Run``.
 
@@ -98,57 +111,64 @@ class TrainFit:
   acc (S,))}`` for the non-empty splits.
   """
 
-  def __init__(self, r, c):
-    self.r, self.mode, self.threshold = r, c.run.eval_train, float(c.run.fit_threshold)
+  def __init__(self, run: setup.Run, c):
+    self.run, self.mode, self.threshold = run, c.run.eval_train, float(c.run.fit_threshold)
+    inputs, pack = run.inputs, run.pack
     # Per run: its point's label noise and the point it belongs to (a packed grid, train/pack.py).
-    pack = r.pack
-    configs = [c] * len(r.seeds) if pack is None else [pack.configs[p] for p in pack.point_of]
+    configs = [c] * len(inputs.seeds) if pack is None else [pack.configs[p] for p in pack.point_of]
     self.noisy_run = np.asarray([float(pc.data.label_noise) > 0 for pc in configs])
-    self.point = np.zeros(len(r.seeds), int) if pack is None else np.asarray(pack.point_of)
-    self.noise = bool(self.noisy_run.any())
+    self.point = np.zeros(len(inputs.seeds), int) if pack is None else np.asarray(pack.point_of)
     self.present = {}  # split -> runs that report it (bool (S,)), set by collect
     self.batch_size = c.run.eval_batch_size
-    self.sets = None
+    self.current: FitStage | None = None  # set by stage()
+    # In memory (mode not 'off'): the jitted evaluation and the padded shapes it is compiled for.
+    self.fit_eval = self.max_rows = self.max_batches = None
     if self.mode == "off":
       return
-    if r.streaming and self.noise:
+    if inputs.streaming and self.noise:
       validation.fail("run.eval_train", self.mode, "'off' for a streamed data set with "
                       "data.label_noise > 0 (the noisy/clean splits need the training set in memory)")
-    if r.streaming:
+    if inputs.streaming:
       return
     # Shared with the grid's other points in this process, as setup's own jitted functions.
-    self.fn = compiled.get_or_build("fit", c, r.derived, lambda: make_fit_eval(
-        r.model, r.data.augment, r.per_run, runs_mesh=r.place.runs_mesh))
-    self.cap = max(r.stage_n)
-    self.max_nb = feed.eval_batches(self.cap, self.batch_size, r.place.n)[0].shape[0]
+    self.fit_eval = compiled.get_or_build("fit", c, run.derived, lambda: make_fit_eval(
+        run.parts.model, inputs.data.augment, inputs.per_run, runs_mesh=inputs.place.runs_mesh))
+    self.max_rows = max(run.geometry.stage_examples)
+    self.max_batches = feed.eval_batches(self.max_rows, self.batch_size,
+                                         inputs.place.n)[0].shape[0]
+
+  @property
+  def noise(self) -> bool:
+    """Whether any run's point has label noise (then the noisy and clean splits are reported)."""
+    return bool(self.noisy_run.any())
 
   def stage(self, t: int, x_dev) -> None:
     """Builds stage t's device inputs: rows padded to the largest stage, index batches padded to
     its batch count (``x_dev``: the stage's training inputs on the devices, the loop's copy)."""
-    r = self.r
-    self.t = t
-    if self.mode == "off" or r.streaming:
+    inputs = self.run.inputs
+    if self.mode == "off" or inputs.streaming:
+      self.current = FitStage(t)
       return
-    runs = r.run_data if r.per_run else [r.data]
+    runs = inputs.run_data if inputs.per_run else [inputs.data]
     rows = [stage_rows(d, t) for d in runs]
     n = len(rows[0][0])
-    self.counts = [(n, int(nz.sum()), n - int(nz.sum())) for _, _, nz in rows]
-    pad = lambda a: np.pad(a, [(0, self.cap - n)] + [(0, 0)] * (a.ndim - 1))
-    cols = [np.stack([pad(row[i]) for row in rows]) if r.per_run else pad(rows[0][i])
+    counts = [(n, int(nz.sum()), n - int(nz.sum())) for _, _, nz in rows]
+    pad = lambda a: np.pad(a, [(0, self.max_rows - n)] + [(0, 0)] * (a.ndim - 1))
+    cols = [np.stack([pad(row[i]) for row in rows]) if inputs.per_run else pad(rows[0][i])
             for i in range(3)]
-    axis = 1 if r.per_run else 0
-    if n < self.cap:  # online: one shape for every stage, so one compilation per run
+    axis = 1 if inputs.per_run else 0
+    if n < self.max_rows:  # online: one shape for every stage, so one compilation per run
       widths = [(0, 0)] * x_dev.ndim
-      widths[axis] = (0, self.cap - n)
+      widths[axis] = (0, self.max_rows - n)
       x_dev = jnp.pad(x_dev, widths)
-    idx, w = feed.eval_batches(n, self.batch_size, r.place.n)
+    idx, w = feed.eval_batches(n, self.batch_size, inputs.place.n)
     nb = idx.shape[0]
-    idx = np.pad(idx, ((0, self.max_nb - nb), (0, 0)))
-    w = np.pad(w, ((0, self.max_nb - nb), (0, 0)))
-    sh = r.place.batch(2, 1)
-    put = r.place.seeded if r.per_run else r.place.replicate
-    self.sets = (x_dev, *put(tuple(cols)), jax.device_put(idx, sh),
-                 jax.device_put(w, sh), np.int32(nb))
+    idx = np.pad(idx, ((0, self.max_batches - nb), (0, 0)))
+    w = np.pad(w, ((0, self.max_batches - nb), (0, 0)))
+    sh = inputs.place.batch(2, 1)
+    put = inputs.place.seeded if inputs.per_run else inputs.place.replicate
+    self.current = FitStage(t, counts, (x_dev, *put(tuple(cols)), jax.device_put(idx, sh),
+                                        jax.device_put(w, sh), np.int32(nb)))
 
   def due(self, end_of_stage: bool) -> bool:
     """Whether this evaluation includes the training set ('stage': the stage's last; 'eval' and
@@ -157,21 +177,22 @@ class TrainFit:
 
   def launch(self, variables):
     """Dispatches the evaluation on the devices; None when streamed (see :meth:`collect`)."""
-    return None if self.r.streaming else self.fn(variables, *self.sets)
+    return None if self.run.inputs.streaming else self.fit_eval(variables, *self.current.inputs)
 
   def collect(self, fetched, variables) -> dict:
     """``{split: (loss (S,), acc (S,))}`` from the fetched ``launch`` output; a streamed training
     view (train_fit only) is read here, un-augmented, with its noisy labels."""
-    r = self.r
-    if r.streaming:
-      split = dataclasses.replace(r.data.train(self.t), train=False)
-      return {"train_fit": stream.evaluate(r.eval_fn, variables, split, self.batch_size, r.place,
-                                           r.data.meta.input_shape)}
+    inputs = self.run.inputs
+    if inputs.streaming:
+      split = dataclasses.replace(inputs.data.train(self.current.number), train=False)
+      return {"train_fit": stream.evaluate(self.run.compiled.eval_fn, variables, split,
+                                           self.batch_size, inputs.place,
+                                           inputs.data.meta.input_shape)}
     loss, acc = (np.asarray(a) for a in fetched)
     names = SPLITS if self.noise else SPLITS[:1]
     # A split with no example in the data of every seed of a point (e.g. an online stage of clean
     # rows) is not reported for that point; nor are the noise splits of a point without noise.
-    counts = np.asarray(self.counts)[:, [0, 1, 1, 2]]  # examples per split, per data set
+    counts = np.asarray(self.current.counts)[:, [0, 1, 1, 2]]  # examples per split, per data set
     counts = np.broadcast_to(counts, (len(self.point), 4))  # (S, 4): shared data, every run
     size = np.stack([counts[self.point == p].max(0) for p in self.point])  # its point's largest
     self.present = {}

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ import numpy as np
 from reinit_jax.checkpoint import Checkpoints
 from reinit_jax.train import faults, feed, fitting, host, multihost, outputs, stream, validation
 from reinit_jax.train import pack as pack_
-from reinit_jax.train import workdir as W
+from reinit_jax.train import workdir as workdir_
 from reinit_jax.train.position import Position
 from reinit_jax.train.setup import Run
 
@@ -55,16 +56,16 @@ def run(config, workdir: str, pack=None) -> dict:
     # Several processes share the workdir: process 0 locks and prepares it (restart clears it), the
     # others only check it, before anything is read from it (docs/launching.md, "Multi-process
     # runs").
-    found = W.contents(workdir)  # what a run that fails before training leaves (W.restore)
-    with W.Lock(workdir) if multihost.is_primary() else contextlib.nullcontext():
-      done = W.finished_summary(workdir, c)
+    found = workdir_.contents(workdir)  # what a run that fails before training leaves (restore)
+    with workdir_.Lock(workdir) if multihost.is_primary() else contextlib.nullcontext():
+      done = workdir_.finished_summary(workdir, c)
       if done is not None:
         log_.warning("%s: already finished (summary.json kept as it was)", workdir)
         return done
       if multihost.is_primary():
-        W.prepare(workdir, c)
+        workdir_.prepare(workdir, c)
       elif not c.run.restart:
-        W.check_resumable(workdir, c)
+        workdir_.check_resumable(workdir, c)
       multihost.barrier("reinit_jax:prepared")
       host.tune_cpu_allocator(c.run.tune_cpu_allocator)
       label = _label(workdir, pack)
@@ -73,15 +74,15 @@ def run(config, workdir: str, pack=None) -> dict:
               "call compiles; a later run loads it from the compilation cache)", flush=True)
       with outputs.CompileTimer() as compile_timer:
         try:
-          r = Run(c, pack)  # data, model, functions: where missing data or a bad setting shows
+          built = Run(c, pack)  # data, model, functions: where missing data or a bad setting shows
         except Exception:
           if multihost.is_primary():
-            W.restore(workdir, found)
+            workdir_.restore(workdir, found)
           raise
         if stop.set:
           raise faults.Preempted(f"{stop.name} before training started; nothing to save",
                                  stop.signum)
-        return _Loop(r, c, workdir, t_start, compile_timer).run(stop)
+        return _Loop(built, workdir, t_start, compile_timer).train(stop)
 
 
 def _label(workdir: str, pack) -> str:
@@ -93,19 +94,73 @@ def _label(workdir: str, pack) -> str:
   return os.path.basename(os.path.normpath(workdir))
 
 
+class _Outputs(NamedTuple):
+  """What a run writes while it trains: its ``checkpoints``, the metrics ``log``
+  (``outputs.MetricsLog``; ``multihost.ReplicaLog`` off process 0), the ``progress`` lines and the
+  per-phase ``times``."""
+
+  checkpoints: Checkpoints
+  log: Any
+  progress: outputs.Progress
+  times: outputs.PhaseTimes
+
+
+class _Session(NamedTuple):
+  """Where this process took the run up: its ``start`` (``time.time()``), the ``wall_time_s`` of
+  the sessions before it and the ``step`` it started at (wall time and steps/s count from here)."""
+
+  start: float
+  wall_time_s: float
+  step: int
+
+
+class _StageInputs(NamedTuple):
+  """Stage ``number``'s training inputs, built once per stage: its host ``split``; in memory its
+  arrays ``x``, ``y`` on the devices and the cached ``teacher_probs`` (or None); streamed its
+  ``feeder``; its ``examples``, ``batch_size`` and ``steps_per_epoch``; per train call
+  ``epochs_per_call`` (in memory: whole epochs) and ``steps_per_call``."""
+
+  number: int
+  split: Any
+  x: Any
+  y: Any
+  teacher_probs: Any
+  feeder: Any
+  examples: int
+  batch_size: int
+  steps_per_epoch: int
+  epochs_per_call: int
+  steps_per_call: int
+
+
 class _Loop:
-  """One run's stage loop over a built :class:`Run`; ``run()`` returns the summary."""
+  """One run's stage loop over a built :class:`Run`; ``train(stop)`` returns the summary.
 
-  def __init__(self, r: Run, c, workdir: str, t_start: float, compile_timer):
-    self.r, self.c, self.workdir = r, c, workdir
+  Reads top-down: :meth:`train` → :meth:`_restore` → :meth:`_stages` → per stage its train calls,
+  evaluations, checkpoints and event → :meth:`_summary`.
+  """
+
+  def __init__(self, run: Run, workdir: str, t_start: float, compile_timer):
+    self.run, self.workdir = run, workdir
     self.t_start, self.compile_timer = t_start, compile_timer
+    self.fit = fitting.TrainFit(run, run.config)  # run.eval_train: training-set evaluation ([Z] §6)
+    # Set by _restore, before the first stage: the position (advanced in place from then on), the
+    # outputs and this session's start.
+    self.pos: Position | None = None
+    self.outputs: _Outputs | None = None
+    self.session: _Session | None = None
+    self.last_ckpt = -1  # the step of the latest checkpoint (_restore, then _save)
+    self.stage_inputs: _StageInputs | None = None  # the current stage's (_stage; read by _event)
     self.pending = None  # (metrics, step counters, position) of the last call, fetched late
-    self.fit = fitting.TrainFit(r, c)  # run.eval_train: training-set evaluation ([Z] §6)
 
-  def run(self, stop) -> dict:
+  def train(self, stop) -> dict:
     closers = []  # closed also when the loop raises
     try:
-      return self._run(stop, closers)
+      state = self._restore(closers)
+      state, stopped = self._stages(state, stop)
+      self._flush()
+      self.outputs.log.verify()
+      return self._summary(state, stopped)
     finally:
       for close in reversed(closers):
         close()
@@ -113,211 +168,266 @@ class _Loop:
   # ----------------------------------------------------------------------------- setup
 
   def _restore(self, closers):
-    r, c = self.r, self.c
-    self.ckpt = Checkpoints(os.path.join(self.workdir, "checkpoints"), c.run.keep_checkpoints)
-    closers.append(self.ckpt.close)
-    state = r.init()
-    pos = Position.fresh(len(r.seeds))
-    restored = self.ckpt.restore_latest(state)
-    self.last_ckpt = -1
+    """The state to start from: the latest checkpoint's, else the initial one. Sets ``pos``,
+    ``last_ckpt``, ``outputs`` and ``session``."""
+    run = self.run
+    checkpoints = Checkpoints(os.path.join(self.workdir, "checkpoints"),
+                              run.config.run.keep_checkpoints)
+    closers.append(checkpoints.close)
+    state = run.init()
+    pos = Position.fresh(len(run.inputs.seeds))
+    restored = checkpoints.restore_latest(state)
     if restored is not None:
       self.last_ckpt, state, meta = restored
       pos = Position.from_json(meta)
-      state = r.place.seeded(state)
+      state = run.inputs.place.seeded(state)
       if not pos.done:
         log_.warning("resuming %s from its checkpoint at step %d (stage %d)", self.workdir,
                      self.last_ckpt, pos.stage)
-    return state, pos
-
-  def _run(self, stop, closers) -> dict:
-    r, c = self.r, self.c
-    state, pos = self._restore(closers)
     self.pos = pos
+    self.outputs = self._open_outputs(checkpoints, closers)
+    # Start-up: validation, data, model, first state, restore (imports and compilation aside).
+    self.outputs.times.add("startup", time.time() - self.t_start - self.compile_timer.seconds)
+    self.session = _Session(time.time(), pos.wall_time_s, pos.step)
+    return state
+
+  def _open_outputs(self, checkpoints, closers) -> _Outputs:
+    """The outputs from the restored position: metrics log, progress lines, phase times."""
+    run, pos = self.run, self.pos
+    mode = run.config.run.progress
     # Every process holds the same records; process 0 alone writes them and shows progress.
     primary = multihost.is_primary()
-    self.log = (outputs.MetricsLog(self.workdir, pos.records) if primary
-                else multihost.ReplicaLog(pos.records))
-    self.progress = outputs.Progress(c.run.progress if c.run.progress != "off" and primary
-                                     else "none",
-                                     r.total_steps, pos.step, name=_label(self.workdir, r.pack),
-                                     examples_per_step=r.batch[0] * len(r.seeds))
-    closers += [self.log.close, self.progress.close]
-    self.times = outputs.PhaseTimes(pos.times, self.compile_timer)
-    # Start-up: validation, data, model, first state, restore (imports and compilation aside).
-    self.times.add("startup", time.time() - self.t_start - self.compile_timer.seconds)
-    self.t0, self.wall0, self.steps0 = time.time(), pos.wall_time_s, pos.step
+    log = (outputs.MetricsLog(self.workdir, pos.records) if primary
+           else multihost.ReplicaLog(pos.records))
+    progress = outputs.Progress(mode if mode != "off" and primary else "none",
+                                run.geometry.total_steps, pos.step,
+                                name=_label(self.workdir, run.pack), examples_per_step=(
+                                    run.geometry.batch_sizes[0] * len(run.inputs.seeds)))
+    closers += [log.close, progress.close]
+    return _Outputs(checkpoints, log, progress, outputs.PhaseTimes(pos.times, self.compile_timer))
+
+  def _stages(self, state, stop):
+    """Stages ``pos.stage``..T, each but the last followed by its event; returns (state, stopped
+    early)."""
+    pos, stages = self.pos, self.run.geometry.stages
     stopped = False
     t = pos.stage
-    while t <= r.T and not pos.done:
+    while t <= stages and not pos.done:
       state, stopped = self._stage(state, t, stop)
       if stopped:
         break
-      if t < r.T:
+      if t < stages:
         self._wait()
-        with self.times.phase("event"):
+        with self.outputs.times.phase("event"):
           state = self._event(state, t)
           jax.block_until_ready(state)
         pos.events += 1
       t += 1
       pos.stage, pos.epoch = t, 0
-    self._flush()
-    self.log.verify()
-    return self._summary(state, stopped)
+    return state, stopped
 
   # ----------------------------------------------------------------------------- one stage
 
   def _stage(self, state, t, stop):
     """Trains stage t from the current position; returns (state, stopped early)."""
-    r, c, pos = self.r, self.c, self.pos
-    split = r.data.train(t)
-    x_dev = y_dev = None
-    if not r.streaming:
-      x_dev, y_dev = r.arrays(lambda d: d.train(t))
-    self.stage_inputs = (split, x_dev)
-    self.fit.stage(t, x_dev)
-    n, B, spe = r.stage_n[t - 1], r.batch[t - 1], r.spe[t - 1]
-    g = feed.epochs_per_call(r.E, spe, c.run.max_steps_per_call)
-    tprobs = self._teacher_probs(state, t, n, x_dev) if r.distill == "cached" else None
-    # Steps per call: g whole epochs in memory; streamed, possibly a fraction of an epoch.
-    k = stream.steps_per_call(r.E, spe, c.run.max_steps_per_call) if r.streaming else g * spe
-    feeder = stream.TrainFeed(split, r.seeds[0], spe, B, r.place) if r.streaming else None
-    while pos.epoch < r.E:
-      e = pos.epoch
-      first = (t - 1) * r.E + e
-      call_start = time.time()
-      with self.times.phase("train"):
-        if r.streaming:
-          xs, ys = feeder.take(first, pos.epoch_step, k)
-          state, m = r.train_call(state, xs, ys)
-        else:
-          idx = feed.train_indices(r.seeds, first, g, n, B)
-          idx = r.place.put(idx, r.place.batch(3, 2, seeded=True))
-          state, m = r.train_call(state, x_dev, y_dev, tprobs, idx)
-        self._flush()  # waits for the previous call: one loop turn lasts about one call
-      stop.call_s = time.time() - call_start
-      first_step = pos.step + 1
-      pos.epoch, pos.epoch_step = divmod(e * spe + pos.epoch_step + k, spe)
-      pos.step += k
-      # The call's step counters come with its metrics (the state is donated to the next call).
-      self.pending = (m, m["step"], (pos.step, t, pos.epoch, first_step))
-      ev = c.run.eval_every_epochs
-      if pos.epoch == r.E or (ev and pos.epoch // ev > e // ev):
-        self._wait()
-        with self.times.phase("evaluate"):
-          self._evaluate(state, t)
-      elif self.fit.mode == "call":  # the training set only, after every call
-        self._wait()
-        with self.times.phase("evaluate"):
-          self._evaluate(state, t, held_out=False)
-      ce = c.run.checkpoint_every
-      if pos.epoch == r.E or (ce and pos.step // ce > (pos.step - k) // ce):
-        self._wait()
-        if pos.epoch == r.E:
-          last = [rec for rec in self.log.records if rec["stage"] == t and rec["step"] == pos.step]
-          pos.stages.append({"stage": t, "step": pos.step, "metrics": last})
-          pos.done = t == r.T
-        self._save(state)
-      if c.run.stop_after_steps and pos.step >= c.run.stop_after_steps and not pos.done:
-        self._flush()
-        self._save(state)
+    pos, epochs = self.pos, self.run.geometry.epochs_per_stage
+    self.stage_inputs = self._stage_inputs(state, t)
+    while pos.epoch < epochs:
+      epoch = pos.epoch
+      state = self._train_call(state, stop)
+      self._evaluate_if_due(state, epoch)
+      self._checkpoint_if_due(state)
+      if self._stops(state, stop):
         return state, True
-      # All processes stop at the same call: a signal reaches them at different steps.
-      if multihost.any_process(stop.set) and not pos.done:  # after evaluation and stage record
-        self._save(state)
-        raise faults.Preempted(f"{stop.name or 'another process stopped'}: wrote the checkpoint at "
-                               f"step {pos.step} (stage {t}) in {self.ckpt.directory}; re-run the "
-                               "same command to resume", stop.signum)
     return state, False
+
+  def _stage_inputs(self, state, t) -> _StageInputs:
+    """Stage t's training inputs (and the training-set evaluation's, ``fitting``)."""
+    run, max_steps = self.run, self.run.config.run.max_steps_per_call
+    inputs, geometry = run.inputs, run.geometry
+    split = inputs.data.train(t)
+    x_dev = y_dev = None
+    if not inputs.streaming:
+      x_dev, y_dev = inputs.arrays(lambda d: d.train(t))
+    self.fit.stage(t, x_dev)
+    n, batch_size = geometry.stage_examples[t - 1], geometry.batch_sizes[t - 1]
+    steps_per_epoch, epochs = geometry.steps_per_epoch[t - 1], geometry.epochs_per_stage
+    epochs_per_call = feed.epochs_per_call(epochs, steps_per_epoch, max_steps)
+    teacher_probs = (self._teacher_probs(state, t, n, x_dev)
+                     if run.compiled.distill_mode == "cached" else None)
+    # Steps per call: whole epochs in memory; streamed, possibly a fraction of an epoch.
+    steps_per_call = (stream.steps_per_call(epochs, steps_per_epoch, max_steps) if inputs.streaming
+                      else epochs_per_call * steps_per_epoch)
+    feeder = (stream.TrainFeed(split, inputs.seeds[0], steps_per_epoch, batch_size, inputs.place)
+              if inputs.streaming else None)
+    return _StageInputs(t, split, x_dev, y_dev, teacher_probs, feeder, n, batch_size,
+                        steps_per_epoch, epochs_per_call, steps_per_call)
 
   def _teacher_probs(self, state, t, n, x_dev):
     """Stage t's cached teacher probabilities ([Z] §3.1): the network at the end of stage t − 1 on
     the un-augmented training inputs; zeros in stage 1 (β is off), so nothing retraces."""
-    r = self.r
-    idx, _ = feed.eval_batches(n, self.c.run.eval_batch_size, r.place.n)
+    inputs = self.run.inputs
+    idx, _ = feed.eval_batches(n, self.run.config.run.eval_batch_size, inputs.place.n)
     if t > 1:
-      return r.teacher_cache(state.teacher, x_dev, jax.device_put(idx, r.place.batch(2, 1)))
-    return r.place.seeded(jnp.zeros((len(r.seeds), idx.size, r.data.meta.num_classes),
-                                    jnp.float32))
+      return self.run.compiled.teacher_cache(state.teacher, x_dev,
+                                             jax.device_put(idx, inputs.place.batch(2, 1)))
+    return inputs.place.seeded(jnp.zeros((len(inputs.seeds), idx.size,
+                                          inputs.data.meta.num_classes), jnp.float32))
+
+  def _train_call(self, state, stop):
+    """One train call of the current stage from the current position, which it advances; the
+    call's metrics wait in ``pending`` (the previous call's are written here)."""
+    run, pos, current = self.run, self.pos, self.stage_inputs
+    inputs, train_call = run.inputs, run.compiled.train_call
+    t, epoch, steps = current.number, pos.epoch, current.steps_per_call
+    first = (t - 1) * run.geometry.epochs_per_stage + epoch  # the call's first epoch in the run
+    call_start = time.time()
+    with self.outputs.times.phase("train"):
+      if inputs.streaming:
+        xs, ys = current.feeder.take(first, pos.epoch_step, steps)
+        state, metrics = train_call(state, xs, ys)
+      else:
+        idx = feed.train_indices(inputs.seeds, first, current.epochs_per_call, current.examples,
+                                 current.batch_size)
+        idx = inputs.place.put(idx, inputs.place.batch(3, 2, seeded=True))
+        state, metrics = train_call(state, current.x, current.y, current.teacher_probs, idx)
+      self._flush()  # waits for the previous call: one loop turn lasts about one call
+    stop.call_s = time.time() - call_start
+    first_step = pos.step + 1
+    spe = current.steps_per_epoch
+    pos.epoch, pos.epoch_step = divmod(epoch * spe + pos.epoch_step + steps, spe)
+    pos.step += steps
+    # The call's step counters come with its metrics (the state is donated to the next call).
+    self.pending = (metrics, metrics["step"], (pos.step, t, pos.epoch, first_step))
+    return state
+
+  def _evaluate_if_due(self, state, epoch):
+    """Evaluates after a call that ended the stage or crossed ``run.eval_every_epochs`` (the call
+    began in ``epoch``); with ``run.eval_train='call'`` the training set after every other call."""
+    pos, t = self.pos, self.stage_inputs.number
+    end_of_stage = pos.epoch == self.run.geometry.epochs_per_stage
+    every = self.run.config.run.eval_every_epochs
+    if end_of_stage or (every and pos.epoch // every > epoch // every):
+      self._wait()
+      with self.outputs.times.phase("evaluate"):
+        self._evaluate(state, t)
+    elif self.fit.mode == "call":  # the training set only, after every call
+      self._wait()
+      with self.outputs.times.phase("evaluate"):
+        self._evaluate(state, t, held_out=False)
+
+  def _checkpoint_if_due(self, state):
+    """Checkpoints after a call that ended the stage (recording the stage's final metrics) or
+    crossed ``run.checkpoint_every``."""
+    pos, t = self.pos, self.stage_inputs.number
+    end_of_stage = pos.epoch == self.run.geometry.epochs_per_stage
+    every, steps = self.run.config.run.checkpoint_every, self.stage_inputs.steps_per_call
+    if end_of_stage or (every and pos.step // every > (pos.step - steps) // every):
+      self._wait()
+      if end_of_stage:
+        last = [rec for rec in self.outputs.log.records
+                if rec["stage"] == t and rec["step"] == pos.step]
+        pos.stages.append({"stage": t, "step": pos.step, "metrics": last})
+        pos.done = t == self.run.geometry.stages
+      self._save(state)
+
+  def _stops(self, state, stop) -> bool:
+    """Whether the run stops after this call: True at ``run.stop_after_steps`` (checkpointed);
+    raises :class:`faults.Preempted` after a checkpoint when a process got a stop signal."""
+    pos, config = self.pos, self.run.config
+    if config.run.stop_after_steps and pos.step >= config.run.stop_after_steps and not pos.done:
+      self._flush()
+      self._save(state)
+      return True
+    # All processes stop at the same call: a signal reaches them at different steps.
+    if multihost.any_process(stop.set) and not pos.done:  # after evaluation and stage record
+      self._save(state)
+      raise faults.Preempted(f"{stop.name or 'another process stopped'}: wrote the checkpoint at "
+                             f"step {pos.step} (stage {self.stage_inputs.number}) in "
+                             f"{self.outputs.checkpoints.directory}; re-run the same command to "
+                             "resume", stop.signum)
+    return False
 
   def _event(self, state, t):
     """The event after stage t: R, BatchNorm resets, normalizations, optimizer state (events.py)."""
-    r = self.r
-    split, x_dev = self.stage_inputs
-    if r.streaming:  # one training batch of the stage's data (its last epoch's first batch)
-      pool = stream.norm_batch(split, r.seeds[0], t * r.E - 1, r.batch[t - 1], r.place)
-      n_now = jnp.asarray(r.batch[t - 1], jnp.int32)
+    inputs, geometry, current = self.run.inputs, self.run.geometry, self.stage_inputs
+    if inputs.streaming:  # one training batch of the stage's data (its last epoch's first batch)
+      pool = stream.norm_batch(current.split, inputs.seeds[0], t * geometry.epochs_per_stage - 1,
+                               geometry.batch_sizes[t - 1], inputs.place)
+      n_now = jnp.asarray(geometry.batch_sizes[t - 1], jnp.int32)
     else:
-      pool, n_now = x_dev, jnp.asarray(r.stage_n[t - 1], jnp.int32)
-    return r.event_fn(state, pool, n_now)
+      pool, n_now = current.x, jnp.asarray(geometry.stage_examples[t - 1], jnp.int32)
+    return self.run.compiled.event_fn(state, pool, n_now)
 
   # ----------------------------------------------------------------------------- records
 
   def _wait(self):
     """:meth:`_flush`, its wait for the last call's compute counted as training time."""
-    with self.times.phase("train"):
+    with self.outputs.times.phase("train"):
       self._flush()
 
   def _flush(self):
     """Writes the last call's training metrics; raises NonFiniteError if a step went bad."""
     if self.pending is None:
       return
-    r, c = self.r, self.c
     m, counters, (step, stage, epoch, first_step) = self.pending
     self.pending = None
     m, counters = multihost.fetch((m, counters))
     bad = faults.first_bad_step(counters)
     if bad:
-      good = self.ckpt.latest_step()
-      where = (f"the last good checkpoint (step {good}) is kept in {self.ckpt.directory}"
+      checkpoints = self.outputs.checkpoints
+      good = checkpoints.latest_step()
+      where = (f"the last good checkpoint (step {good}) is kept in {checkpoints.directory}"
                if good is not None else "no checkpoint was written yet")
       raise faults.NonFiniteError(
         f"non-finite loss or parameters at step {bad[0][1]} (stage {stage}) for seed(s) "
         f"{[self._run_name(i) for i, _ in bad]}; {where}; set config.run.nan_policy='skip' to skip "
         "such steps")
-    S = len(r.seeds)
-    if c.run.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
+    runs = range(len(self.run.inputs.seeds))
+    if self.run.config.run.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
       log_.warning("skipped non-finite step(s) among steps %d..%d (stage %d) of seed(s) %s",
                    first_step, step, stage,
-                   [self._run_name(s) for s in range(S) if not np.isfinite(m["loss"][s])])
-    self.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
-                     "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
-                     "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
-                     **self._who(s)} for s in range(S)])
-    self.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
-                         float(np.mean(m["accuracy"])))
+                   [self._run_name(s) for s in runs if not np.isfinite(m["loss"][s])])
+    self.outputs.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
+                             "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
+                             "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
+                             **self._who(s)} for s in runs])
+    self.outputs.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
+                                 float(np.mean(m["accuracy"])))
 
   def _evaluate(self, state, stage, held_out: bool = True):
     """Validation and test of every seed (one host transfer), with ``run.eval_train`` the stage's
     training view too (``fitting``, [Z] §6); updates the best-validation record (model selection,
     [LW] §3: test accuracy at the best validation accuracy). ``held_out=False``: the training view
     alone (``run.eval_train='call'``)."""
-    r, pos = self.r, self.pos
-    S = len(r.seeds)
-    on_device = {name: r.eval_fn(state.variables, x, y, idx, w)
-                 for name, (x, y, idx, w) in r.eval_sets.items() if held_out}
-    fit = self.fit.due(pos.epoch == r.E)
+    run, pos = self.run, self.pos
+    inputs, eval_fn = run.inputs, run.compiled.eval_fn
+    runs = range(len(inputs.seeds))
+    on_device = {name: eval_fn(state.variables, x, y, idx, w)
+                 for name, (x, y, idx, w) in inputs.eval_sets.items() if held_out}
+    fit = self.fit.due(pos.epoch == run.geometry.epochs_per_stage)
     if fit:
       on_device[fitting.KEY] = self.fit.launch(state.variables)
-    results, norms = multihost.fetch((on_device, r.norm_fn(state.variables["params"])))
-    if r.streaming and held_out:  # streamed in fixed-shape batches; an empty split is skipped
-      for name, split in (("validation", r.data.validation), ("test", r.data.test)):
+    results, norms = multihost.fetch((on_device, run.compiled.norm_fn(state.variables["params"])))
+    if inputs.streaming and held_out:  # streamed in fixed-shape batches; an empty split is skipped
+      for name, split in (("validation", inputs.data.validation), ("test", inputs.data.test)):
         if len(split):
-          results[name] = stream.evaluate(r.eval_fn, state.variables, split,
-                                          self.c.run.eval_batch_size, r.place,
-                                          r.data.meta.input_shape)
+          results[name] = stream.evaluate(eval_fn, state.variables, split,
+                                          run.config.run.eval_batch_size, inputs.place,
+                                          inputs.data.meta.input_shape)
     if fit:
       results.update(self.fit.collect(results.pop(fitting.KEY), state.variables))
     recs = []
     for name, (loss, acc) in results.items():
-      for s in range(S):
+      for s in runs:
         if name in self.fit.present and not self.fit.present[name][s]:
           continue  # a training-set split this run's point does not have (fitting.collect)
         recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": name,
                      "loss": float(loss[s]), "accuracy": float(acc[s]), "learning_rate": None,
                      "param_norm": float(norms[s]), **self._who(s)})
-    self.log.write(recs)
+    self.outputs.log.write(recs)
     best = pos.best
-    for s in range(S):
+    for s in runs:
       if "test" in results:
         pos.last_test[s] = float(results["test"][1][s])
       if "validation" in results and results["validation"][1][s] > best.validation[s]:
@@ -327,44 +437,43 @@ class _Loop:
 
   def _who(self, s: int) -> dict:
     """Run s of the run axis in a record: its seed, and in a pack its point's index."""
-    r = self.r
-    return {"seed": r.seeds[s]} if r.pack is None else {"seed": r.seeds[s],
-                                                         "point": r.pack.point_of[s]}
+    seeds, pack = self.run.inputs.seeds, self.run.pack
+    return {"seed": seeds[s]} if pack is None else {"seed": seeds[s], "point": pack.point_of[s]}
 
   def _run_name(self, s: int):
     """Run s for a message: its seed, in a pack '<point name>:<seed>'."""
-    r = self.r
-    return r.seeds[s] if r.pack is None else f"{r.pack.points[r.pack.point_of[s]]}:{r.seeds[s]}"
+    seeds, pack = self.run.inputs.seeds, self.run.pack
+    return seeds[s] if pack is None else f"{pack.points[pack.point_of[s]]}:{seeds[s]}"
 
   def _save(self, state):
     self._flush()  # reads the fault record of the last call: a bad state is never saved
-    pos = self.pos
-    pos.wall_time_s = self.wall0 + time.time() - self.t0
-    pos.records = self.log.records
-    self.log.verify()  # a damaged metrics.jsonl is rebuilt from the records before they are saved
-    pos.times = self.times.totals()
+    pos, session, out = self.pos, self.session, self.outputs
+    pos.wall_time_s = session.wall_time_s + time.time() - session.start
+    pos.records = out.log.records
+    out.log.verify()  # a damaged metrics.jsonl is rebuilt from the records before they are saved
+    pos.times = out.times.totals()
     if pos.step != self.last_ckpt:
-      with self.times.phase("checkpoint"):
-        self.ckpt.save(pos.step, state, pos.to_json())
+      with out.times.phase("checkpoint"):
+        out.checkpoints.save(pos.step, state, pos.to_json())
       self.last_ckpt = pos.step
 
   def _summary(self, state, stopped: bool) -> dict:
-    r, pos = self.r, self.pos
-    pos.records = self.log.records
+    run, pos, session = self.run, self.pos, self.session
+    pos.records = self.outputs.log.records
     now = time.time()
-    steps_per_second = (pos.step - self.steps0) / max(now - self.t0, 1e-9)
-    wall = self.wall0 + now - self.t0
-    if r.pack is not None and not stopped:  # every point's own directory, before the pack's summary
+    steps_per_second = (pos.step - session.step) / max(now - session.start, 1e-9)
+    wall = session.wall_time_s + now - session.start
+    if run.pack is not None and not stopped:  # every point's directory, before the pack's summary
       host_state = multihost.fetch(state)  # one transfer: the points' checkpoints and digests
       params = host_state.variables["params"]
       if multihost.is_primary():
         pack_.write_points(self, host_state, wall, steps_per_second)
     else:
       params = multihost.fetch(state.variables["params"])
-    summary = self.summary_of(pos, r.seeds, params, stopped, self.workdir, wall, steps_per_second,
-                              self.c.reinit.method)
+    summary = self.summary_of(pos, run.inputs.seeds, params, stopped, self.workdir, wall,
+                              steps_per_second, run.config.reinit.method)
     if multihost.is_primary():
-      W.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
+      workdir_.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
     return summary
 
   def summary_of(self, pos: Position, seeds: list, params, stopped: bool, workdir: str,
@@ -376,16 +485,16 @@ class _Loop:
     test = best.test if has_val else pos.last_test
     nan = float("nan")
     return {
-      "name": self.c.name, "method": method, "seeds": seeds,
+      "name": self.run.config.name, "method": method, "seeds": seeds,
       "test_accuracy": outputs.mean_std([nan if v is None else v for v in test]),
       "best_validation_accuracy": outputs.mean_std(best.validation) if has_val else None,
       "best_step": best.step if has_val else None,
       "final_test_accuracy": outputs.mean_std([nan if v is None else v for v in pos.last_test]),
       "stages": pos.stages, "events": pos.events, "steps": pos.step,
-      "total_steps": self.r.total_steps, "wall_time_s": wall,
-      "times": self.times.totals(),
+      "total_steps": self.run.geometry.total_steps, "wall_time_s": wall,
+      "times": self.outputs.times.totals(),
       "steps_per_second": steps_per_second,
       "params_digest": outputs.params_digest(params),
       "interrupted": stopped, "workdir": os.path.abspath(workdir),
-      **self.fit.summary(pos.records, seeds, self.r.T),
+      **self.fit.summary(pos.records, seeds, self.run.geometry.stages),
     }

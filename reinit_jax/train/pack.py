@@ -25,7 +25,8 @@ import os
 import jax
 import numpy as np
 
-from reinit_jax.train import outputs, schedules, validation, workdir as W
+from reinit_jax.train import outputs, schedules, validation
+from reinit_jax.train import workdir as workdir_
 from reinit_jax.train.position import Best, Position
 
 # Config fields whose values ride in TrainState.hyper, by their key there.
@@ -41,7 +42,7 @@ TRACED_HPARAMS = {"shrink_perturb": ("shrink", "perturb")}
 
 def _flat(c) -> dict:
   """``c`` as {'section.field': value}, the method's hyperparameters as 'reinit.hparams.<name>'."""
-  flat = W.flat_sections(W.config_json(c))
+  flat = workdir_.flat_sections(workdir_.config_json(c))
   for k, v in dict(flat.get("reinit.hparams") or {}).items():
     flat[f"reinit.hparams.{k}"] = v
   flat.pop("reinit.hparams", None)
@@ -187,13 +188,13 @@ def write_points(loop, state, wall: float, steps_per_second: float) -> None:
   """Writes every point's directory from the finished pack (``state`` fetched to the host): what a
   run of the point alone writes, its timing fields the pack's. A finished point is kept as it is."""
   from reinit_jax.checkpoint import Checkpoints
-  pack, pos = loop.r.pack, loop.pos
+  pack, pos = loop.run.pack, loop.pos
   for p, (c, d) in enumerate(zip(pack.configs, pack.workdirs)):
-    if W.finished_summary(d, c) is not None:
+    if workdir_.finished_summary(d, c) is not None:
       continue
     runs = pack.runs(p)
     mine = point_position(pos, p, runs)
-    W.prepare(d, c)
+    workdir_.prepare(d, c)
     log = outputs.MetricsLog(d)
     log.write(mine.records)
     log.close()
@@ -210,4 +211,4 @@ def write_points(loop, state, wall: float, steps_per_second: float) -> None:
       ckpt.close()
     summary = loop.summary_of(mine, pack.seeds[runs], st.variables["params"], False, d, wall,
                               steps_per_second, c.reinit.method)
-    W.write_json(os.path.join(d, "summary.json"), summary, indent=2)
+    workdir_.write_json(os.path.join(d, "summary.json"), summary, indent=2)

@@ -4,19 +4,26 @@
 own section; the stage loop (``loop.py``) only calls what is built here. Data is built from the data
 seed and shared by the seeds of the run axis (their init, batch order, augmentation, dropout and
 events differ); with ``data.per_seed`` every seed draws its own data set (the synthetic task).
+
+What a run builds is grouped by what it is: :class:`Inputs` (seeds, data, device placement),
+:class:`Geometry` (stages, epochs, batches, steps), :class:`Parts` (model, method, optimizer,
+schedule) and :class:`Compiled` (the jitted functions), each built by its own function below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinit_jax import data as D
+from reinit_jax import data as data_
 from reinit_jax import methods, models
-from reinit_jax.train import compiled, faults, feed, multihost, outputs, schedules, step as S
+from reinit_jax.train import compiled, faults, feed, multihost, outputs, schedules
+from reinit_jax.train import step as step_
 from reinit_jax.train import validation
 from reinit_jax.train import pack as pack_
 from reinit_jax.train.state import base_keys, init_state, prepare_state
@@ -28,127 +35,21 @@ from reinit_jax.train.state import base_keys, init_state, prepare_state
 _RARE = {"xla_llvm_disable_expensive_passes": True}
 
 
-class Run:
-  """The built run: ``data``, ``model``, ``method``, ``tx``, the jitted ``train_call``,
-  ``eval_fn``, ``event_fn``, ``teacher_cache``, ``norm_fn``, and the stage geometry (T stages of E
-  epochs, ``stage_n`` examples, ``batch`` size and ``spe`` steps per epoch of every stage)."""
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+  """What the runs train and evaluate on. ``seeds``: the run axis (a pack's runs); ``data``: the
+  first run's data set; ``run_data``: every run's, when ``per_run`` (``data.per_seed``, or a pack
+  whose points differ in their data), else None; ``streaming``: the data set is streamed, not held
+  in memory; ``place``: the devices (``feed.Placement``); ``eval_sets``: {split: (x, y, index
+  batches, weights)} on the devices for the non-empty held-out splits (empty when streamed)."""
 
-  def __init__(self, c, pack=None):
-    self.c, self.pack = c, pack  # pack: a train.pack.Pack (the runs of several grid points)
-    self.seeds = [int(s) for s in c.run.seeds] if pack is None else list(pack.seeds)
-    # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...); in a pack
-    # whose points differ in a data value, each run's is its point's (train/pack.py).
-    self.per_run = bool(c.data.per_seed) or bool(pack is not None and pack.per_run_data)
-    views = [validation.data_view(pc, None if i == 0 or not pc.data.per_seed else s)
-             for pc in ([c] if pack is None else pack.configs) for i, s in enumerate(pc.run.seeds)]
-    built = {}  # runs that share a view (seeds of a point without per-seed data) share its arrays
-
-    def build(view):
-      key = json.dumps(view.to_dict(), sort_keys=True, default=str)
-      if key not in built:
-        built[key] = D.build(view)
-      return built[key]
-
-    with multihost.primary_first("reinit_jax:data"):  # several processes: one prepares the data
-      self.data = build(views[0])
-    self.run_data = [self.data] + [build(v) for v in views[1:]] if self.per_run else None
-    meta = self.data.meta
-    self.streaming = not meta.in_memory
-    if self.streaming and pack is not None and pack.per_run_data:
-      validation.fail("run.pack", c.run.pack, "'off' for a grid whose points differ in data "
-                      "values on a streamed data set (a pack would hold one data set per run)")
-    self.place = feed.placement(c.run.mesh, len(self.seeds), self.streaming)
-    if self.streaming and c.reinit.distill and not c.reinit.distill_live:
-      validation.fail("reinit.distill_live", False, "True for a streamed data set (no cache)")
-    opts = c.model.options.to_dict()
-    opts.setdefault("input_shape", tuple(meta.input_shape))
-    self.model = models.create(c.model.name, meta.num_classes, num_blocks=c.model.num_blocks,
-                               **opts)
-    self.method = methods.get(c.reinit.method, **c.reinit.hparams.to_dict())
-    self.T, self.E = c.reinit.stages, c.optim.epochs // c.reinit.stages
-    self.stage_n = [len(self.data.train(t)) for t in range(1, self.T + 1)]
-    self.batch = [c.data.batch_size or n for n in self.stage_n]
-    for n, b in zip(self.stage_n, self.batch):  # what only the built data can tell
-      if b % self.place.n or b > n:
-        validation.fail("data.batch_size", c.data.batch_size,
-                        f"a multiple of the device count {self.place.n}, at most the {n} "
-                        "training examples of a stage")
-    self.spe = [n // b for n, b in zip(self.stage_n, self.batch)]
-    self.total_steps = sum(self.spe) * self.E
-    o = c.optim
-    self.hyper = dict(pack.hyper) if pack is not None else {}
-    self.tx = schedules.make_optimizer(o.optimizer, o.weight_decay, o.momentum,
-                                       o.options.to_dict(),
-                                       decay=True if "weight_decay" in self.hyper else None)
-    stage_steps = [s * self.E for s in self.spe]
-    self.lr_fn = schedules.make_schedule(o.schedule, o.learning_rate, stage_steps,
-                                         self.total_steps)
-    self.values = (None, None)
-    if self.hyper:
-      self.values = pack_.resolver(c, self.tx, self.lr_fn, self.method, stage_steps,
-                                   self.total_steps)
-    self._build_functions(c)
-
-  def _build_functions(self, c):
-    r = c.reinit
-    select_impl = None if r.select_impl == "auto" else r.select_impl  # None: $REINIT_SELECT_IMPL
-    # What the built data and devices decide, beside the config (train/compiled.py keys on both).
-    self.derived = [self.data.meta.num_classes, list(self.data.meta.input_shape), self.streaming,
-                    self.place.key(), self.stage_n, self.batch, self.E, len(self.seeds),
-                    self.per_run, sorted(self.hyper)]
-    cached = lambda kind, build: compiled.get_or_build(kind, c, self.derived, build)
-    mesh = self.place.runs_mesh
-    rare = _RARE if jax.default_backend() == "cpu" else None
-    augment = (lambda k, x, train: x.astype(jnp.float32)) if self.streaming else self.data.augment
-    self.distill = "off" if not r.distill else ("live" if r.distill_live else "cached")
-
-    def step():
-      stepper = S.make_step(self.model, self.tx, self.lr_fn, augment, distill=self.distill,
-                            beta=r.distill_beta, values=self.values[0])
-      return faults.guard_step(stepper, c.run.nan_policy)  # NaN/inf record inside the scan
-
-    # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
-    # largest view, steps to the longest call) keep one compilation for the whole run.
-    online = len(set(self.stage_n)) > 1 and not self.streaming
-    cap = max(self.stage_n) if online else None
-    steps = (max(feed.epochs_per_call(self.E, s, c.run.max_steps_per_call) * s for s in self.spe)
-             if online else None)
-    self.train_call = cached("train", lambda: (
-        S.make_stream_call(step()) if self.streaming
-        else S.make_train_call(step(), cached=self.distill == "cached", capacity=cap,
-                               max_steps=steps, per_run=self.per_run, runs_mesh=mesh)))
-    self.eval_fn = cached("eval", lambda: S.make_eval(self.model, augment, per_run=self.per_run,
-                                                      runs_mesh=mesh))
-    self.teacher_cache = cached("teacher", lambda: S.make_teacher_cache(
-        self.model, augment, per_run=self.per_run, runs_mesh=mesh))
-    self.event_fn = cached("event", lambda: S.make_event(
-        self.model, self.method, self.tx, augment, norm_batch_size=r.norm_batch_size,
-        distill=r.distill, optimizer_policy=r.optimizer_policy,
-        batch_stats_policy=r.batch_stats_policy, capacity=cap,
-        idle_norm_policy=r.idle_norm_policy, per_run=self.per_run, runs_mesh=mesh,
-        compiler_options=rare, values=self.values[1], select_impl=select_impl))
-    self.norm_fn = cached("norm", lambda: S.jit_seeds(
-        S.over_runs(outputs.param_norm, (0,)), mesh, (True,)))
-    model, method, tx, distill = self.model, self.method, self.tx, r.distill  # not self: a
-    # cached function must not keep this run's data alive for the rest of a grid
-    # θ_1 and the optimizer do not depend on the method: one compilation for a grid's methods.
-    self.init_fn = cached("init", lambda: S.jit_seeds(S.over_runs(
-        lambda k, s: init_state(model, None, tx, k, s, distill), (0, 0)), mesh, (True, True),
-        compiler_options=rare))
-    self.prepare_fn = None
-    if method.declaration.prepare is not None:
-      self.prepare_fn = cached("prepare", lambda: S.jit_seeds(S.over_runs(
-          lambda st: prepare_state(method, st, select_impl), (0,)), mesh, (True,), donate_argnums=0,
-          compiler_options=rare))
-    self.eval_sets = {}
-    if not self.streaming:
-      for name in ("validation", "test"):
-        split = getattr(self.data, name)
-        if len(split):
-          idx, w = feed.eval_batches(len(split), c.run.eval_batch_size, self.place.n)
-          sh = self.place.batch(2, 1)
-          x, y = self.arrays(lambda d: getattr(d, name))
-          self.eval_sets[name] = (x, y, jax.device_put(idx, sh), jax.device_put(w, sh))
+  seeds: list
+  data: Any
+  run_data: list | None
+  per_run: bool
+  streaming: bool
+  place: feed.Placement
+  eval_sets: dict = dataclasses.field(default_factory=dict)
 
   def arrays(self, pick):
     """``pick(data).x, .y`` on the devices (replicated); per-run data: stacked (S, N, ...), split
@@ -160,11 +61,246 @@ class Run:
     return (self.place.seeded(np.stack([s.x for s in splits])),
             self.place.seeded(np.stack([s.y for s in splits])))
 
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+  """The stage geometry: ``stages`` (T) of ``epochs_per_stage`` (E) epochs; per stage its
+  ``stage_examples`` (training examples), ``batch_sizes`` and ``steps_per_epoch``; the run's
+  ``total_steps``."""
+
+  stages: int
+  epochs_per_stage: int
+  stage_examples: list
+  batch_sizes: list
+  steps_per_epoch: list
+  total_steps: int
+
+  @property
+  def stage_steps(self) -> list:
+    """The steps of every stage (the schedules' stage lengths)."""
+    return [s * self.epochs_per_stage for s in self.steps_per_epoch]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+  """What trains: the ``model``, the re-initialization ``method``, the optimizer ``tx`` and the
+  learning-rate schedule ``lr_fn``; in a pack ``hyper`` ({key: (R,) values} that differ between its
+  points, else empty) and ``values`` (``pack.resolver``'s step and event functions of them; else
+  (None, None))."""
+
+  model: Any
+  method: Any
+  tx: Any
+  lr_fn: Callable
+  hyper: dict
+  values: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+  """The jitted functions (shared with the grid's other runs in this process where they agree,
+  ``train/compiled.py``): ``train_call`` (the scanned steps of one call), ``eval_fn``,
+  ``teacher_cache`` (the cached distillation targets), ``event_fn``, ``norm_fn`` (the parameter
+  norm), ``init_fn``, ``prepare_fn`` (the method's preparation, or None); ``distill_mode``: 'off',
+  'live' or 'cached'."""
+
+  train_call: Callable
+  eval_fn: Callable
+  teacher_cache: Callable
+  event_fn: Callable
+  norm_fn: Callable
+  init_fn: Callable
+  prepare_fn: Callable | None
+  distill_mode: str
+
+
+class Run:
+  """The built run: ``config``, ``pack`` (a ``train.pack.Pack``: the runs of several grid points;
+  None for one point), ``inputs`` (:class:`Inputs`), ``geometry`` (:class:`Geometry`), ``parts``
+  (:class:`Parts`), ``derived`` (what the built data and devices decide beside the config: the
+  compiled functions' key, ``train/compiled.py``) and ``compiled`` (:class:`Compiled`);
+  :meth:`init` gives the initial state."""
+
+  def __init__(self, config, pack=None):
+    self.config, self.pack = config, pack
+    inputs = _inputs(config, pack)
+    model, method = _model(config, inputs.data.meta), _method(config)
+    self.geometry = _geometry(config, inputs)
+    self.parts = _parts(config, pack, model, method, self.geometry)
+    self.derived = _derived(inputs, self.geometry, self.parts)
+    self.compiled = _compile(config, inputs, self.geometry, self.parts, self.derived)
+    self.inputs = dataclasses.replace(inputs, eval_sets=_eval_sets(config, inputs))
+
   def init(self):
     """The initial state (S seeds), split over the mesh's 'runs' axis (replicated over 'data')."""
-    seeds = self.place.seeded(np.asarray(self.seeds, np.int32))
-    state = self.init_fn(self.place.seeded(base_keys(self.seeds)), seeds)
-    state = state if self.prepare_fn is None else self.prepare_fn(state)
-    if self.hyper:  # a pack's per-run values (train/pack.py)
-      state = state.replace(hyper={k: jnp.asarray(v) for k, v in self.hyper.items()})
-    return self.place.seeded(state)
+    place, run_seeds = self.inputs.place, self.inputs.seeds
+    seeds = place.seeded(np.asarray(run_seeds, np.int32))
+    state = self.compiled.init_fn(place.seeded(base_keys(run_seeds)), seeds)
+    state = state if self.compiled.prepare_fn is None else self.compiled.prepare_fn(state)
+    if self.parts.hyper:  # a pack's per-run values (train/pack.py)
+      state = state.replace(hyper={k: jnp.asarray(v) for k, v in self.parts.hyper.items()})
+    return place.seeded(state)
+
+
+def _inputs(config, pack) -> Inputs:
+  """The seeds, the data sets and the placement (``eval_sets`` empty: :func:`_eval_sets`)."""
+  seeds = [int(s) for s in config.run.seeds] if pack is None else list(pack.seeds)
+  # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...); in a pack
+  # whose points differ in a data value, each run's is its point's (train/pack.py).
+  per_run = bool(config.data.per_seed) or bool(pack is not None and pack.per_run_data)
+  views = [validation.data_view(pc, None if i == 0 or not pc.data.per_seed else s)
+           for pc in ([config] if pack is None else pack.configs)
+           for i, s in enumerate(pc.run.seeds)]
+  built = {}  # runs that share a view (seeds of a point without per-seed data) share its arrays
+
+  def build(view):
+    key = json.dumps(view.to_dict(), sort_keys=True, default=str)
+    if key not in built:
+      built[key] = data_.build(view)
+    return built[key]
+
+  with multihost.primary_first("reinit_jax:data"):  # several processes: one prepares the data
+    data = build(views[0])
+  run_data = [data] + [build(v) for v in views[1:]] if per_run else None
+  streaming = not data.meta.in_memory
+  if streaming and pack is not None and pack.per_run_data:
+    validation.fail("run.pack", config.run.pack, "'off' for a grid whose points differ in data "
+                    "values on a streamed data set (a pack would hold one data set per run)")
+  place = feed.placement(config.run.mesh, len(seeds), streaming)
+  if streaming and config.reinit.distill and not config.reinit.distill_live:
+    validation.fail("reinit.distill_live", False, "True for a streamed data set (no cache)")
+  return Inputs(seeds, data, run_data, per_run, streaming, place)
+
+
+def _model(config, meta):
+  """The model of ``config.model`` for the built data's classes and input shape."""
+  options = config.model.options.to_dict()
+  options.setdefault("input_shape", tuple(meta.input_shape))
+  return models.create(config.model.name, meta.num_classes, num_blocks=config.model.num_blocks,
+                       **options)
+
+
+def _method(config):
+  """The re-initialization method of ``config.reinit`` with its hyperparameters."""
+  return methods.get(config.reinit.method, **config.reinit.hparams.to_dict())
+
+
+def _geometry(config, inputs: Inputs) -> Geometry:
+  """Stages, epochs, examples, batch sizes and steps; fails on a batch size that only the built
+  data and devices rule out."""
+  stages = config.reinit.stages
+  epochs_per_stage = config.optim.epochs // stages
+  examples = [len(inputs.data.train(t)) for t in range(1, stages + 1)]
+  batch_sizes = [config.data.batch_size or n for n in examples]
+  devices = inputs.place.n
+  for n, b in zip(examples, batch_sizes):  # what only the built data can tell
+    if b % devices or b > n:
+      validation.fail("data.batch_size", config.data.batch_size,
+                      f"a multiple of the device count {devices}, at most the {n} "
+                      "training examples of a stage")
+  steps_per_epoch = [n // b for n, b in zip(examples, batch_sizes)]
+  return Geometry(stages, epochs_per_stage, examples, batch_sizes, steps_per_epoch,
+                  sum(steps_per_epoch) * epochs_per_stage)
+
+
+def _parts(config, pack, model, method, geometry: Geometry) -> Parts:
+  """The optimizer and the schedule beside ``model`` and ``method``; a pack's per-run values."""
+  optim = config.optim
+  hyper = dict(pack.hyper) if pack is not None else {}
+  tx = schedules.make_optimizer(optim.optimizer, optim.weight_decay, optim.momentum,
+                                optim.options.to_dict(),
+                                decay=True if "weight_decay" in hyper else None)
+  stage_steps = geometry.stage_steps
+  lr_fn = schedules.make_schedule(optim.schedule, optim.learning_rate, stage_steps,
+                                  geometry.total_steps)
+  values = (None, None)
+  if hyper:
+    values = pack_.resolver(config, tx, lr_fn, method, stage_steps, geometry.total_steps)
+  return Parts(model, method, tx, lr_fn, hyper, values)
+
+
+def _derived(inputs: Inputs, geometry: Geometry, parts: Parts) -> list:
+  """What the built data and devices decide, beside the config (train/compiled.py keys on both)."""
+  meta = inputs.data.meta
+  return [meta.num_classes, list(meta.input_shape), inputs.streaming, inputs.place.key(),
+          geometry.stage_examples, geometry.batch_sizes, geometry.epochs_per_stage,
+          len(inputs.seeds), inputs.per_run, sorted(parts.hyper)]
+
+
+def _compile(config, inputs: Inputs, geometry: Geometry, parts: Parts, derived: list) -> Compiled:
+  """The jitted functions, each taken from ``train/compiled.py``'s cache when built before."""
+  reinit = config.reinit
+  # None: $REINIT_SELECT_IMPL decides.
+  select_impl = None if reinit.select_impl == "auto" else reinit.select_impl
+  cached = lambda kind, build: compiled.get_or_build(kind, config, derived, build)
+  mesh = inputs.place.runs_mesh
+  rare = _RARE if jax.default_backend() == "cpu" else None
+  augment = ((lambda k, x, train: x.astype(jnp.float32)) if inputs.streaming
+             else inputs.data.augment)
+  distill_mode = "off" if not reinit.distill else ("live" if reinit.distill_live else "cached")
+  per_run = inputs.per_run
+
+  def guarded_step():
+    stepper = step_.make_step(parts.model, parts.tx, parts.lr_fn, augment, distill=distill_mode,
+                              beta=reinit.distill_beta, values=parts.values[0])
+    return faults.guard_step(stepper, config.run.nan_policy)  # NaN/inf record inside the scan
+
+  # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
+  # largest view, steps to the longest call) keep one compilation for the whole run.
+  online = len(set(geometry.stage_examples)) > 1 and not inputs.streaming
+  capacity = max(geometry.stage_examples) if online else None
+  max_steps = (max(feed.epochs_per_call(geometry.epochs_per_stage, s,
+                                        config.run.max_steps_per_call) * s
+                   for s in geometry.steps_per_epoch) if online else None)
+  train_call = cached("train", lambda: (
+      step_.make_stream_call(guarded_step()) if inputs.streaming
+      else step_.make_train_call(guarded_step(), cached=distill_mode == "cached",
+                                 capacity=capacity, max_steps=max_steps, per_run=per_run,
+                                 runs_mesh=mesh)))
+  eval_fn = cached("eval", lambda: step_.make_eval(parts.model, augment, per_run=per_run,
+                                                   runs_mesh=mesh))
+  teacher_cache = cached("teacher", lambda: step_.make_teacher_cache(
+      parts.model, augment, per_run=per_run, runs_mesh=mesh))
+  event_fn = cached("event", lambda: step_.make_event(
+      parts.model, parts.method, parts.tx, augment, norm_batch_size=reinit.norm_batch_size,
+      distill=reinit.distill, optimizer_policy=reinit.optimizer_policy,
+      batch_stats_policy=reinit.batch_stats_policy, capacity=capacity,
+      idle_norm_policy=reinit.idle_norm_policy, per_run=per_run, runs_mesh=mesh,
+      compiler_options=rare, values=parts.values[1], select_impl=select_impl))
+  norm_fn = cached("norm", lambda: step_.jit_seeds(
+      step_.over_runs(outputs.param_norm, (0,)), mesh, (True,)))
+  init_fn, prepare_fn = _state_functions(config, parts, cached, mesh, rare, select_impl)
+  return Compiled(train_call, eval_fn, teacher_cache, event_fn, norm_fn, init_fn, prepare_fn,
+                  distill_mode)
+
+
+def _state_functions(config, parts: Parts, cached, mesh, rare, select_impl):
+  """``(init_fn, prepare_fn)``: the initial state, the method's preparation of it (or None)."""
+  # Locals, not parts or config: a cached function keeps what it closes over for the rest of a grid.
+  model, method, tx, distill = parts.model, parts.method, parts.tx, config.reinit.distill
+  # θ_1 and the optimizer do not depend on the method: one compilation for a grid's methods.
+  init_fn = cached("init", lambda: step_.jit_seeds(step_.over_runs(
+      lambda k, s: init_state(model, None, tx, k, s, distill), (0, 0)), mesh, (True, True),
+      compiler_options=rare))
+  prepare_fn = None
+  if method.declaration.prepare is not None:
+    prepare_fn = cached("prepare", lambda: step_.jit_seeds(step_.over_runs(
+        lambda st: prepare_state(method, st, select_impl), (0,)), mesh, (True,), donate_argnums=0,
+        compiler_options=rare))
+  return init_fn, prepare_fn
+
+
+def _eval_sets(config, inputs: Inputs) -> dict:
+  """{split: (x, y, index batches, weights)} on the devices for the non-empty validation and test
+  splits of data in memory (a streamed data set is evaluated batch by batch, ``stream.py``)."""
+  sets = {}
+  if inputs.streaming:
+    return sets
+  for name in ("validation", "test"):
+    split = getattr(inputs.data, name)
+    if len(split):
+      idx, w = feed.eval_batches(len(split), config.run.eval_batch_size, inputs.place.n)
+      sh = inputs.place.batch(2, 1)
+      x, y = inputs.arrays(lambda d: getattr(d, name))
+      sets[name] = (x, y, jax.device_put(idx, sh), jax.device_put(w, sh))
+  return sets

@@ -86,11 +86,18 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   online chunks = stages, batch size a multiple of the device count, optimizer options. Imports
   ``run.modules`` first, so a user's registered method is known.
   """
-  from reinit_jax import data, methods, models
-  from reinit_jax.data import registry
-  from reinit_jax.train import schedules
   check_fields(config)
   c = resolve(config)
+  names = _check_names(c)
+  _check_constraints(c, config)
+  _check_builds(c, names)
+  return c
+
+
+def _check_names(c) -> list:
+  """Imports ``run.modules``; checks the model, method and data set names against their
+  registries. Returns the method names."""
+  from reinit_jax import data, methods, models
   try:
     methods.import_modules(tuple(c.run.modules))
   except (ValueError, TypeError, ImportError) as e:  # a malformed name, not a user module's bug
@@ -103,6 +110,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       fail("reinit.method", m, ", ".join(methods.names()))
   if c.data.dataset not in data.names():
     fail("data.dataset", c.data.dataset, ", ".join(data.names()))
+  return names
+
+
+def _check_constraints(c, config) -> None:
+  """The constraints between fields of the resolved ``c`` (and ``config``'s setting preset)."""
+  from reinit_jax import data
   if not c.reinit.stages <= c.optim.epochs:
     fail("reinit.stages", c.reinit.stages, f"an integer in [1, optim.epochs={c.optim.epochs}]")
   if c.optim.optimizer not in OPTIMIZERS:
@@ -125,6 +138,14 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if c.data.per_seed and c.data.seed is not None:
     fail("data.seed", c.data.seed, "None with data.per_seed=True (each seed draws its own data "
          "set from its seed)")
+
+
+def _check_builds(c, names: list) -> None:
+  """What the registries check when they build: the methods' hyperparameters, the data set's,
+  model's and optimizer's options."""
+  from reinit_jax import methods, models
+  from reinit_jax.data import registry
+  from reinit_jax.train import schedules
   if len(names) > 1:  # a study: every key of hparams taken by at least one of its methods
     for key in c.reinit.hparams:
       if not any(key in methods.get(m).declaration.hparams for m in names):
@@ -144,7 +165,6 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.name, num_classes, num_blocks=c.model.num_blocks, **c.model.options.to_dict()))
   _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
     c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict()))
-  return c
 
 
 def method_hparams(c, name: str) -> dict:
