@@ -80,14 +80,9 @@ class Stream:
       raise ValueError(f"method={self.method!r} is invalid; allowed: {', '.join(METHODS)}")
 
 
-def _task_fn(spec: Stream, model: MLP, tx, x: jax.Array, y: jax.Array) -> Callable:
-  """``task(carry, task_index) -> (carry, record)`` for one seed (vmapped by the caller)."""
-  examples, passes = PASSES[spec.stream]
-  examples, passes = spec.examples or examples, spec.passes or passes
-  x, y = x[:examples], y[:examples]
-  n, batch = (len(x) // spec.batch) * spec.batch, spec.batch
+def _step_fn(spec: Stream, model: MLP, tx) -> Callable:
+  """``step(carry, (x, y)) -> (carry, correct)``: one update of one seed and the method's reset."""
   settings = SETTINGS.get(spec.method, {})
-  probe = x[:512]
 
   def loss_fn(params, params_0, xb, yb):
     logits, hidden = model.apply({"params": params}, xb)
@@ -124,6 +119,31 @@ def _task_fn(spec: Stream, model: MLP, tx, x: jax.Array, y: jax.Array) -> Callab
       resets = resets + sum(m.sum() for m in masks)
     return (params, opt_state, cbp, params_0, key, t + 1, resets, fresh), correct
 
+  return step
+
+
+def _diagnostics(model: MLP, params, probe_x, correct, resets) -> dict:
+  """A task's record: online accuracy, units reset, and the features' diagnostics on the probe."""
+  _, hidden = model.apply({"params": params}, probe_x)
+  record = {"online_accuracy": correct.mean(), "units_reset": resets,
+            "effective_rank": plasticity.effective_rank(hidden[-1]),
+            "srank": plasticity.srank(hidden[-1], 0.01),
+            "param_norm": jnp.sqrt(sum(jnp.sum(p * p) for p in jax.tree.leaves(params)))}
+  for i, h in enumerate(hidden, start=1):
+    for tau in TAUS:
+      record[f"dormant_{tau:g}_layer{i}"] = plasticity.dormant_fraction(h, tau)
+  return record
+
+
+def _task_fn(spec: Stream, model: MLP, tx, x: jax.Array, y: jax.Array) -> Callable:
+  """``task(carry, seed, task_index) -> (carry, record)`` for one seed (vmapped by the caller)."""
+  examples, passes = PASSES[spec.stream]
+  examples, passes = spec.examples or examples, spec.passes or passes
+  x, y = x[:examples], y[:examples]
+  n, batch = (len(x) // spec.batch) * spec.batch, spec.batch
+  probe = x[:512]
+  step = _step_fn(spec, model, tx)
+
   def task(carry, seed, k):
     params, opt_state, cbp, params_0, key, t = carry
     key, order_key, init_key = jax.random.split(jax.random.fold_in(key, k), 3)
@@ -145,14 +165,7 @@ def _task_fn(spec: Stream, model: MLP, tx, x: jax.Array, y: jax.Array) -> Callab
     inner = (params, opt_state, cbp, params_0, key, t, jnp.zeros((), jnp.int32), fresh)
     inner, correct = jax.lax.scan(step, inner, (xs, ys))
     params, opt_state, cbp, params_0, key, t, resets, _ = inner
-    _, hidden = model.apply({"params": params}, probe_x)
-    record = {"online_accuracy": correct.mean(), "units_reset": resets,
-              "effective_rank": plasticity.effective_rank(hidden[-1]),
-              "srank": plasticity.srank(hidden[-1], 0.01),
-              "param_norm": jnp.sqrt(sum(jnp.sum(p * p) for p in jax.tree.leaves(params)))}
-    for i, h in enumerate(hidden, start=1):
-      for tau in TAUS:
-        record[f"dormant_{tau:g}_layer{i}"] = plasticity.dormant_fraction(h, tau)
+    record = _diagnostics(model, params, probe_x, correct, resets)
     return (params, opt_state, cbp, params_0, key, t), record
 
   return task
