@@ -14,6 +14,9 @@ from reinit_jax.launch import overrides
 from reinit_jax.launch import study, sweep
 
 
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+  __file__)))), "configs")  # the repository's study configs
+
 # ``--config.<field>=<value>`` words are taken out of argv before absl parses it (take_field_flags):
 # they are applied here with the one definition of the fields (overrides.set_field), which also
 # takes new keys of dict fields (``--config.reinit.hparams.shrink=0.3``) and fails in one line.
@@ -149,9 +152,8 @@ def parse_flags(argv, field_flags: list[str]):
     sys.exit(0)
   config_file = sweep.split_config_path(_config_flag(argv))[0]
   if not os.path.isfile(config_file):
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-      __file__)))), "configs")
-    known = sorted(f for f in os.listdir(here) if f.endswith(".py")) if os.path.isdir(here) else []
+    known = (sorted(f for f in os.listdir(_CONFIGS) if f.endswith(".py"))
+             if os.path.isdir(_CONFIGS) else [])
     _die(f"--config={config_file}: no such config file"
          + (f" (configs/ holds {', '.join(known)})" if known else ""))
   try:
@@ -161,7 +163,8 @@ def parse_flags(argv, field_flags: list[str]):
       key, value = a[len("--config."):].split("=", 1)
       # Unknown names (with a suggestion) and values of the wrong type fail here in one line.
       overrides.set_field(_probe(), key, overrides.parse_value(value))
-      if overrides.dotted_name(key) != key:  # a unique leaf name: on the command line, name the section
+      # A unique leaf name: on the command line, name the section.
+      if overrides.dotted_name(key) != key:
         raise ValueError(f"--config.{key} must name its section: "
                          f"--config.{overrides.dotted_name(key)}={value}")
     return flags.FLAGS(argv)
@@ -191,8 +194,7 @@ def _config_flag(argv) -> str:
       return a.split("=", 1)[1]
     if a == "--config" and i + 1 < len(argv):
       return argv[i + 1]
-  return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__)))), "configs", "default.py")
+  return os.path.join(_CONFIGS, "default.py")
 
 
 def _print_to_closed_pipe_ok(text: str) -> None:

@@ -19,13 +19,10 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
   """Runs every point of ``get_sweep`` of the config file ``path_arg`` (``file.py:arg``) with the
   ``--config.*`` values applied; returns {point name: summary}. Every point is validated first."""
   from reinit_jax.train import faults, validate, workdir as W
-  path, arg = sweep.split_config_path(path_arg)
-  module = sweep.load_module(path)  # imported once for the whole grid
   configs = {}
-  for point in sweep.points(path_arg, module):
-    config = module.get_config(sweep.merged_arg(arg, point))
+  for name, config in sweep.point_configs(path_arg):
     sweep.set_overrides(config, flag_values)
-    configs[sweep.point_name(point)] = validate(config)
+    configs[name] = validate(config)
   where = {name: os.path.join(workdir, name) for name in configs}
   # Finished points (of this grid or of --sweep=<i> runs) are not trained again.
   finished = {n for n, c in configs.items() if W.finished_summary(where[n], c) is not None}

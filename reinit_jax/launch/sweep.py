@@ -108,17 +108,22 @@ def merged_arg(arg: str, point: dict) -> str:
   return ",".join(s for s in (arg, point_arg(point)) if s)
 
 
-def point_config(config_path: str, index: int, module=None) -> tuple[str, ml_collections.ConfigDict]:
-  """(name, config) of point ``index``: ``get_config(<arg>,<point>)`` of the config file
-  (``module``: the file already imported, as :func:`points`)."""
-  path, arg = split_config_path(config_path)
-  module = module or load_module(path)
-  grid = points(config_path, module)
+def point_config(config_path: str, index: int) -> tuple[str, ml_collections.ConfigDict]:
+  """(name, config) of point ``index``: ``get_config(<arg>,<point>)`` of the config file."""
+  grid = point_configs(config_path)
   if not 0 <= index < len(grid):
     raise ValueError(f"sweep index {index} out of range: the grid has {len(grid)} points "
                      f"(0..{len(grid) - 1})")
-  point = grid[index]
-  return point_name(point), module.get_config(merged_arg(arg, point))
+  return grid[index]
+
+
+def point_configs(config_path: str) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """(name, config) of every point, the config file imported once (``get_config`` is cheap: no
+  JAX)."""
+  path, arg = split_config_path(config_path)
+  module = load_module(path)
+  return [(point_name(p), module.get_config(merged_arg(arg, p)))
+          for p in points(config_path, module)]
 
 
 def default_workdir(config_path: str) -> str:
