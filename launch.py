@@ -31,9 +31,9 @@ signal.signal(signal.SIGTERM, _stopped_early)
 
 # One XLA:CPU device per core (before JAX starts), so that the CPU backend can split a run's seeds
 # over the cores (run.mesh='auto'); other backends ignore it.
-from reinit_jax.launch import devices  # noqa: E402
+from reinit_jax.backends import cpu_host  # noqa: E402  (imports no JAX)
 
-devices.one_cpu_device_per_core()
+cpu_host.one_cpu_device_per_core()
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -42,7 +42,7 @@ from reinit_jax.launch import cli  # noqa: E402
 
 # --config.<field>=<value> words leave argv before config_flags sees them (it would apply them with
 # its own parser and tracebacks); cli applies them through the config schema, one line per mistake.
-_FIELD_FLAGS = cli.take_field_flags(sys.argv)
+_FIELD_WORDS = cli.take_field_flags(sys.argv)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
@@ -53,12 +53,12 @@ _SWEEP = flags.DEFINE_string(
     "run that point into <workdir>/<point name>/; 'all': run every point in this process")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main(command: cli.Command):
+  if len(command.argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {command.argv[1:]}")
   path = config_flags.get_config_filename(flags.FLAGS["config"])
-  cli.main(_CONFIG.value, path, _WORKDIR.value, _SWEEP.value, _FIELD_FLAGS)
+  cli.main(_CONFIG.value, path, _WORKDIR.value, _SWEEP.value, command)
 
 
 if __name__ == "__main__":
-  app.run(cli.one_line_errors(main), flags_parser=lambda argv: cli.parse_flags(argv, _FIELD_FLAGS))
+  app.run(cli.one_line_errors(main), flags_parser=lambda argv: cli.parse_flags(argv, _FIELD_WORDS))

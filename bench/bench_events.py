@@ -4,6 +4,8 @@ The event is the engine's own (``train.step.make_event``: draw θ_init from the 
 (seed, stage), apply R, reset optimizer/batch statistics, and for ``layerwise`` measure the new
 normalization on ``norm_batch_size`` training inputs), jitted and vmapped over one seed as in a run.
 The step is the engine's scanned train call (K steps per call, time per step), timed side by side.
+A step-level event (``train.step.make_step_event``, ``reinit.every_steps``) is timed as the same
+call with an event after every step, less the plain call, per event (``--step-methods``).
 Goal: every ratio < 1 (an event costs less than one gradient step); on a GPU (ResNet-18 width 1,
 batch 512, bf16) every ratio <= 0.3 (issue 14).
 
@@ -49,7 +51,7 @@ def identity(k, x, train):
 
 
 def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="float32",
-                impls=("auto",)):
+                impls=("auto",), step_methods=()):
   model = models.create(name, 10, width=width, dtype=dtype)
   tx = schedules.make_optimizer("sgd", 0.0, 0.9)
   rng = np.random.default_rng(0)
@@ -76,6 +78,22 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
 
   fns["step"] = train_k
   warm = [train_k]  # first calls: compilations, run on a thread per core below
+  for mname in step_methods:  # the same call with a step-level event after every step
+    after = train_step.make_step_event(model, methods.get(mname), tx, every=1, trigger="every",
+                                       threshold=1.0, optimizer_policy="reset",
+                                       batch_stats_policy="reset")
+    every_step = train_step.make_train_call(train_step.make_step(
+        model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0,
+        after_step=after), cached=False)
+    init = jax.vmap(lambda kk, s: init_state(model, None, tx, kk, s, False, step_events=True))
+    ebox = [init(base_keys([0]), jnp.zeros((1,), jnp.int32))]
+
+    def train_k_with_events(call=every_step, ebox=ebox):
+      ebox[0], m = call(ebox[0], x, y, None, idx)
+      jax.block_until_ready(m)
+
+    fns[f"step_event:{mname}"] = train_k_with_events
+    warm.append(train_k_with_events)
   programs = {}
   for mname in method_names:
     method = methods.get(mname)
@@ -114,6 +132,13 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
   print(f"{name}: warm-up (compilations) {t1 - t0:.0f} s, timing {time.perf_counter() - t1:.0f} s",
         flush=True)
   step_s = med.pop("step") / k
+  # A step-level event's cost: the K-step call with an event after every step, less the plain call,
+  # per event, in steps.
+  step_events = {m.split(":", 1)[1]: med.pop(m) for m in list(med) if m.startswith("step_event:")}
+  step_ratio = {m: round((v / k - step_s) / step_s, 3) for m, v in step_events.items()}
+  for m, r in step_ratio.items():
+    print(f"{name:9s} step-level {m:13s} event {1e3 * (step_events[m] / k - step_s):8.2f} ms  "
+          f"step {1e3 * step_s:8.2f} ms  ratio {r:6.3f}", flush=True)
   out = {"model": name, "width": width, "batch": batch, "norm_batch": norm_batch, "dtype": dtype,
          "select_impls": {i: masks.resolve_select_impl(i) for i in impls},
          "step_ms": round(1e3 * step_s, 3),
@@ -122,10 +147,11 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
   for m in med:
     print(f"{name:9s} {m:22s} event {1e3 * med[m]:8.2f} ms  step {1e3 * step_s:8.2f} ms  "
           f"ratio {med[m] / step_s:6.3f}", flush=True)
-  out["max_ratio"] = max(out["ratio"].values())
+  out["step_event_ratio"] = step_ratio
+  out["max_ratio"] = max([*out["ratio"].values(), *step_ratio.values()])
   # Per implementation: the methods timed once count for every implementation.
-  per_impl = {i: max(v for m, v in out["ratio"].items() if "@" not in m or m.endswith("@" + i))
-              for i in impls}
+  per_impl = {i: max([v for m, v in out["ratio"].items() if "@" not in m or m.endswith("@" + i)]
+                     + list(step_ratio.values())) for i in impls}
   out["max_ratio_per_impl"] = per_impl
   cpu = jax.default_backend() == "cpu"
   out["goal"] = "every ratio < 1" if cpu else "every ratio <= 0.3"
@@ -147,6 +173,8 @@ def main():
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   p.add_argument("--norm-batch", type=int, default=None, help="layerwise measuring batch (default: "
                  "the train batch in --quick, else 256)")
+  p.add_argument("--step-methods", default="full,shrink_perturb", help="comma list: methods "
+                 "timed as step-level events after every step ('': none)")
   p.add_argument("--select-impls", default="auto", help="comma list of k-smallest selection "
                  f"implementations {masks.SELECT_IMPLS} for {', '.join(SELECTING)}")
   a = p.parse_args()
@@ -171,7 +199,9 @@ def main():
     todo = names if name != "resnet18" or not a.quick else ["layerwise"]
     todo = a.methods.split(",") if a.methods else todo
     norm_batch = a.norm_batch or (batch if a.quick or a.smoke else 256)
-    figs[name] = bench_model(name, width, batch, 4, norm_batch, rounds, todo, a.dtype, impls)
+    step_methods = [m for m in a.step_methods.split(",") if m] if name != "resnet18" else []
+    figs[name] = bench_model(name, width, batch, 4, norm_batch, rounds, todo, a.dtype, impls,
+                             step_methods[:1] if a.smoke else step_methods)
   figs["goal_met"] = {i: all(figs[n]["goal_met"][i] for n, _, _ in cfgs) for i in impls}
   common.emit(figs)
 

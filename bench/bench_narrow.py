@@ -1,11 +1,12 @@
-"""Narrow convolutions and kernel draws on XLA:CPU: the two CPU-path rewrites of
-``reinit_jax/models`` measured against what they replace, side by side in one process.
+"""Narrow convolutions and kernel draws on XLA:CPU: the two CPU-path rewrites (in
+``reinit_jax/backends`` and ``reinit_jax/models``) measured against what they replace, side by side
+in one process.
 
-1. **Narrow convs** (``layers._taps_conv``): a conv with C_in ≤ 4 (and C_in·C_out ≤ 64) written as
+1. **Narrow convs** (``cpu_conv._taps_conv``): a conv with C_in ≤ 4 (and C_in·C_out ≤ 64) written as
    a sum of broadcast products instead of XLA's conv. Contenders: the engine's train call (one
    seed, ``lax.scan`` of ``--steps`` SGD steps) and its evaluation (``step.make_eval``, 10,000
    images in batches of 1,000) of a Fashion-MNIST-shaped model, with the taps (``im2col``, the
-   CPU default) and without (the same backward, XLA's forward conv: ``layers.NARROW_IN = 0`` while
+   CPU default) and without (the same backward, XLA's forward conv: ``cpu_conv.NARROW_IN = 0`` while
    tracing). Figure: ms per call, and taps ÷ XLA speed-up.
 2. **Kernel draws** (``base.kernel_init``): the compile time of ``model.init`` (what every event's
    fresh θ_init compiles) with the kernels drawn flat against flax's own initializer on the
@@ -34,6 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reinit_jax import methods, models  # noqa: E402
+from reinit_jax.backends import cpu_conv  # noqa: E402
 from reinit_jax.models import layers  # noqa: E402
 from reinit_jax.train import schedules, step as train_step  # noqa: E402
 from reinit_jax.train.state import base_keys, init_state  # noqa: E402
@@ -48,12 +50,12 @@ def _model(name: str, width: float | None):
 
 def _traced(taps: bool, build):
   """``build()`` traced and compiled with the narrow-conv rewrite on or off."""
-  keep = layers.NARROW_IN
-  layers.NARROW_IN = keep if taps else 0
+  keep = cpu_conv.NARROW_IN
+  cpu_conv.NARROW_IN = keep if taps else 0
   try:
     return build()
   finally:
-    layers.NARROW_IN = keep
+    cpu_conv.NARROW_IN = keep
 
 
 def _convolutions(compiled) -> int:

@@ -25,9 +25,9 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.dirname(_HERE)]
-from reinit_jax.launch import devices  # noqa: E402
+from reinit_jax.backends import cpu_host  # noqa: E402
 
-devices.one_cpu_device_per_core()  # as launch.py; before common, whose imports start JAX's backend
+cpu_host.one_cpu_device_per_core()  # as launch.py; before common, whose imports start JAX's backend
 
 import common  # noqa: E402
 
@@ -37,7 +37,7 @@ import json  # noqa: E402
 import jax  # noqa: E402
 
 from reinit_jax import launch  # noqa: E402
-from reinit_jax.train import feed, host, setup, validation  # noqa: E402
+from reinit_jax.train import feed, setup, validation  # noqa: E402
 
 
 def build(runs: int, split: bool, steps: int = 200):
@@ -76,7 +76,7 @@ def main():
   common.add_size_flags(p, "R = 10, 30")
   p.add_argument("--rounds", type=int, default=None)
   a = p.parse_args()
-  host.tune_cpu_allocator()
+  cpu_host.tune_cpu_allocator()
   sizes = (2, 4) if a.smoke else (10, 30) if a.quick else (10, 30, 180)
   contenders, steps, devices = {}, {}, {}
   for R in sizes:

@@ -30,7 +30,7 @@ def _train_package_without_config():
   """Registers ``reinit_jax.train`` without running its ``__init__`` when that cannot import.
 
   The package's ``__init__`` imports the config (ml_collections) and the loop (data: TFDS); the
-  benchmarks use only ``step``, ``state``, ``schedules``, ``loss`` and ``host`` (jax, flax, optax).
+  benchmarks use only ``step``, ``state``, ``schedules`` and ``loss`` (jax, flax, optax).
   Where the package imports normally this does nothing.
   """
   import importlib
@@ -50,11 +50,13 @@ def _train_package_without_config():
 
 _train_package_without_config()
 
-# What train.run does on the CPU backend (reinit_jax/train/host.py). It is process-wide, so PyTorch
-# contenders in the same process get the same allocator; REINIT_BENCH_MALLOC=system measures without.
-from reinit_jax.train import host as _host  # noqa: E402
+# What train.run does on the CPU backend (reinit_jax/backends/cpu_host.py). It is process-wide, so
+# PyTorch contenders in the same process get the same allocator; REINIT_BENCH_MALLOC=system measures
+# without.
+from reinit_jax.backends import cpu_host  # noqa: E402
 
-_TUNED = os.environ.get("REINIT_BENCH_MALLOC", "tuned") != "system" and _host.tune_cpu_allocator()
+_TUNED = (os.environ.get("REINIT_BENCH_MALLOC", "tuned") != "system"
+          and cpu_host.tune_cpu_allocator())
 
 
 SMOKE_HELP = ("the same code path at a tiny size (seconds on 2 cores): checks that the benchmark "

@@ -17,7 +17,8 @@ smallest, ties by position. ``select_impl`` chooses how (bench/README.md, "Event
   :data:`APPROX_RECALL` = 0.95 on the tensors above 1,024 entries: exactly round(p·n) entries, of
   which on average 95% are among the true smallest (the others lie near the cut; ties in any
   order). Only TPUs run an approximate algorithm; other backends fall back to an exact sort.
-* ``'auto'`` (default): 'bracket' when ``jax.default_backend()`` is 'cpu', else 'sort'.
+* ``'auto'`` (default): the backend's choice (``reinit_jax.backends.choices``): 'bracket' on the
+  CPU backend, else 'sort'.
 
 'bracket' finishes with a float ``top_k`` (the fast one on XLA:CPU) over the keys' float reading:
 exact where subnormal floats are kept (CPU, GPU); on a TPU, which flushes them to zero, use 'sort'.
@@ -36,6 +37,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from reinit_jax import backends
 
 
 SELECT_IMPLS = ("auto", "bracket", "sort", "sort_batched", "approx")
@@ -59,7 +62,7 @@ def resolve_select_impl(select_impl: str | None = None) -> str:
   impl = "auto" if impl is None else impl
   _check_impl(impl, name)
   if impl == "auto":
-    return "bracket" if jax.default_backend() == "cpu" else "sort"
+    return backends.choices().select_impl
   return impl
 
 

@@ -138,12 +138,12 @@ def test_local_rows_and_global_batch_single_process():
 
 
 @pytest.mark.parametrize("cfg,match", [
-  ({"dataset": "mnistt"}, r"dataset='mnistt' is unknown; valid: .*cifar10.*fashion_mnist"),
-  ({"dataset": "synthetic", "label_noise": 1.0}, r"label_noise=1.0 must be in \[0, 1\)"),
-  ({"dataset": "synthetic", "label_noise": -0.1}, r"label_noise=-0.1 must be in \[0, 1\)"),
-  ({"dataset": "synthetic", "chunks": 0}, r"chunks=0 must be an integer >= 1"),
+  ({"dataset": "mnistt"}, r"config.data.dataset='mnistt' is invalid; allowed: .*cifar10.*fashion_mnist"),
+  ({"dataset": "synthetic", "label_noise": 1.0}, r"config.data.label_noise=1.0 is invalid; allowed: a number in \[0, 1\)"),
+  ({"dataset": "synthetic", "label_noise": -0.1}, r"config.data.label_noise=-0.1 is invalid; allowed: a number in \[0, 1\)"),
+  ({"dataset": "synthetic", "chunks": 0}, r"config.data.chunks=0 is invalid; allowed: an integer >= 1"),
   ({"dataset": "synthetic", "chunks": 300}, r"chunks=300 must be in \[1, 256\]"),
-  ({"dataset": "synthetic", "augmentation": "cutout"}, r"augmentation='cutout' is unknown"),
+  ({"dataset": "synthetic", "augmentation": "cutout"}, r"config.data.augmentation='cutout' is invalid; allowed: 'none'"),
   ({"dataset": "synthetic", "train_subset": 999}, r"train_subset=999 exceeds the 256"),
 ])
 def test_bad_config_one_line(cfg, match):

@@ -140,7 +140,7 @@ def test_launch_default_no_flags(tmp_path):
 
 
 def test_one_cpu_device_per_core_keeps_a_users_count(monkeypatch):
-  from reinit_jax.launch import devices
+  from reinit_jax.backends import cpu_host as devices
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
   devices.one_cpu_device_per_core()
   cores = len(os.sched_getaffinity(0))

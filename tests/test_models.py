@@ -276,7 +276,7 @@ def test_conv_impl_auto_picks_im2col_only_on_cpu():
 @pytest.mark.parametrize("kernel,stride,size,c_in,c_out", [
     (3, 1, 8, 3, 5), (3, 1, 7, 3, 5), (1, 1, 5, 3, 5), (5, 1, 9, 3, 5), (3, 2, 7, 3, 5),
     (3, 2, 8, 3, 5), (1, 2, 8, 3, 5), (7, 2, 9, 3, 5),
-    # Narrow convs (layers._narrow): forward and input gradient as broadcast taps, or not.
+    # Narrow convs (cpu_conv._narrow): forward and input gradient as broadcast taps, or not.
     (3, 1, 8, 1, 4), (3, 1, 8, 4, 4), (3, 2, 9, 1, 8), (3, 1, 8, 8, 2), (3, 1, 8, 5, 16)])
 def test_im2col_matches_xla_conv(kernel, stride, size, c_in, c_out):
   kx, kw = jax.random.split(KEY)

@@ -87,6 +87,7 @@ BAD = {
   "optim.learning_rate": st.one_of(not_num, st.none(), st.floats(max_value=0, allow_infinity=False)),
   "optim.schedule": _name(),
   "optim.weight_decay": _num0(),
+  "optim.l2_init": _num0(),
   "optim.epochs": _int_below(1),
   "optim.setting": _name(),
   "optim.setting_weight_decay": _num0(),
@@ -100,6 +101,10 @@ BAD = {
   "reinit.idle_norm_policy": _name(),
   "reinit.select_impl": _name(),
   "reinit.norm_batch_size": _int_below(1),
+  "reinit.every_steps": _int_below(0),
+  "reinit.step_trigger": _name(),
+  "reinit.step_threshold": st.one_of(not_num, st.none(), st.floats(max_value=0, allow_infinity=False),
+                                     st.floats(min_value=1.0001, allow_infinity=False)),
   "reinit.distill": _bool(),
   "reinit.distill_beta": _num0(),
   "reinit.distill_live": _bool(),
@@ -209,3 +214,54 @@ def test_launch_corrupt_data_and_bad_config_one_line_nonzero(tmp_path):
   p = _launch(["--config=configs/synthetic.py:learning_rate=abc", f"--workdir={tmp_path / 'v'}"])
   assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
   assert p.stderr.strip().splitlines()[-1].startswith("error: config.optim.learning_rate='abc'")
+
+
+@pytest.mark.parametrize("field,values", [
+  ("reinit.distill_live", {"reinit.distill": True, "reinit.distill_live": False}),
+  ("run.eval_train", {"data.label_noise": 0.2, "run.eval_train": "stage"}),
+])
+def test_streamed_data_constraints_fail_before_any_data(field, values):
+  """What a streamed data set rules out is known from the config alone: validation names the
+  field without reading data (ImageNet is not prepared on this machine, so reading would fail)."""
+  c = train.base_config()
+  launch.apply(c, "dataset=imagenet2012,augmentation=lw224")
+  for key, value in values.items():
+    launch.apply(c, f"{key}={value!r}")
+  with pytest.raises(ValueError, match=rf"^config\.{field}=.* streamed data set"):
+    train.validate(c)
+  launch.apply(c, "in_memory=True")  # the same config in memory passes these checks
+  try:
+    train.validate(c)
+  except ValueError as e:
+    assert "streamed" not in str(e), str(e)
+
+
+def test_packed_points_with_different_data_on_a_stream_fail():
+  from reinit_jax.train import validation
+  configs = []
+  for noise in (0.0, 0.1):
+    c = train.base_config()
+    launch.apply(c, f"dataset=imagenet2012,augmentation=lw224,label_noise={noise}")
+    configs.append(c)
+  with pytest.raises(ValueError, match=r"^config\.run\.pack=.*streamed data set"):
+    validation.check_pack(configs, per_run_data=True)
+  validation.check_pack(configs, per_run_data=False)
+  for c in configs:
+    launch.apply(c, "in_memory=True")
+  validation.check_pack(configs, per_run_data=True)
+
+
+@pytest.mark.parametrize("batch,devices,ok", [(0, 1, True), (0, 7, False), (8, 2, True),
+                                              (6, 4, False), (40, 1, False)])
+def test_batch_sizes_against_the_built_stages(batch, devices, ok):
+  """The one check after the data is read: every stage's batch (full batch: all its examples)
+  splits over the devices and fits the stage."""
+  from reinit_jax.train import validation
+  c = train.base_config()
+  launch.apply(c, f"batch_size={batch}")
+  stages = [16, 32]  # examples of each stage (online learning grows them)
+  if ok:
+    validation.check_batch_sizes(c, stages, devices)
+  else:
+    with pytest.raises(ValueError, match=r"^config\.data\.batch_size="):
+      validation.check_batch_sizes(c, stages, devices)

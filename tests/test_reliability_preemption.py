@@ -59,7 +59,7 @@ if os.environ.get("LAUNCH"):
   from absl import app
   from reinit_jax.launch import cli
   app.run(cli.one_line_errors(launch.main),
-          flags_parser=lambda argv: cli.parse_flags(argv, launch._FIELD_FLAGS))
+          flags_parser=lambda argv: cli.parse_flags(argv, launch._FIELD_WORDS))
 else:
   sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
   from train_helpers import tiny_config

@@ -85,7 +85,7 @@ def test_apply_overrides():
 def test_cpu_allocator_tuning_applies_on_cpu_only_and_is_idempotent():
   import ctypes
   import sys
-  from reinit_jax.train import host
+  from reinit_jax.backends import cpu_host as host
   assert host.tune_cpu_allocator(False) is False
   if jax.default_backend() != "cpu" or not sys.platform.startswith("linux"):
     assert host.tune_cpu_allocator() is False

@@ -164,8 +164,8 @@ MUTANTS = (
   Mutant("pack_runs_off_by_one", PACK, "return slice(idx[0], idx[-1] + 1)",
          "return slice(idx[0], idx[-1])", PACK_TESTS,
          "a point's summary drops its last seed"),
-  # ---------------------------------------------------------------- CPU path (models)
-  Mutant("taps_kernel_unflipped", "reinit_jax/models/layers.py",
+  # ---------------------------------------------------------------- CPU path (backends)
+  Mutant("taps_kernel_unflipped", "reinit_jax/backends/cpu_conv.py",
          "return _taps_conv(g, wt.astype(g.dtype), (1, 1), padding)",
          "return _taps_conv(g, w.transpose(0, 1, 3, 2).astype(g.dtype), (1, 1), padding)",
          ("tests/test_models.py",), "a narrow conv's input gradient with the kernel not flipped"),

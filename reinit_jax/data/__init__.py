@@ -14,11 +14,20 @@ TFDS data set (CIFAR, Tiny ImageNet, [LW]'s data sets: once, then the cache serv
 streaming (``in_memory=False``, ImageNet), which reads with tf.data.
 """
 
-from reinit_jax.data.pipeline import Data, Meta, Split, StreamSplit, build, global_batch, local_rows
 from reinit_jax.data.registry import AUGMENTATIONS, names
-from reinit_jax.data.splits import chunk_ends, epoch_indices, holdout, label_noise, process_share
 
-__all__ = [
-  "AUGMENTATIONS", "Data", "Meta", "Split", "StreamSplit", "build", "chunk_ends", "epoch_indices",
-  "global_batch", "holdout", "label_noise", "local_rows", "names", "process_share",
-]
+# The rest imports JAX: loaded on first use, so that reading the data fields (registry.FIELDS, the
+# training config's data section) keeps ``launch.py --help`` and ``--sweep=list`` free of JAX.
+_LAZY = {**{n: "pipeline" for n in ("Data", "Meta", "Split", "StreamSplit", "build",
+                                     "global_batch", "local_rows")},
+         **{n: "splits" for n in ("chunk_ends", "epoch_indices", "holdout", "label_noise",
+                                  "process_share")}}
+
+__all__ = ["AUGMENTATIONS", "names", *_LAZY]
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    import importlib
+    return getattr(importlib.import_module(f"reinit_jax.data.{_LAZY[name]}"), name)
+  raise AttributeError(f"module 'reinit_jax.data' has no attribute {name!r}")

@@ -121,8 +121,7 @@ def build(cfg) -> Data:
                                       opts.synthetic_test)
     return _in_memory(opts, x, y, test, synthetic.NUM_CLASSES, image=False)
   spec = registry.DATASETS[opts.dataset]
-  in_memory = spec.in_memory if opts.in_memory is None else bool(opts.in_memory)
-  if in_memory:
+  if registry.in_memory(opts):
     root, read = cache.data_root(opts.data_dir), _source(opts, spec)
     x, y = cache.load(root, opts.dataset, spec.train_split, lambda: read(spec.train_split))
     test = cache.load(root, opts.dataset, spec.test_split, lambda: read(spec.test_split))

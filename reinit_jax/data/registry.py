@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from reinit_jax import schema
+
 AUGMENTATIONS = ("none", "flip", "cifar", "lw224")
 LW_SIZE, LW_RESIZE = 224, 248  # [LW]: resize to 224; train: resize 248, random 224 crop.
 CIFAR_PAD = 4  # [Z]: pad 4, random crop back to the original size.
@@ -63,80 +65,91 @@ def names() -> tuple[str, ...]:
   return tuple(sorted(DATASETS)) + (SYNTHETIC,)
 
 
-def _get(cfg, field, default):
-  value = getattr(cfg, field, default) if not isinstance(cfg, dict) else cfg.get(field, default)
-  return default if value is None and default is not None else value
+# The data set's config fields, defined once: ``options`` reads a partial dict with these defaults
+# and checks, and the training config's ``data`` section is these fields (train/config.py).
+FIELDS: dict[str, schema.Field] = {
+  "dataset": schema.one_of("synthetic", names(), "data set name (reinit_jax.data.names())"),
+  "data_dir": schema.optional(str, lambda v: isinstance(v, str), "a path", "TFDS data_dir"),
+  "manual_dir": schema.optional(str, lambda v: isinstance(v, str), "a path", "TFDS manual_dir"),
+  "validation_fraction": schema.optional(
+    float, lambda v: schema.is_number(v) and 0 <= v < 1, "a number in [0, 1)",
+    "held out of train for model selection (None: 0 for the synthetic task, else 0.1)"),
+  "augmentation": schema.one_of("none", AUGMENTATIONS, "'flip': horizontal flips; 'cifar': flip "
+                                "+ pad-4 crop ([Z]); 'lw224': [LW]'s resize and crop"),
+  "image_size": schema.optional(int, lambda v: schema.is_int(v) and v >= 1, "an integer >= 1",
+                                "resize images to this side"),
+  "label_noise": schema.Field(0.0, lambda v: schema.is_number(v) and 0 <= v < 1,
+                              "a number in [0, 1)",
+                              "fraction q of training labels redrawn uniformly ([Z] §6)"),
+  "chunks": schema.integer(1, 1, "online learning when > 1: stage t trains on chunks 1..t ([AA] "
+                           "§3)"),
+  "train_subset": schema.optional(int, lambda v: schema.is_int(v) and v >= 1, "an integer >= 1",
+                                  "use the first n training examples (after the hold-out)"),
+  "in_memory": schema.optional(bool, lambda v: isinstance(v, bool), "True or False",
+                               "None: per data set; False streams through tf.data"),
+  "download": schema.flag(False, "let TFDS download a data set that is not prepared (or set "
+                          f"{DOWNLOAD_ENV}=1); offline, an unprepared data set fails in seconds"),
+  "seed": schema.optional(int, lambda v: schema.is_int(v) and v >= 0, "an integer >= 0",
+                          "seed of the shared data set (hold-out, subset, noise); None: the "
+                          "training config's first run seed (0 for data.build alone)"),
+  "synthetic_alpha": schema.Field(1.0, schema.is_number, "a finite number",
+                                  "signal strength α ([LW] §1.1)"),
+  "synthetic_train": schema.integer(256, 1, "synthetic training examples"),
+  "synthetic_test": schema.integer(10000, 1, "synthetic test examples"),
+}
 
 
 class Options(NamedTuple):
-  """The validated data config; field meanings in docs/CONTRACTS.md (Data)."""
+  """The validated data config: :data:`FIELDS`, with ``validation_fraction`` and ``seed`` resolved
+  and ``download`` also set by the environment."""
 
   dataset: str
   data_dir: str | None
   manual_dir: str | None
   validation_fraction: float
-  batch_size: int
   augmentation: str
   image_size: int | None
   label_noise: float
   chunks: int
-  seed: int
   train_subset: int | None
+  in_memory: bool | None  # None: per data set (Spec.in_memory); False forces streaming.
+  download: bool
+  seed: int
   synthetic_alpha: float
   synthetic_train: int
   synthetic_test: int
-  in_memory: bool | None  # None: per data set (Spec.in_memory); False forces streaming.
-  download: bool = False  # let TFDS download a data set that is not prepared (module docstring)
+
+
+def in_memory(opts: Options) -> bool:
+  """Whether ``opts``' data set is held in memory (the synthetic task always; a TFDS data set per
+  its :class:`Spec` unless ``in_memory`` says otherwise) or streamed with tf.data. Known from the
+  config alone, so the checks that depend on it run before any data is read."""
+  if opts.dataset == SYNTHETIC:
+    return True
+  return DATASETS[opts.dataset].in_memory if opts.in_memory is None else bool(opts.in_memory)
 
 
 def options(cfg) -> Options:
-  """Reads and validates ``cfg`` (attribute object or dict); raises one-line ValueErrors."""
-  dataset = str(_get(cfg, "dataset", "fashion_mnist"))
-  if dataset not in names():
-    raise ValueError(f"dataset={dataset!r} is unknown; valid: {', '.join(names())}")
-  default_vf = 0.0 if dataset == SYNTHETIC else 0.1
-  opts = Options(
-    dataset=dataset,
-    data_dir=_get(cfg, "data_dir", None),
-    manual_dir=_get(cfg, "manual_dir", None),
-    validation_fraction=float(_get(cfg, "validation_fraction", default_vf)),
-    batch_size=int(_get(cfg, "batch_size", 128)),
-    augmentation=str(_get(cfg, "augmentation", "none")),
-    image_size=_get(cfg, "image_size", None),
-    label_noise=float(_get(cfg, "label_noise", 0.0)),
-    chunks=int(_get(cfg, "chunks", 1)),
-    seed=int(_get(cfg, "seed", 0)),
-    train_subset=_get(cfg, "train_subset", None),
-    synthetic_alpha=float(_get(cfg, "synthetic_alpha", 1.0)),
-    synthetic_train=int(_get(cfg, "synthetic_train", 256)),
-    synthetic_test=int(_get(cfg, "synthetic_test", 10000)),
-    in_memory=_get(cfg, "in_memory", None),
-    download=bool(_get(cfg, "download", False))
-    or os.environ.get(DOWNLOAD_ENV, "").lower() in ("1", "true", "yes"),
-  )
-  if not 0.0 <= opts.label_noise < 1.0:
-    raise ValueError(f"label_noise={opts.label_noise} must be in [0, 1)")
-  if not 0.0 <= opts.validation_fraction < 1.0:
-    raise ValueError(f"validation_fraction={opts.validation_fraction} must be in [0, 1)")
-  if opts.chunks < 1:
-    raise ValueError(f"chunks={opts.chunks} must be an integer >= 1")
-  if opts.batch_size < 1:
-    raise ValueError(f"batch_size={opts.batch_size} must be an integer >= 1")
-  if opts.augmentation not in AUGMENTATIONS:
+  """Reads ``cfg`` (a dict or an attribute object; absent fields take :data:`FIELDS`' defaults,
+  other keys are ignored) and checks it; raises one-line ValueErrors naming the field."""
+  read = cfg.get if isinstance(cfg, dict) else lambda k, d: getattr(cfg, k, d)
+  values = {name: read(name, field.default) for name, field in FIELDS.items()}
+  for name, field in FIELDS.items():
+    if not schema.check(field, values[name]):
+      shown = " ".join(repr(values[name]).split())
+      raise ValueError(f"config.data.{name}={shown} is invalid; allowed: {field.allowed}")
+  if values["validation_fraction"] is None:
+    values["validation_fraction"] = 0.0 if values["dataset"] == SYNTHETIC else 0.1
+  values["seed"] = values["seed"] or 0
+  values["download"] = (values["download"]
+                        or os.environ.get(DOWNLOAD_ENV, "").lower() in ("1", "true", "yes"))
+  opts = Options(**values)
+  if opts.dataset == SYNTHETIC and opts.augmentation != "none":
+    raise ValueError(f"config.data.augmentation={opts.augmentation!r} is invalid with "
+                     "dataset='synthetic'; allowed: 'none'")
+  if (opts.dataset != SYNTHETIC and DATASETS[opts.dataset].shape is None
+      and opts.augmentation != "lw224" and not opts.image_size):
     raise ValueError(
-      f"augmentation={opts.augmentation!r} is unknown; valid: {', '.join(AUGMENTATIONS)}")
-  if opts.image_size is not None and int(opts.image_size) < 1:
-    raise ValueError(f"image_size={opts.image_size} must be None or an integer >= 1")
-  if opts.train_subset is not None and int(opts.train_subset) < 1:
-    raise ValueError(f"train_subset={opts.train_subset} must be None or an integer >= 1")
-  if dataset == SYNTHETIC:
-    if opts.augmentation != "none":
-      raise ValueError(f"augmentation={opts.augmentation!r} with dataset='synthetic'; valid: none")
-    if opts.synthetic_train < 1 or opts.synthetic_test < 1:
-      raise ValueError(
-        f"synthetic_train={opts.synthetic_train}, synthetic_test={opts.synthetic_test} must be >= 1")
-  elif DATASETS[dataset].shape is None and opts.augmentation != "lw224" and not opts.image_size:
-    raise ValueError(
-      f"augmentation={opts.augmentation!r} on {dataset} (images of varying size) needs "
-      "image_size; or use augmentation='lw224'")
+      f"config.data.augmentation={opts.augmentation!r} on {opts.dataset} (images of varying size) "
+      "needs data.image_size; or use augmentation='lw224'")
   return opts

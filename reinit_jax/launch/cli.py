@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NamedTuple
 
-from reinit_jax.launch import overrides
-from reinit_jax.launch import study, sweep
+from reinit_jax.launch import overrides, study, sweep
 
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -22,44 +22,60 @@ _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 # takes new keys of dict fields (``--config.reinit.hparams.shrink=0.3``) and fails in one line.
 
 
-def field_values(field_flags: list[str]) -> dict:
-  """{dotted field: parsed value} of the ``--config.<field>=<value>`` words of the command line."""
+class Command(NamedTuple):
+  """The parsed command line: absl's remaining argv, the ``--config.<field>=<value>`` words as
+  typed (for ``--sweep=list``'s commands) and their values, parsed once (``parse_flags``)."""
+
+  argv: list
+  field_words: list
+  field_values: dict
+
+
+def field_values(field_words: list[str]) -> dict:
+  """{dotted field: value} of the ``--config.<field>=<value>`` words; a word without a value, an
+  unknown field (with a suggestion) or a leaf name without its section fails in one line."""
   out = {}
-  for a in field_flags:
-    key, value = a[len("--config."):].split("=", 1)
-    out[key] = overrides.parse_value(value)
+  for word in field_words:
+    if "=" not in word:
+      raise ValueError(f"{word} needs a value: --config.<section>.<field>=<value>")
+    key, text = word[len("--config."):].split("=", 1)
+    dotted = overrides.known_name(key)
+    if dotted != key:  # a unique leaf name is fine in :k=v, not on the command line
+      raise ValueError(f"--config.{key} must name its section: --config.{dotted}={text}")
+    out[key] = overrides.parse_value(text)
   return out
 
 
-def main(config, path: str, workdir: str | None, sweep_flag: str | None,
-         field_flags: list[str]) -> None:
-  """Runs what the flags ask for: ``config`` with the ``--config.*`` words (``field_flags``)
-  applied, its sweep listing (``--sweep=list``), one point (``--sweep=<i>``) or every point
-  (``--sweep=all``)."""
+def main(config, path: str, workdir: str | None, sweep_flag: str | None, command: Command) -> None:
+  """Runs what the flags ask for: ``config`` with the command's ``--config.*`` values applied,
+  its sweep listing (``--sweep=list``), one point (``--sweep=<i>``) or every point
+  (``--sweep=all``). The values are applied once to each config that runs: the study's, the
+  point's, or every point's (launch/grid.py)."""
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   plain_status_lines()
-  flag_values = field_values(field_flags)
-  sweep.set_overrides(config, flag_values)
+  values = command.field_values
   workdir = workdir or os.path.join("runs", config.name)
-  if sweep_flag != "list":
-    compilation_cache(config.run.compilation_cache)
-  if sweep_flag is None:
-    summaries = study.run_study(config, workdir)
-  elif sweep_flag == "list":
-    for line in sweep.commands(path, workdir, field_flags):
+  if sweep_flag == "list":
+    sweep.set_overrides(config, values)  # a value of the wrong type fails here, not in each point
+    for line in sweep.commands(path, workdir, command.field_words):
       print(line)
     return
+  # One cache for the process: the study's value, or the command line's for every point.
+  compilation_cache(values.get("run.compilation_cache", config.run.compilation_cache))
+  if sweep_flag is None:
+    sweep.set_overrides(config, values)
+    summaries = study.run_study(config, workdir)
   elif sweep_flag == "all":
     from reinit_jax.launch import grid
-    summaries = grid.run_grid(path, flag_values, workdir)
+    summaries = grid.run_grid(path, values, workdir)
   else:
     try:
       index = int(sweep_flag)
     except ValueError:
       raise ValueError(f"--sweep must be 'list', 'all' or an integer index, got {sweep_flag!r}")
     name, config = sweep.point_config(path, index)
-    sweep.set_overrides(config, flag_values)
+    sweep.set_overrides(config, values)
     summaries = study.run_study(config, os.path.join(workdir, name))
   print("\n" + study.table(summaries))
   print("\noutputs (config.json, metrics.jsonl, summary.json, tensorboard/, checkpoints/):")
@@ -142,13 +158,14 @@ def take_field_flags(argv: list[str]) -> list[str]:
   return taken
 
 
-def parse_flags(argv, field_flags: list[str]):
+def parse_flags(argv, field_words: list[str]) -> Command:
   """absl's flag parsing, with ``--help`` listing every config field (exit 0) and every mistake in
-  a ``--config`` word (of ``field_flags``, taken out of argv) reported in one line (exit 1)
-  instead of config_flags' traceback."""
+  a ``--config`` word (``field_words``, taken out of argv) reported in one line (exit 1)
+  instead of config_flags' traceback. The words are parsed here, once; a value of the wrong type
+  for its field fails in one line when it is applied (``main``)."""
   from absl import flags
   if any(a in ("-h", "--help", "--helpfull", "-?", "--helpshort") for a in argv[1:]):
-    _print_to_closed_pipe_ok(usage(_config_flag(argv), field_flags))
+    _print_to_closed_pipe_ok(usage(_config_flag(argv), field_words))
     sys.exit(0)
   config_file = sweep.split_config_path(_config_flag(argv))[0]
   if not os.path.isfile(config_file):
@@ -157,17 +174,8 @@ def parse_flags(argv, field_flags: list[str]):
     _die(f"--config={config_file}: no such config file"
          + (f" (configs/ holds {', '.join(known)})" if known else ""))
   try:
-    for a in field_flags:
-      if "=" not in a:
-        raise ValueError(f"{a} needs a value: --config.<section>.<field>=<value>")
-      key, value = a[len("--config."):].split("=", 1)
-      # Unknown names (with a suggestion) and values of the wrong type fail here in one line.
-      overrides.set_field(_probe(), key, overrides.parse_value(value))
-      # A unique leaf name: on the command line, name the section.
-      if overrides.dotted_name(key) != key:
-        raise ValueError(f"--config.{key} must name its section: "
-                         f"--config.{overrides.dotted_name(key)}={value}")
-    return flags.FLAGS(argv)
+    values = field_values(field_words)
+    return Command(flags.FLAGS(argv), list(field_words), values)
   except ValueError as e:
     _die(str(e))
   except flags.Error as e:
@@ -175,11 +183,6 @@ def parse_flags(argv, field_flags: list[str]):
     errs = [ln for ln in lines if ln.startswith(("ValueError: ", "KeyError: ", "TypeError: "))]
     msg = errs[-1].split(": ", 1)[1] if errs else lines[-1] if lines else str(e)
     _die(msg)
-
-
-def _probe():
-  from reinit_jax.train.config import base_config
-  return base_config()
 
 
 def _die(msg: str):
@@ -206,7 +209,7 @@ def _print_to_closed_pipe_ok(text: str) -> None:
     sys.exit(0)
 
 
-def usage(config_path: str | None = None, field_flags: list[str] = ()) -> str:
+def usage(config_path: str | None = None, field_words: list[str] = ()) -> str:
   """launch.py's help: the command, the sweep flag and every config field with its value in the
   config ``config_path`` (``file.py[:k=v,...]``) with the ``--config.*`` words applied; the
   schema's defaults when there is none or it cannot be loaded (the reason is stated)."""
@@ -216,8 +219,8 @@ def usage(config_path: str | None = None, field_flags: list[str] = ()) -> str:
     try:
       path, arg = sweep.split_config_path(config_path)
       config = sweep.load_module(path).get_config(arg or None)
-      sweep.set_overrides(config, field_values(list(field_flags)))
-      whose = f"values of {config_path}" + (" with the --config.* flags" if field_flags else "")
+      sweep.set_overrides(config, field_values(list(field_words)))
+      whose = f"values of {config_path}" + (" with the --config.* flags" if field_words else "")
     except Exception as e:  # noqa: BLE001  help must still print; the run reports the error
       config, whose = None, f"the schema's defaults ({config_path}: {' '.join(str(e).split())})"
   return ("usage: python launch.py [--config=configs/<study>.py[:k=v,...]] [--workdir=DIR]\n"

@@ -18,14 +18,14 @@ from reinit_jax.launch import study, sweep
 def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
   """Runs every point of ``get_sweep`` of the config file ``path_arg`` (``file.py:arg``) with the
   ``--config.*`` values applied; returns {point name: summary}. Every point is validated first."""
-  from reinit_jax.train import faults, validate, workdir as W
+  from reinit_jax.train import faults, validate, workdir as workdirs
   configs = {}
   for name, config in sweep.point_configs(path_arg):
     sweep.set_overrides(config, flag_values)
     configs[name] = validate(config)
   where = {name: os.path.join(workdir, name) for name in configs}
   # Finished points (of this grid or of --sweep=<i> runs) are not trained again.
-  finished = {n for n, c in configs.items() if W.finished_summary(where[n], c) is not None}
+  finished = {n for n, c in configs.items() if workdirs.finished_summary(where[n], c) is not None}
   for n in sorted(finished):
     logging.getLogger("reinit_jax").warning("%s: already finished (summary.json kept as it was)",
                                             where[n])
@@ -35,15 +35,16 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
 
 def _run_points(configs, where, finished, workdir, stop):
   """The packs, then the points that train alone; ``stop`` is checked before each."""
-  from reinit_jax.train import pack as P, run, workdir as W
+  from reinit_jax.train import pack as packing, run, workdir as workdirs
   packed, out = set(), {}
   stop_here = lambda what: stop.stop_here(
     f"stopped the grid before {what} ({len(packed | finished | set(out))} of {len(configs)} "
     "points finished)")
-  pack_of = lambda names: (P.Pack.of({n: configs[n] for n in names}, [where[n] for n in names])
-                           if len(names) > 1 else None)
+  pack_of = lambda names: (
+    packing.Pack.of({n: configs[n] for n in names}, [where[n] for n in names])
+    if len(names) > 1 else None)
   pack_dir = lambda pack: os.path.join(workdir, ".packs", pack.ident)
-  for names in P.groups(configs):
+  for names in packing.groups(configs):
     todo = [n for n in names if n not in finished]
     if not todo:
       continue
@@ -57,7 +58,7 @@ def _run_points(configs, where, finished, workdir, stop):
     stop_here(f"the pack of {len(names)} points {names[0]}, ...")
     for n in names:  # config.json now: another config's run there fails before any compute
       if n not in finished:
-        W.prepare(where[n], configs[n])
+        workdirs.prepare(where[n], configs[n])
     # A pack that finished before one of its points was written (killed in between, or a point's
     # outputs removed since): resumed from its last checkpoint, it writes the missing points.
     if os.path.exists(os.path.join(pack_dir(pack), "summary.json")):
@@ -66,7 +67,7 @@ def _run_points(configs, where, finished, workdir, stop):
     packed.update(names)
   for name, config in configs.items():
     if name in packed or name in finished:
-      out[name] = W.finished_summary(where[name], config)
+      out[name] = workdirs.finished_summary(where[name], config)
       continue
     stop_here(f"point {name}")
     for method, summary in study.run_study(config, where[name]).items():

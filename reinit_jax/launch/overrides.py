@@ -60,14 +60,20 @@ def dotted_name(key: str) -> str | None:
   return short.get(key)
 
 
-def set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-  """Sets field ``key`` (dotted or a unique leaf name) to ``value``, converted to the field's type
-  (an int for a float field, one item for a tuple field); one ValueError line on any mistake."""
+def known_name(key: str) -> str:
+  """``dotted_name(key)``; an unknown key fails in one line with the nearest field's name."""
   dotted = dotted_name(key)
   if dotted is None:
     near = difflib.get_close_matches(key, list(fields()) + list(short_names()), n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]}?" if near else ""
     raise ValueError(f"config has no field {key!r}{hint} (launch.py --help lists them)")
+  return dotted
+
+
+def set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  """Sets field ``key`` (dotted or a unique leaf name) to ``value``, converted to the field's type
+  (an int for a float field, one item for a tuple field); one ValueError line on any mistake."""
+  dotted = known_name(key)
   *parents, leaf = dotted.split(".")
   target = config
   for p in parents:

@@ -56,9 +56,17 @@ NOT_READ: dict[str, tuple[str, ...]] = {
 }
 
 
+def not_read(kind: str, config) -> tuple[str, ...]:
+  """The fields a ``kind`` function does not read under ``config``: with step-level events
+  (``reinit.every_steps`` > 0) the train step runs the event too, so it reads the event's fields."""
+  if kind == "train" and get(config, "reinit.every_steps"):
+    return ()
+  return NOT_READ[kind]
+
+
 def key(kind: str, config, derived) -> str:
   """The cache key of a ``kind`` function built from ``config`` and ``derived`` (JSON-able)."""
-  skip = set(NOT_COMPILED) | set(NOT_READ[kind])
+  skip = set(NOT_COMPILED) | set(not_read(kind, config))
   read = {name: get(config, name) for name in fields() if name not in skip}
   return kind + json.dumps([read, derived], sort_keys=True, default=_plain)
 

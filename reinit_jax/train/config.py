@@ -18,56 +18,11 @@ checks every field against it, and ``launch.py --help`` lists it. A field is add
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, NamedTuple
-
 import ml_collections
 
-
-class Field(NamedTuple):
-  """One config field: its default, a check of a value, the allowed values in words, its meaning."""
-
-  default: Any
-  check: Callable[[Any], bool]
-  allowed: str
-  help: str
-  type: type | None = None  # for a None default: the type a later value takes
-
-
-def _int(v):
-  return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _num(v):
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_dict(v):
-  return isinstance(v, (dict, ml_collections.ConfigDict))
-
-
-def _s(default, help_):
-  return Field(default, lambda v: isinstance(v, str), "a string", help_)
-
-
-def _one_of(default, values, help_):
-  return Field(default, lambda v: v in values, ", ".join(repr(x) for x in values), help_)
-
-
-def _b(default, help_):
-  return Field(default, lambda v: isinstance(v, bool), "True or False", help_)
-
-
-def _i(default, low, help_):
-  return Field(default, lambda v: _int(v) and v >= low, f"an integer >= {low}", help_)
-
-
-def _opt(type_, check, allowed, help_):
-  return Field(None, lambda v: v is None or check(v), f"None or {allowed}", help_, type_)
-
-
-def _d(help_):
-  return Field({}, _is_dict, "a dict of keyword arguments", help_)
+from reinit_jax.data.registry import FIELDS as DATA_FIELDS
+from reinit_jax.schema import (Field, flag, integer, is_int, is_number, keywords, one_of, optional,
+                               text)
 
 
 def _method_value(v):
@@ -79,117 +34,109 @@ def _method_value(v):
 
 def _seeds(v):
   return (isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
-          and all(_int(s) and s >= 0 for s in v))
+          and all(is_int(s) and s >= 0 for s in v))
 
 
 SCHEMA: dict[str, dict[str, Field]] = {
+  # The data set's own fields (reinit_jax/data/registry.py) and two the engine reads.
   "data": {
-    "dataset": _s("synthetic", "data set name (reinit_jax.data.names())"),
-    "data_dir": _opt(str, lambda v: isinstance(v, str), "a path", "TFDS data_dir"),
-    "manual_dir": _opt(str, lambda v: isinstance(v, str), "a path", "TFDS manual_dir"),
-    "validation_fraction": _opt(float, lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)",
-                                "held out of train for model selection (None: per data set)"),
-    "batch_size": _i(0, 0, "global batch; 0: full batch (gradient descent, [LW] §1.1)"),
-    "augmentation": _s("none", "'none' | 'flip' | 'cifar' (flip + pad-4 crop, [Z]) | 'lw224' ([LW])"),
-    "image_size": _opt(int, lambda v: _int(v) and v >= 1, "an integer >= 1",
-                       "resize images to this side"),
-    "label_noise": Field(0.0, lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)",
-                         "fraction q of training labels redrawn uniformly ([Z] §6)"),
-    "chunks": _i(1, 1, "online learning when > 1: stage t trains on chunks 1..t ([AA] §3)"),
-    "train_subset": _opt(int, lambda v: _int(v) and v >= 1, "an integer >= 1",
-                         "use the first n training examples (after the hold-out)"),
-    "in_memory": _opt(bool, lambda v: isinstance(v, bool), "True or False",
-                      "None: per data set; False streams through tf.data"),
-    "download": _b(False, "let TFDS download a data set that is not prepared (or set "
-                   "REINIT_JAX_DOWNLOAD=1); offline, an unprepared data set fails in seconds"),
-    "seed": _opt(int, lambda v: _int(v) and v >= 0, "an integer >= 0",
-                 "seed of the shared data set (hold-out, subset, noise); None: the first run seed"),
-    "per_seed": _b(False, "True: every seed draws its own data set from its seed (synthetic task)"),
-    "synthetic_alpha": Field(1.0, _num, "a finite number", "signal strength α ([LW] §1.1)"),
-    "synthetic_train": _i(256, 1, "synthetic training examples"),
-    "synthetic_test": _i(10000, 1, "synthetic test examples"),
+    **DATA_FIELDS,
+    "batch_size": integer(0, 0, "global batch; 0: full batch (gradient descent, [LW] §1.1)"),
+    "per_seed": flag(False, "True: every seed draws its own data set from its seed (synthetic "
+                     "task)"),
   },
   "model": {
-    "name": _s("mlp", "model name (reinit_jax.models.names())"),
-    "num_blocks": _opt(int, lambda v: _int(v) and v >= 1, "an integer >= 1",
+    "name": text("mlp", "model name (reinit_jax.models.names())"),
+    "num_blocks": optional(int, lambda v: is_int(v) and v >= 1, "an integer >= 1",
                        "merge the declared blocks into K groups (layerwise K)"),
-    "options": _d("model options: normalization, initializer, dropout, width, dtype, conv_impl"),
+    "options": keywords("model options: normalization, initializer, dropout, width, dtype, conv_impl"),
   },
   "optim": {
-    "optimizer": _s("sgd", "an optax optimizer name"),
-    "options": _d("keyword arguments of optax.<optimizer>"),
-    "momentum": Field(0.9, lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)",
+    "optimizer": text("sgd", "an optax optimizer name"),
+    "options": keywords("keyword arguments of optax.<optimizer>"),
+    "momentum": Field(0.9, lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)",
                       "SGD momentum (sgd only)"),
-    "learning_rate": Field(0.05, lambda v: _num(v) and v > 0, "a finite number > 0",
+    "learning_rate": Field(0.05, lambda v: is_number(v) and v > 0, "a finite number > 0",
                            "base learning rate"),
-    "schedule": _one_of("constant", ("constant", "cosine_per_stage", "cosine"),
+    "schedule": one_of("constant", ("constant", "cosine_per_stage", "cosine"),
                         "learning-rate schedule; cosine_per_stage restarts at every event"),
-    "weight_decay": Field(0.0, lambda v: _num(v) and v >= 0, "a finite number >= 0",
+    "weight_decay": Field(0.0, lambda v: is_number(v) and v >= 0, "a finite number >= 0",
                           "L2 added to the gradient (PyTorch SGD style)"),
-    "epochs": _i(1800, 1, "budget N in epochs (full batch: steps), split into the stages"),
-    "setting": _one_of("", ("", "none", "D", "DC", "DCW"),
+    "l2_init": Field(0.0, lambda v: is_number(v) and v >= 0, "a finite number >= 0",
+                     "L2 Init (Kumar et al. 2023): λ of λ‖θ − θ₀‖² added to the loss, θ₀ the "
+                     "run's first initialization; 0: off"),
+    "epochs": integer(1800, 1, "budget N in epochs (full batch: steps), split into the stages"),
+    "setting": one_of("", ("", "none", "D", "DC", "DCW"),
                        "[Z] §4 preset: '' keeps the fields; none | D | DC | DCW"),
-    "setting_weight_decay": Field(5e-4, lambda v: _num(v) and v >= 0, "a finite number >= 0",
+    "setting_weight_decay": Field(5e-4, lambda v: is_number(v) and v >= 0, "a finite number >= 0",
                                   "the W of DCW"),
-    "setting_augmentation": _s("cifar", "the D of D/DC/DCW"),
+    "setting_augmentation": text("cifar", "the D of D/DC/DCW"),
   },
   "reinit": {
     "method": Field("standard", _method_value, "a method name or a tuple of distinct names",
                     "re-initialization method R (reinit_jax.methods.names()); a tuple is a study, "
                     "one run per method", object),
-    "hparams": _d("hyperparameters, e.g. shrink=0.4, perturb=0.1 (a study: each method takes "
+    "hparams": keywords("hyperparameters, e.g. shrink=0.4, perturb=0.1 (a study: each method takes "
                   "those it declares)"),
-    "stages": _i(9, 1, "T stages of floor(N/T) epochs; T − 1 events"),
-    "optimizer_policy": _one_of("reset", ("reset", "keep", "mask"),
+    "stages": integer(9, 1, "T stages of floor(N/T) epochs; T − 1 events"),
+    "optimizer_policy": one_of("reset", ("reset", "keep", "mask"),
                                 "optimizer state at events: re-created | kept | zeroed where "
                                 "re-initialized"),
-    "batch_stats_policy": _one_of("reset", ("reset", "keep"),
+    "batch_stats_policy": one_of("reset", ("reset", "keep"),
                                   "BatchNorm statistics of re-initialized layers at events"),
-    "idle_norm_policy": _one_of("set", ("set", "skip"),
+    "idle_norm_policy": one_of("set", ("set", "skip"),
                                 "layerwise event that re-initializes nothing (k = K): set the "
                                 "normalization after block K anyway, or skip it"),
-    "select_impl": _one_of("auto", ("auto", "bracket", "sort", "sort_batched", "approx"),
+    "select_impl": one_of("auto", ("auto", "bracket", "sort", "sort_batched", "approx"),
                            "k-smallest selection of magnitude/random_subset: auto = bracket on "
                            "CPU, one sort per tensor on GPU/TPU; approx = lax.approx_min_k (opt-in)"),
-    "norm_batch_size": _i(256, 1, "training examples measuring layer-wise normalizations"),
-    "distill": _b(False, "self-distillation from the previous stage's network ([Z] §3.1)"),
-    "distill_beta": Field(2.0, lambda v: _num(v) and v >= 0, "a finite number >= 0",
+    "every_steps": integer(0, 0, "step-level events: R also every N optimizer steps inside the "
+                           "train call, decided per run (0: at stage ends only; docs/methods.md)"),
+    "step_trigger": one_of("every", ("every", "fit"),
+                           "a step-level event fires at every N-th step | only when the run's "
+                           "training accuracy over those N steps is >= step_threshold"),
+    "step_threshold": Field(0.99, lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]",
+                            "training accuracy of step_trigger='fit'"),
+    "norm_batch_size": integer(256, 1, "training examples measuring layer-wise normalizations"),
+    "distill": flag(False, "self-distillation from the previous stage's network ([Z] §3.1)"),
+    "distill_beta": Field(2.0, lambda v: is_number(v) and v >= 0, "a finite number >= 0",
                           "β of β·KL(teacher ‖ student)"),
-    "distill_live": _b(False, "teacher forward on the augmented batch (False: cached per stage)"),
+    "distill_live": flag(False, "teacher forward on the augmented batch (False: cached per stage)"),
   },
   "run": {
     "seeds": Field((0,), _seeds, "a non-empty tuple of distinct integers >= 0",
                    "seeds trained together on the run axis"),
-    "eval_every_epochs": _i(0, 0, "0: evaluate at the end of every stage only"),
-    "eval_batch_size": _i(1000, 1, "evaluation batch"),
-    "eval_train": _one_of("off", ("off", "stage", "eval", "call"),
+    "eval_every_epochs": integer(0, 0, "0: evaluate at the end of every stage only"),
+    "eval_batch_size": integer(1000, 1, "evaluation batch"),
+    "eval_train": one_of("off", ("off", "stage", "eval", "call"),
                           "also evaluate the stage's training view (train_fit; with label noise "
                           "train_noisy, train_noisy_clean, train_clean; [Z] §6): at the end of "
                           "every stage | at every evaluation | after every train call "
                           "(train/fitting.py)"),
-    "fit_threshold": Field(0.99, lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]",
+    "fit_threshold": Field(0.99, lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]",
                            "training accuracy counted as fitting a stage (summary epochs_to_fit "
                            "with eval_train='eval' or 'call'; [AA] §4: 99%)"),
-    "max_steps_per_call": _i(256, 1, "steps per jitted call (a scan over whole epochs)"),
-    "checkpoint_every": _i(0, 0, "steps between checkpoints; 0: end of every stage only"),
+    "max_steps_per_call": integer(256, 1, "steps per jitted call (a scan over whole epochs)"),
+    "checkpoint_every": integer(0, 0, "steps between checkpoints; 0: end of every stage only"),
     # Two at least: a corrupt newest checkpoint falls back to the one before it.
-    "keep_checkpoints": _i(2, 2, "checkpoints kept (a corrupt newest falls back to the previous)"),
-    "progress": _one_of("auto", ("auto", "bar", "log", "off"), "progress display"),
-    "distributed": _b(False, "call jax.distributed.initialize() (multi-process / TPU pod)"),
-    "stop_after_steps": _i(0, 0, "stop (after a checkpoint) once this many steps ran; 0: never"),
-    "nan_policy": _one_of("stop", ("stop", "skip"), "a NaN/inf step: stop (last good checkpoint "
+    "keep_checkpoints": integer(2, 2, "checkpoints kept (a corrupt newest falls back to the previous)"),
+    "progress": one_of("auto", ("auto", "bar", "log", "off"), "progress display"),
+    "distributed": flag(False, "call jax.distributed.initialize() (multi-process / TPU pod)"),
+    "stop_after_steps": integer(0, 0, "stop (after a checkpoint) once this many steps ran; 0: never"),
+    "nan_policy": one_of("stop", ("stop", "skip"), "a NaN/inf step: stop (last good checkpoint "
                           "kept) | skip its update"),
-    "restart": _b(False, "discard the workdir's previous outputs and start over"),
-    "mesh": _one_of("auto", ("auto", "data", "runs"), "devices: 'data' splits batches over all "
+    "restart": flag(False, "discard the workdir's previous outputs and start over"),
+    "mesh": one_of("auto", ("auto", "data", "runs"), "devices: 'data' splits batches over all "
                     "devices; 'runs' splits the seeds (whole batches per device); 'auto': 'runs' "
                     "on the CPU backend, 'data' elsewhere"),
-    "pack": _one_of("auto", ("auto", "off"), "--sweep=all: grid points that differ only in "
+    "pack": one_of("auto", ("auto", "off"), "--sweep=all: grid points that differ only in "
                     "values (learning rate, weight decay, β, S&P's λ and γ, per-seed data such as "
                     "the synthetic α) train together on the run axis, one compiled call for all "
                     "(train/pack.py) | every point alone"),
-    "pack_max_runs": _i(300, 1, "the most runs (points × seeds) in one pack: a pack holds its "
+    "pack_max_runs": integer(300, 1, "the most runs (points × seeds) in one pack: a pack holds its "
                         "per-run data sets together (300 synthetic-task runs: 3.7 GB on CPU)"),
-    "tune_cpu_allocator": _b(True, "CPU backend only: malloc keeps freed pages (train/host.py)"),
+    "tune_cpu_allocator": flag(True, "CPU backend only: malloc keeps freed pages "
+                               "(backends/cpu_host.py)"),
     "compilation_cache": Field("auto", lambda v: isinstance(v, str) and v != "",
                                "a directory, 'auto' or 'off'",
                                "launch.py: directory of JAX's persistent compilation cache, "
@@ -201,7 +148,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                      "imported before the run, e.g. to register a method"),
   },
 }
-TOP: dict[str, Field] = {"name": _s("base", "run name (default workdir runs/<name>)")}
+TOP: dict[str, Field] = {"name": text("base", "run name (default workdir runs/<name>)")}
 # Fields that may differ between an interrupted run and its resumption.
 RESUME_FREE = ("name", "run.stop_after_steps", "run.progress", "run.checkpoint_every", "run.mesh",
                "run.pack", "run.pack_max_runs", "run.compilation_cache",

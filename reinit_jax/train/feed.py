@@ -6,6 +6,7 @@ import numpy as np
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from reinit_jax import backends
 from reinit_jax import data as D
 
 
@@ -75,15 +76,16 @@ def placement(policy: str, num_seeds: int, streaming: bool = False) -> Placement
   """The :class:`Placement` of a run for ``run.mesh`` = ``policy``.
 
   'data': every device on the 'data' axis (batches split). 'runs': the seeds split over as many
-  devices as divide the seed count (at most all), whole batches per device. 'auto': 'runs' on the
-  CPU backend with one process (XLA:CPU runs a grid point's small per-seed matmuls on about one
-  core; one host device per core gives each its own seeds, bench/README.md, "Run axis"; one device
-  when the seeds do not split), 'data' elsewhere. A streamed data set always uses 'data'.
+  devices as divide the seed count (at most all), whole batches per device. 'auto': the backend's
+  choice (``backends.choices().mesh``) with one process: 'runs' on the CPU backend (XLA:CPU runs a
+  grid point's small per-seed matmuls on about one core; one host device per core gives each its
+  own seeds, bench/README.md, "Run axis"; one device when the seeds do not split), 'data'
+  elsewhere. A streamed data set always uses 'data'.
   """
   n = jax.device_count()
   if policy == "data" or streaming:
     return Placement(1)
-  if policy == "auto" and (jax.default_backend() != "cpu" or jax.process_count() > 1):
+  if policy == "auto" and (backends.choices().mesh == "data" or jax.process_count() > 1):
     return Placement(1)
   runs = max(d for d in range(1, min(n, num_seeds) + 1) if num_seeds % d == 0)
   return Placement(runs, jax.devices()[:runs])

@@ -23,8 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reinit_jax.backends import cpu_host
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import faults, feed, fitting, host, multihost, outputs, stream, validation
+from reinit_jax.train import faults, feed, fitting, multihost, outputs, stream, validation
 from reinit_jax.train import pack as pack_
 from reinit_jax.train import workdir as workdir_
 from reinit_jax.train.position import Position
@@ -67,7 +68,7 @@ def run(config, workdir: str, pack=None) -> dict:
       elif not c.run.restart:
         workdir_.check_resumable(workdir, c)
       multihost.barrier("reinit_jax:prepared")
-      host.tune_cpu_allocator(c.run.tune_cpu_allocator)
+      cpu_host.tune_cpu_allocator(c.run.tune_cpu_allocator)
       label = _label(workdir, pack)
       if c.run.progress != "off" and multihost.is_primary():  # no silence before the first update
         print(f"[{label}] preparing the data, the model and the compiled functions (the first "
@@ -391,6 +392,8 @@ class _Loop:
     self.outputs.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
                              "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
                              "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
+                             **({"step_events": int(m["step_events"][s])}
+                                if "step_events" in m else {}),
                              **self._who(s)} for s in runs])
     self.outputs.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
                                  float(np.mean(m["accuracy"])))

@@ -125,6 +125,7 @@ class Pack:
     # point's first seed: points that differ in their seeds alone differ in their data too).
     views = {json.dumps(validation.data_view(c).to_dict(), sort_keys=True, default=str) for c in cs}
     per_run_data = len(views) > 1
+    validation.check_pack(cs, per_run_data)
     return cls(names, cs, point_of, seeds, hyper, list(workdirs), per_run_data)
 
   @property

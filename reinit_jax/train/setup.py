@@ -21,18 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax import data as data_
-from reinit_jax import methods, models
+from reinit_jax import backends, methods, models
 from reinit_jax.train import compiled, faults, feed, multihost, outputs, schedules
 from reinit_jax.train import step as step_
 from reinit_jax.train import validation
 from reinit_jax.train import pack as pack_
 from reinit_jax.train.state import base_keys, init_state, prepare_state
-
-
-# What runs a few times per run (init, prepare, events) compiles without LLVM's expensive passes on
-# XLA:CPU: 40% less compile time for the same bits (checked by the digest tests); the train step
-# and evaluation keep the full optimization.
-_RARE = {"xla_llvm_disable_expensive_passes": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,12 +157,7 @@ def _inputs(config, pack) -> Inputs:
     data = build(views[0])
   run_data = [data] + [build(v) for v in views[1:]] if per_run else None
   streaming = not data.meta.in_memory
-  if streaming and pack is not None and pack.per_run_data:
-    validation.fail("run.pack", config.run.pack, "'off' for a grid whose points differ in data "
-                    "values on a streamed data set (a pack would hold one data set per run)")
   place = feed.placement(config.run.mesh, len(seeds), streaming)
-  if streaming and config.reinit.distill and not config.reinit.distill_live:
-    validation.fail("reinit.distill_live", False, "True for a streamed data set (no cache)")
   return Inputs(seeds, data, run_data, per_run, streaming, place)
 
 
@@ -191,13 +180,8 @@ def _geometry(config, inputs: Inputs) -> Geometry:
   stages = config.reinit.stages
   epochs_per_stage = config.optim.epochs // stages
   examples = [len(inputs.data.train(t)) for t in range(1, stages + 1)]
+  validation.check_batch_sizes(config, examples, inputs.place.n)
   batch_sizes = [config.data.batch_size or n for n in examples]
-  devices = inputs.place.n
-  for n, b in zip(examples, batch_sizes):  # what only the built data can tell
-    if b % devices or b > n:
-      validation.fail("data.batch_size", config.data.batch_size,
-                      f"a multiple of the device count {devices}, at most the {n} "
-                      "training examples of a stage")
   steps_per_epoch = [n // b for n, b in zip(examples, batch_sizes)]
   return Geometry(stages, epochs_per_stage, examples, batch_sizes, steps_per_epoch,
                   sum(steps_per_epoch) * epochs_per_stage)
@@ -234,15 +218,26 @@ def _compile(config, inputs: Inputs, geometry: Geometry, parts: Parts, derived: 
   select_impl = None if reinit.select_impl == "auto" else reinit.select_impl
   cached = lambda kind, build: compiled.get_or_build(kind, config, derived, build)
   mesh = inputs.place.runs_mesh
-  rare = _RARE if jax.default_backend() == "cpu" else None
+  # What runs a few times per run (init, prepare, events) may compile more cheaply (on XLA:CPU:
+  # without LLVM's expensive passes, same bits); the train step and evaluation keep the defaults.
+  rare = backends.choices().compile_options()
   augment = ((lambda k, x, train: x.astype(jnp.float32)) if inputs.streaming
              else inputs.data.augment)
   distill_mode = "off" if not reinit.distill else ("live" if reinit.distill_live else "cached")
   per_run = inputs.per_run
 
   def guarded_step():
+    after_step = None
+    if reinit.every_steps:  # step-level events (docs/methods.md)
+      after_step = step_.make_step_event(
+          parts.model, parts.method, parts.tx, every=reinit.every_steps,
+          trigger=reinit.step_trigger, threshold=reinit.step_threshold,
+          optimizer_policy=reinit.optimizer_policy, batch_stats_policy=reinit.batch_stats_policy,
+          idle_norm_policy=reinit.idle_norm_policy, values=parts.values[1],
+          select_impl=select_impl)
     stepper = step_.make_step(parts.model, parts.tx, parts.lr_fn, augment, distill=distill_mode,
-                              beta=reinit.distill_beta, values=parts.values[0])
+                              beta=reinit.distill_beta, values=parts.values[0],
+                              l2_init=float(config.optim.l2_init), after_step=after_step)
     return faults.guard_step(stepper, config.run.nan_policy)  # NaN/inf record inside the scan
 
   # Online mode: the training view grows every stage; fixed-shape calls (rows padded to the
@@ -278,9 +273,11 @@ def _state_functions(config, parts: Parts, cached, mesh, rare, select_impl):
   """``(init_fn, prepare_fn)``: the initial state, the method's preparation of it (or None)."""
   # Locals, not parts or config: a cached function keeps what it closes over for the rest of a grid.
   model, method, tx, distill = parts.model, parts.method, parts.tx, config.reinit.distill
+  anchor, step_events = config.optim.l2_init > 0, config.reinit.every_steps > 0
   # θ_1 and the optimizer do not depend on the method: one compilation for a grid's methods.
   init_fn = cached("init", lambda: step_.jit_seeds(step_.over_runs(
-      lambda k, s: init_state(model, None, tx, k, s, distill), (0, 0)), mesh, (True, True),
+      lambda k, s: init_state(model, None, tx, k, s, distill, anchor=anchor,
+                              step_events=step_events), (0, 0)), mesh, (True, True),
       compiler_options=rare))
   prepare_fn = None
   if method.declaration.prepare is not None:

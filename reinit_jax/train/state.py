@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from reinit_jax import events, methods
 
 # fold_in streams of a seed's base key; the position folded in after is the stage or the step.
-INIT_STREAM, EVENT_STREAM, STEP_STREAM = 0, 1, 2
+INIT_STREAM, EVENT_STREAM, STEP_STREAM, STEP_EVENT_STREAM = 0, 1, 2, 3
 
 
 @flax.struct.dataclass
@@ -35,6 +35,9 @@ class TrainState:
     hyper: None, or the values a packed grid varies per run ({'learning_rate': float32 scalar,
       ...}; ``train/pack.py``): the step and the event read them instead of the config's
       constants, so grid points that differ only in such values train in one compiled call.
+    anchor: θ₀, the parameters of θ_1, when ``optim.l2_init`` > 0 (L2 Init), else None.
+    step_events: with ``reinit.every_steps`` > 0, {'window_accuracy': the sum of batch accuracies
+      since the last N-th step (float32), 'events': step-level events so far (int32)}, else None.
   """
 
   variables: dict
@@ -47,6 +50,8 @@ class TrainState:
   key: jax.Array
   seed: jax.Array
   hyper: Any = None
+  anchor: Any = None
+  step_events: Any = None
 
 
 def stream_key(base: jax.Array, stream: int, position) -> jax.Array:
@@ -55,6 +60,7 @@ def stream_key(base: jax.Array, stream: int, position) -> jax.Array:
 
 
 INIT_ROOT = 0x1417  # root of every model.init key; the seed and the stage are folded into it
+STEP_INIT_ROOT = 0x5E7  # root of the θ_init of step-level events; the seed and the step folded in
 
 
 def fresh_variables(model, seed, stage) -> dict:
@@ -63,19 +69,30 @@ def fresh_variables(model, seed, stage) -> dict:
   return dict(events.fresh_variables(model, jax.random.PRNGKey(INIT_ROOT), seed, stage))
 
 
-def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool) -> TrainState:
+def step_fresh_variables(model, seed, step) -> dict:
+  """The θ_init of a step-level event after step ``step`` (traced): ``model.init`` keyed by
+  (seed, step) from a root of its own, so it never repeats a stage event's draw."""
+  return dict(events.fresh_variables(model, jax.random.PRNGKey(STEP_INIT_ROOT), seed, step))
+
+
+def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool, *,
+               anchor: bool = False, step_events: bool = False) -> TrainState:
   """θ_1 from the model's own initializer, the method's context (prepared once), a fresh optimizer.
 
   Single seed, pure and jit-able; vmap it over base keys (S, 2) and seeds (S,). Equals
   ``prepare_state(method, init_state(model, None, ...))``: the method-free part compiles once for
-  every method of a grid.
+  every method of a grid. ``anchor``: keep θ_1's parameters as θ₀ (L2 Init); ``step_events``:
+  the counters of step-level events (``step.make_step_event``).
   """
   variables = fresh_variables(model, seed, 0)
   context = methods.make_context(model, variables["params"])
   zero = jnp.zeros((), jnp.int32)
   state = TrainState(variables=variables, opt_state=tx.init(variables["params"]), context=context,
                      teacher=dict(variables) if distill else None, step=zero, step_in_stage=zero,
-                     stage=zero + 1, key=base_key, seed=jnp.asarray(seed, jnp.int32))
+                     stage=zero + 1, key=base_key, seed=jnp.asarray(seed, jnp.int32),
+                     anchor=jax.tree.map(jnp.copy, variables["params"]) if anchor else None,
+                     step_events=({"window_accuracy": jnp.zeros((), jnp.float32), "events": zero}
+                                  if step_events else None))
   return state if method is None else prepare_state(method, state)
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from reinit_jax import events
+from reinit_jax import backends, events
 from reinit_jax.train import loss as L, multihost
-from reinit_jax.train.state import EVENT_STREAM, STEP_STREAM, TrainState, fresh_variables, stream_key
+from reinit_jax.train.state import (EVENT_STREAM, STEP_EVENT_STREAM, STEP_STREAM, TrainState,
+                                    fresh_variables, step_fresh_variables, stream_key)
 
 
 def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
@@ -42,11 +43,12 @@ def over_runs(fn, in_axes, seed_axis: str = "auto"):
   ``seed_axis``: 'vmap' batches the runs; 'map' runs them one after another (``lax.map``), which
   keeps every matmul unbatched: XLA:CPU runs matmuls batched over seeds far slower than separate
   ones (bench/README.md, "Seeds in parallel": 3.6× for 8 scnn_tiny seeds), and a run's bits then do
-  not depend on how many runs share the call (a packed grid, ``train/pack.py``). 'auto': 'map' on
-  the CPU backend, 'vmap' on accelerators. ``in_axes``: 0 or None per positional argument.
+  not depend on how many runs share the call (a packed grid, ``train/pack.py``). 'auto': the
+  backend's choice (``backends.choices``): 'map' on the CPU backend, 'vmap' on accelerators.
+  ``in_axes``: 0 or None per positional argument.
   """
   if seed_axis == "auto":
-    seed_axis = "map" if jax.default_backend() == "cpu" else "vmap"
+    seed_axis = backends.choices().seed_axis
   if seed_axis == "vmap":
     return jax.vmap(fn, in_axes=in_axes)
   if seed_axis != "map":
@@ -78,14 +80,17 @@ def _teacher_probs(model, teacher, x):
 
 
 def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, beta: float,
-              values: Callable | None = None):
+              values: Callable | None = None, l2_init: float = 0.0,
+              after_step: Callable | None = None):
   """One gradient step of one seed: ``step(state, x_raw (B, ...), y (B,), tprobs | None)``.
 
   ``distill``: 'off' | 'cached' (``tprobs`` gathered from the stage's cache) | 'live' (teacher
   forward on the same augmented batch, eval mode). β is applied from stage 2 on ([Z] §3.1).
   Returns (state, (loss, accuracy, lr)), loss = CE + β·KL (weight decay acts in the optimizer).
   ``values(state.hyper) -> (tx, lr_fn, beta)``: the run's own optimizer, schedule and β when the
-  state carries per-run values (a packed grid, ``train/pack.py``).
+  state carries per-run values (a packed grid, ``train/pack.py``). ``l2_init``: λ of L2 Init's
+  λ‖θ − θ₀‖² (Kumar et al. 2023; θ₀ = ``state.anchor``), in the loss. ``after_step(state, accuracy,
+  x) -> state``: a step-level event after the update (:func:`make_step_event`).
   """
   const = (tx, lr_fn, beta)
 
@@ -102,6 +107,9 @@ def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, be
     def loss_fn(params):
       logits, upd = _apply_train(model, {**state.variables, "params": params}, x, k_drop, with_bs)
       loss, (ce, acc) = L.objective(logits, y, None if distill == "off" else tprobs, beta_t)
+      if l2_init:
+        loss = loss + l2_init * sum(jnp.sum(jnp.square(p - p0)) for p, p0 in zip(
+            jax.tree.leaves(params), jax.tree.leaves(state.anchor)))
       return loss, (upd, acc)
 
     params = state.variables["params"]
@@ -112,6 +120,8 @@ def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, be
     variables = {**state.variables, **upd, "params": optax.apply_updates(params, updates)}
     new = state.replace(variables=variables, opt_state=opt_state, step=state.step + 1,
                         step_in_stage=state.step_in_stage + 1)
+    if after_step is not None:
+      new = after_step(new, acc, x)
     return new, (loss, acc, lr)
 
   return step
@@ -121,8 +131,11 @@ def _summarize(state, loss, acc, lr):
   # The step counter rides with the metrics (a negative one records a non-finite step,
   # faults.guard_step): reading it needs no copy of the donated state, which would wait for the
   # call and keep the host from preparing the next one meanwhile.
-  return {"loss": jnp.mean(loss), "accuracy": jnp.mean(acc), "learning_rate": lr[-1],
-          "step": state.step}
+  out = {"loss": jnp.mean(loss), "accuracy": jnp.mean(acc), "learning_rate": lr[-1],
+         "step": state.step}
+  if state.step_events is not None:  # step-level events so far (make_step_event)
+    out["step_events"] = state.step_events["events"]
+  return out
 
 
 def make_train_call(step, *, cached: bool, capacity: int | None = None,
@@ -281,6 +294,46 @@ def make_teacher_cache(model, augment: Callable, per_run: bool = False, runs_mes
 
   return jit_seeds(over_runs(one, (0, 0 if per_run else None, None)), runs_mesh,
                    (True, per_run, False))
+
+
+def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: float,
+                    optimizer_policy: str, batch_stats_policy: str, idle_norm_policy: str = "set",
+                    values: Callable | None = None, select_impl: str | None = None):
+  """A step-level event inside the train call: ``after_step(state, accuracy, x) -> state``.
+
+  After every ``every``-th optimizer step of a run (its own step counter, so each run on the run
+  axis decides for itself), R is applied with the stage event's optimizer and BatchNorm policies
+  (``events.apply_event``) to a fresh θ_init keyed by (seed, step) — when ``trigger`` is 'every',
+  or 'fit' and the run's mean batch accuracy over those ``every`` steps is ≥ ``threshold``. The
+  method sees the event's 1-based index as its ``stage``; ``x`` (the step's batch) measures
+  layer-wise normalizations. Nothing leaves the jitted call and nothing retraces: the decision is
+  a ``lax.cond`` on traced counters (under ``vmap`` both branches run, under ``lax.map`` — the CPU
+  backend — only the taken one). ``values(hyper) -> (method, tx)``: a pack's per-run values.
+  """
+  const = (method, tx)
+
+  def after_step(state: TrainState, accuracy, x):
+    method, tx = const if state.hyper is None else values(state.hyper)
+    counters = state.step_events
+    window = counters["window_accuracy"] + accuracy
+    due = state.step % every == 0  # the step counter already counts this step
+    fire = due if trigger == "every" else due & (window >= threshold * every)
+
+    def apply(st):
+      index = st.step_events["events"] + 1
+      variables, opt_state = events.apply_event(
+          method, model, st.variables, step_fresh_variables(model, st.seed, st.step), st.opt_state,
+          tx, index, stream_key(st.key, STEP_EVENT_STREAM, st.step),
+          st.context.replace(select_impl=select_impl), x, optimizer_policy=optimizer_policy,
+          batch_stats_policy=batch_stats_policy, idle_norm_policy=idle_norm_policy)
+      return st.replace(variables=variables, opt_state=opt_state)
+
+    state = jax.lax.cond(fire, apply, lambda st: st, state)
+    return state.replace(step_events={
+        "window_accuracy": jnp.where(due, jnp.zeros_like(window), window),
+        "events": counters["events"] + fire.astype(jnp.int32)})
+
+  return after_step
 
 
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import jax
 
-from reinit_jax import data as D
+from reinit_jax import data
 from reinit_jax.train import multihost
 
 
@@ -61,15 +61,15 @@ class TrainFeed:
 
 def place_steps(place, xs: np.ndarray, ys: np.ndarray, batch_size: int):
   """This process's rows ``(k, B/P, ...)`` → global arrays ``(k, B, ...)`` sharded on axis 1."""
-  return (D.global_batch(xs, place.batch(xs.ndim, 1), batch_size, axis=1),
-          D.global_batch(ys, place.batch(ys.ndim, 1), batch_size, axis=1))
+  return (data.global_batch(xs, place.batch(xs.ndim, 1), batch_size, axis=1),
+          data.global_batch(ys, place.batch(ys.ndim, 1), batch_size, axis=1))
 
 
 def norm_batch(split, seed: int, epoch: int, batch_size: int, place):
   """One training batch (the first of ``epoch``) as a global array ``(B, ...)``: the inputs the
   event measures layer-wise normalizations on (the whole training set is never in memory)."""
   x, _ = next(iter(split.batches(seed, epoch, batch_size)))
-  return D.global_batch(x, place.batch(x.ndim, 0), batch_size)
+  return data.global_batch(x, place.batch(x.ndim, 0), batch_size)
 
 
 def evaluate(eval_fn, variables, split, batch_size: int, place, shape):
@@ -90,7 +90,7 @@ def evaluate(eval_fn, variables, split, batch_size: int, place, shape):
   it = iter(split.batches(0, 0, be)) if n else iter(())
   idx = jax.device_put(np.arange(be, dtype=np.int32)[None], place.batch(2, 1))
   tot_l = tot_a = 0.0
-  shares = [D.process_share(n, p, pc) for p in range(pc)]
+  shares = [data.process_share(n, p, pc) for p in range(pc)]
   for i in range(nb):
     got = next(it, None)
     x = np.zeros((b,) + tuple(shape), np.float32)
@@ -99,9 +99,9 @@ def evaluate(eval_fn, variables, split, batch_size: int, place, shape):
     if got is not None:
       m = len(got[1])
       x[:m], y[:m], w[0, :m] = got[0], got[1], 1.0
-    xg = D.global_batch(x, place.batch(x.ndim, 0), be)
-    yg = D.global_batch(y, place.batch(1, 0), be)
-    wg = D.global_batch(w, place.batch(2, 1), be, axis=1)
+    xg = data.global_batch(x, place.batch(x.ndim, 0), be)
+    yg = data.global_batch(y, place.batch(1, 0), be)
+    wg = data.global_batch(w, place.batch(2, 1), be, axis=1)
     loss, acc = multihost.fetch(eval_fn(variables, xg, yg, idx, wg))
     # eval_fn returns means over this batch's rows (all processes'); the totals weight them back.
     # The count is host arithmetic: a multi-host array cannot be read back whole.

@@ -130,11 +130,16 @@ def _check_constraints(c, config) -> None:
   if c.data.batch_size % n_dev:
     fail("data.batch_size", c.data.batch_size,
          f"a multiple of the device count {n_dev} (0: full batch)")
+  if c.reinit.every_steps and "standard" in method_names(c):
+    fail("reinit.every_steps", c.reinit.every_steps, "0 with method 'standard' (a step-level event "
+         "of R = identity would only apply the optimizer policy; run the baseline with 0)")
   if c.data.chunks > 1 and c.data.chunks != c.reinit.stages:
     fail("data.chunks", c.data.chunks,
          f"1 or equal to reinit.stages={c.reinit.stages} (online: stage t sees chunks 1..t)")
   if c.data.per_seed and c.data.dataset != "synthetic":
     fail("data.per_seed", True, "False for a TFDS data set (True: the synthetic task only)")
+  if c.data.per_seed and c.data.chunks > 1:
+    fail("data.per_seed", True, "False with online chunks (data.chunks > 1)")
   if c.data.per_seed and c.data.seed is not None:
     fail("data.seed", c.data.seed, "None with data.per_seed=True (each seed draws its own data "
          "set from its seed)")
@@ -158,13 +163,44 @@ def _check_builds(c, names: list) -> None:
     if m and c.reinit.stages % m:
       fail("reinit.stages", c.reinit.stages, f"a multiple of layerwise events_per_block M={m}")
   # The data package's own checks (augmentation, label_noise, ...) name their field.
-  _checked("data", c.data.dataset, lambda: registry.options(data_view(c)))
+  data_options = _checked("data", c.data.dataset, lambda: registry.options(data_view(c)))
+  if not registry.in_memory(data_options):
+    _check_streamed(c)
   num_classes = 8 if c.data.dataset == "synthetic" else registry.DATASETS[c.data.dataset].num_classes
   # Building the module is cheap (no parameters drawn) and checks the model's own options.
   _checked("model.options", c.model.options, lambda: models.create(
     c.model.name, num_classes, num_blocks=c.model.num_blocks, **c.model.options.to_dict()))
   _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
     c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict()))
+
+
+def _check_streamed(c) -> None:
+  """What a streamed data set (tf.data, not in memory) rules out."""
+  if c.reinit.distill and not c.reinit.distill_live:
+    fail("reinit.distill_live", False, "True for a streamed data set (no teacher cache)")
+  if c.run.eval_train != "off" and c.data.label_noise > 0:
+    fail("run.eval_train", c.run.eval_train, "'off' for a streamed data set with "
+         "data.label_noise > 0 (the noisy/clean splits need the training set in memory)")
+
+
+def check_pack(configs: list, per_run_data: bool) -> None:
+  """A grid's pack (train/pack.py) of validated point ``configs``: points whose data sets differ
+  cannot share a pack on a streamed data set (the pack would hold one data set per run)."""
+  from reinit_jax.data import registry
+  if per_run_data and not registry.in_memory(registry.options(data_view(configs[0]))):
+    fail("run.pack", configs[0].run.pack, "'off' for a grid whose points differ in data values "
+         "on a streamed data set (a pack would hold one data set per run)")
+
+
+def check_batch_sizes(c, stage_examples: list, devices: int) -> None:
+  """The one check that runs after the data is read: a stage's training examples (a TFDS split's
+  size less the hold-out, a subset, online chunks) are known only then. Every stage's batch (a
+  full batch: all its examples) must split over the ``devices`` and fit in the stage."""
+  for n in stage_examples:
+    b = c.data.batch_size or n
+    if b % devices or b > n:
+      fail("data.batch_size", c.data.batch_size, f"a multiple of the device count {devices}, at "
+           f"most the {n} training examples of a stage")
 
 
 def method_hparams(c, name: str) -> dict:
@@ -185,22 +221,16 @@ def _checked(field, value, build):
     msg = " ".join(str(e).split())
     if msg.startswith("config."):
       raise ValueError(msg) from None
-    head = msg.split("=", 1)[0].split(" ", 1)[0]
-    if field == "data" and head in SCHEMA["data"]:  # the data package names its own field
-      raise ValueError(f"config.data.{msg}") from None
     fail(field, value, msg or type(e).__name__)
 
 
 def data_view(c: ml_collections.ConfigDict, seed: int | None = None) -> ml_collections.ConfigDict:
-  """The ``data`` section as ``reinit_jax.data.build`` reads it: the data seed filled in (``seed``,
-  else ``data.seed``, else the first run seed) and a full batch given as 1 (the data package's
-  batch is a per-step size; the engine draws full batches itself)."""
+  """The ``data`` section as ``reinit_jax.data.build`` reads it, with the data seed filled in
+  (``seed``, else ``data.seed``, else the first run seed); the engine's own fields (batch_size,
+  per_seed) left out, so runs that differ only in them share their data."""
   view = ml_collections.ConfigDict(c.data.to_dict())
-  view.batch_size = c.data.batch_size or 1
   if seed is None:
     seed = c.run.seeds[0] if c.data.seed is None else c.data.seed
   view.seed = int(seed)
-  del view["per_seed"]
-  if view.validation_fraction is None:
-    del view["validation_fraction"]
+  del view["per_seed"], view["batch_size"]
   return view

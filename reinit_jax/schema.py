@@ -1,0 +1,69 @@
+"""A config field, defined once: its default, a check of a value, the allowed values in words and
+its meaning; and the small constructors the schemas are written with.
+
+The engine's schema (reinit_jax/train/config.py) is made of sections; the data section's fields
+are the data package's own (reinit_jax/data/registry.py ``FIELDS``), so ``data.build`` on a
+partial dict and a training config read the same defaults and run the same checks. This module
+imports nothing of reinit_jax, so any layer can define fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import ml_collections
+
+
+class Field(NamedTuple):
+  """One config field: its default, a check of a value, the allowed values in words, its meaning."""
+
+  default: Any
+  check: Callable[[Any], bool]
+  allowed: str
+  help: str
+  type: type | None = None  # for a None default: the type a later value takes
+
+
+def is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_dict(v) -> bool:
+  return isinstance(v, (dict, ml_collections.ConfigDict))
+
+
+def text(default, help_) -> Field:
+  return Field(default, lambda v: isinstance(v, str), "a string", help_)
+
+
+def one_of(default, values, help_) -> Field:
+  return Field(default, lambda v: v in values, ", ".join(repr(x) for x in values), help_)
+
+
+def flag(default, help_) -> Field:
+  return Field(default, lambda v: isinstance(v, bool), "True or False", help_)
+
+
+def integer(default, low, help_) -> Field:
+  return Field(default, lambda v: is_int(v) and v >= low, f"an integer >= {low}", help_)
+
+
+def optional(type_, check, allowed, help_) -> Field:
+  return Field(None, lambda v: v is None or check(v), f"None or {allowed}", help_, type_)
+
+
+def keywords(help_) -> Field:
+  return Field({}, is_dict, "a dict of keyword arguments", help_)
+
+
+def check(field: Field, value) -> bool:
+  """``field.check(value)``, False where the check cannot compare the value's type."""
+  try:
+    return bool(field.check(value))
+  except TypeError:
+    return False

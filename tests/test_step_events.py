@@ -1,0 +1,164 @@
+"""Step-level events inside the train call (``reinit.every_steps``, ``step.make_step_event``) and
+L2 Init (``optim.l2_init``): the decision per run, what a fired event computes, the counters,
+no retrace across stages, bitwise resume, and the penalty's gradient."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from reinit_jax import events, methods, models, train
+from reinit_jax.train import compiled
+from reinit_jax.train import step as step_fns
+from reinit_jax.train.state import init_state, step_fresh_variables, stream_key, STEP_EVENT_STREAM
+from train_helpers import run_keeping, tiny_config
+
+MODEL = models.create("mlp", 3, input_shape=(5,), widths=(8,))
+X = jnp.linspace(-1.0, 1.0, 4 * 5).reshape(4, 5)
+
+
+def _state(seed=0, tx=None):
+  tx = tx or optax.sgd(0.1, momentum=0.9)
+  return init_state(MODEL, None, tx, jax.random.PRNGKey(seed), seed, False, step_events=True), tx
+
+
+def _after(method, tx, every=3, trigger="every", threshold=0.5, policy="reset"):
+  return step_fns.make_step_event(MODEL, method, tx, every=every, trigger=trigger,
+                                  threshold=threshold, optimizer_policy=policy,
+                                  batch_stats_policy="reset")
+
+
+def _at(state, step, window=0.0):
+  return state.replace(step=jnp.int32(step), step_events={
+      "window_accuracy": jnp.float32(window), "events": state.step_events["events"]})
+
+
+@pytest.mark.parametrize("name,hparams", [("full", {}), ("shrink_perturb", {"shrink": 0.6,
+                                                                          "perturb": 0.2})])
+@pytest.mark.parametrize("policy", ["reset", "keep", "mask"])
+def test_fired_event_is_the_stage_event_with_a_step_keyed_draw(name, hparams, policy):
+  method = methods.get(name, **hparams)
+  state, tx = _state()
+  state = state.replace(opt_state=jax.tree.map(lambda a: a + 1.0 if a.dtype == jnp.float32 else a,
+                                               state.opt_state))  # momentum not zero
+  after = _after(method, tx, every=3, policy=policy)
+  out = after(_at(state, 6), jnp.float32(1.0), X)
+  fresh = step_fresh_variables(MODEL, state.seed, 6)
+  want, want_opt = events.apply_event(method, MODEL, state.variables, fresh, state.opt_state, tx,
+                                      1, stream_key(state.key, STEP_EVENT_STREAM, 6),
+                                      state.context, X, optimizer_policy=policy,
+                                      batch_stats_policy="reset")
+  # The same formulas, compiled inside lax.cond and run eagerly: equal to a few float32 ulps.
+  for got, ref in zip(jax.tree.leaves((out.variables, out.opt_state)),
+                      jax.tree.leaves((want, want_opt))):
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+  assert int(out.step_events["events"]) == 1
+  assert float(out.step_events["window_accuracy"]) == 0.0  # a new window starts
+  # The draw is keyed by the step: another step draws another θ_init, never a stage's θ_init.
+  assert not np.allclose(step_fresh_variables(MODEL, 0, 6)["params"]["dense2"]["kernel"],
+                         step_fresh_variables(MODEL, 0, 9)["params"]["dense2"]["kernel"])
+
+
+@pytest.mark.parametrize("step", [1, 2, 4, 5, 7])
+def test_no_event_between_the_nth_steps(step):
+  state, tx = _state()
+  out = _after(methods.get("full"), tx, every=3)(_at(state, step, window=0.25), jnp.float32(0.5), X)
+  for got, ref in zip(jax.tree.leaves((out.variables, out.opt_state)),
+                      jax.tree.leaves((state.variables, state.opt_state))):
+    np.testing.assert_array_equal(got, ref)
+  assert int(out.step_events["events"]) == 0
+  assert float(out.step_events["window_accuracy"]) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("window,fires", [(1.0, False), (1.49, False), (1.5, True), (3.0, True)])
+def test_fit_trigger_fires_at_the_threshold(window, fires):
+  """'fit': the mean batch accuracy over the N steps (window + this step's) ≥ threshold."""
+  state, tx = _state()
+  after = _after(methods.get("full"), tx, every=3, trigger="fit", threshold=0.5)
+  out = after(_at(state, 3, window=window - 0.0), jnp.float32(0.0), X)
+  changed = not np.array_equal(out.variables["params"]["dense2"]["kernel"],
+                               state.variables["params"]["dense2"]["kernel"])
+  assert changed == fires and int(out.step_events["events"]) == int(fires)
+
+
+def test_each_run_decides_for_itself():
+  """Vmapped over runs at different steps and accuracies: only the due (and fitted) runs fire."""
+  tx = optax.sgd(0.1)
+  runs = [_state(seed, tx)[0] for seed in range(4)]
+  runs = [_at(s, step, window) for s, step, window in
+          zip(runs, [3, 4, 6, 6], [2.0, 2.0, 2.0, 0.0])]
+  batched = jax.tree.map(lambda *a: jnp.stack(a), *runs)
+  after = _after(methods.get("full"), tx, every=3, trigger="fit", threshold=0.5)
+  out = jax.vmap(after, in_axes=(0, None, None))(batched, jnp.float32(1.0), X)
+  assert out.step_events["events"].tolist() == [1, 0, 1, 0]
+  for i, fired in enumerate([True, False, True, False]):
+    kernel = out.variables["params"]["dense2"]["kernel"][i]
+    fresh = step_fresh_variables(MODEL, i, int(runs[i].step))["params"]["dense2"]["kernel"]
+    assert np.allclose(kernel, fresh, rtol=1e-6, atol=1e-6) == fired
+
+
+def _digest_and_records(c, workdir):
+  summary = train.run(c, str(workdir))
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  return summary["params_digest"], [r for r in records if r["split"] == "train"]
+
+
+@pytest.mark.parametrize("every", [1, 2, 4])
+def test_engine_counts_every_nth_step_and_compiles_once(tmp_path, every):
+  """6 full-batch steps in 3 stages: ⌊6/N⌋ events per run, recorded in metrics.jsonl; one
+  compilation of the train call for all stages."""
+  c = tiny_config(method="shrink_perturb", seeds=(0, 1), every_steps=every)
+  run, _ = run_keeping(c, str(tmp_path / "run"), fresh=True)
+  with open(tmp_path / "run" / "metrics.jsonl") as f:
+    last = [json.loads(line) for line in f if '"split": "train"' in line][-2:]
+  assert [r["step_events"] for r in last] == [6 // every] * 2
+  assert run.compiled.train_call._cache_size() == 1
+
+
+def test_step_events_change_the_run_and_resume_bitwise(tmp_path):
+  c = tiny_config(method="shrink_perturb", seeds=(0, 1), every_steps=2, max_steps_per_call=1)
+  plain = train.run(tiny_config(method="shrink_perturb", seeds=(0, 1), max_steps_per_call=1),
+                    str(tmp_path / "plain"))
+  whole = train.run(c, str(tmp_path / "whole"))
+  assert whole["params_digest"] != plain["params_digest"]
+  stopped = tiny_config(method="shrink_perturb", seeds=(0, 1), every_steps=2, max_steps_per_call=1,
+                        stop_after_steps=3)
+  train.run(stopped, str(tmp_path / "resumed"))
+  resumed = train.run(c, str(tmp_path / "resumed"))
+  assert resumed["params_digest"] == whole["params_digest"]
+
+
+def test_train_function_keys_on_the_method_when_steps_run_events():
+  base = tiny_config(method="shrink_perturb", every_steps=2)
+  other = tiny_config(method="full", every_steps=2)
+  assert compiled.key("train", base, []) != compiled.key("train", other, [])
+  assert (compiled.key("train", tiny_config(method="shrink_perturb"), [])
+          == compiled.key("train", tiny_config(method="full"), []))
+
+
+def test_standard_with_step_events_is_refused():
+  with pytest.raises(ValueError, match=r"^config\.reinit\.every_steps=2 is invalid"):
+    train.validate(tiny_config(every_steps=2))
+
+
+@pytest.mark.parametrize("strength", [1e-2, 0.5])
+def test_l2_init_adds_its_gradient(strength):
+  """One SGD step (lr η) from θ = θ₀ + δ: the L2 Init run moves by −η·2λδ more than the plain one."""
+  tx, lr = optax.sgd(1.0), 0.1
+  state = init_state(MODEL, None, tx, jax.random.PRNGKey(0), 0, False, anchor=True)
+  delta = jax.tree.map(lambda p: 0.05 * jnp.ones_like(p), state.variables["params"])
+  moved = jax.tree.map(jnp.add, state.variables["params"], delta)
+  state = state.replace(variables={**state.variables, "params": moved})
+  lr_fn = lambda *_: jnp.float32(lr)
+  y = jnp.array([0, 1, 2, 0])
+  steps = [step_fns.make_step(MODEL, tx, lr_fn, lambda k, x, t: x, distill="off", beta=0.0,
+                              l2_init=s) for s in (0.0, strength)]
+  (plain, _), (l2, _) = [s(state, X, y, None) for s in steps]
+  for a, b, d in zip(jax.tree.leaves(l2.variables["params"]),
+                     jax.tree.leaves(plain.variables["params"]), jax.tree.leaves(delta)):
+    np.testing.assert_allclose(a - b, -lr * 2 * strength * d, rtol=1e-4, atol=1e-6)
