@@ -8,10 +8,10 @@ full mode 100) and counts, per run:
   * ``backend_compiles`` / ``compile_s``: every XLA compilation of the run and its seconds
     (``jax.monitoring``), init/eval/norm functions included.
 Online mode (chunks = stages = 5, stage t trains on chunks 1..t) twice: as the engine builds it
-(``train/setup.py`` gives online runs fixed-shape calls: rows padded to the largest stage, steps to
+(``train/build.py`` gives online runs fixed-shape calls: rows padded to the largest stage, steps to
 the longest call), and with ``capacity = max_steps = 256`` injected by wrapping
 ``step.make_train_call``/``make_event``; the two final parameter digests are compared. Every run
-starts from an empty ``setup`` memo, so it builds (and counts) its own jitted functions.
+starts from an empty ``train/compiled.py`` cache, so it builds (and counts) its own jitted functions.
 
 Usage: ``python bench/bench_compile.py --quick`` (``--smoke``: T = 1, 2 and C = 2 at 4 steps, for
 tests/test_bench.py); the last line is JSON.
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from reinit_jax import train  # noqa: E402
-from reinit_jax.train import compiled, setup, step as train_step  # noqa: E402
+from reinit_jax.train import compiled, build, step as train_step  # noqa: E402
 
 _made = {"train": [], "event": []}
 _orig_train, _orig_event = train_step.make_train_call, train_step.make_event
@@ -73,7 +73,7 @@ def one_run(c):
   """Runs ``c`` in a fresh workdir; returns its compile figures and summary."""
   _made["train"].clear()
   _made["event"].clear()
-  # train.setup memoizes its jitted functions per process (a grid's points share them): every run
+  # train/compiled.py caches its jitted functions per process (a grid's points share them): every run
   # here builds, and counts, its own.
   compiled.clear()
   counter = common.CompileCounter.get()

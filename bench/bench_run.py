@@ -3,7 +3,7 @@ throughput gap).
 
 Two figures for one fixed config (a study's model, batch and seeds, [Z] §3's staged training):
 
-* ``step``: the jitted train call of that run (``setup.Run.compiled.train_call``: the scanned
+* ``step``: the jitted train call of that run (``build.Built.compiled.train_call``: the scanned
   steps, batch gather and augmentation on the device) called back to back on the stage's
   device-resident data, after a warm-up call — what the engine's step can do;
 * ``run``: ``train.run(config)`` from the built run to its summary, counting everything a user
@@ -35,7 +35,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from reinit_jax import launch  # noqa: E402
-from reinit_jax.train import feed, loop, setup, validation  # noqa: E402
+from reinit_jax.train import feed, loop, validation  # noqa: E402
+from reinit_jax.train.build import Built  # noqa: E402
 
 
 def make_config(a) -> "ml_collections.ConfigDict":  # noqa: F821
@@ -102,7 +103,7 @@ def main():
   elif a.quick:
     a.epochs, a.train = 2, min(a.train, 2000)
   c = validation.validate(make_config(a))
-  r = setup.Run(c)
+  r = Built(c)
   sec_step = step_rate(r, calls=1 if a.smoke else 3 if a.quick else 6)
   with tempfile.TemporaryDirectory() as wd:
     s = loop.run(c, wd)

@@ -1,7 +1,7 @@
 """How a grid's runs should share the CPU: seeds split over host devices, and how many runs per
 call ([LW] §1.1's synthetic task, the 18-point main grid's unit of work).
 
-The contenders are the engine's own train call (``setup.Run.compiled.train_call``: a 200-step
+The contenders are the engine's own train call (``build.Built.compiled.train_call``: a 200-step
 round of full-batch gradient descent, one data set per run) for R runs, built with two placements
 in one process that has one XLA:CPU device per core (as ``launch.py`` gives it):
 
@@ -37,7 +37,8 @@ import json  # noqa: E402
 import jax  # noqa: E402
 
 from reinit_jax import launch  # noqa: E402
-from reinit_jax.train import feed, setup, validation  # noqa: E402
+from reinit_jax.train import feed, validation  # noqa: E402
+from reinit_jax.train.build import Built  # noqa: E402
 
 
 def build(runs: int, split: bool, steps: int = 200):
@@ -54,7 +55,7 @@ def build(runs: int, split: bool, steps: int = 200):
   feed.placement = (lambda policy, s, streaming=False: orig("auto", s) if split
                     else feed.Placement(1, jax.devices()[:1]))
   try:
-    r = setup.Run(c)
+    r = Built(c)
   finally:
     feed.placement = orig
   inputs, geometry = r.inputs, r.geometry

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reinit_jax import models
-from reinit_jax.analysis import sharpness as S
+from reinit_jax.analysis import sharpness
 
 
 def _quadratic(params):
@@ -17,20 +17,20 @@ def _quadratic(params):
 
 def test_quadratic_loss_change_is_sigma_squared_times_n():
   params = {"w": jnp.zeros((25, 20)), "b": jnp.zeros((200,))}  # n = 700
-  r = S.sharpness(_quadratic, params, jax.random.key(0), [0.0, 0.01, 0.1], num_draws=16)
+  r = sharpness.sharpness(_quadratic, params, jax.random.key(0), [0.0, 0.01, 0.1], num_draws=16)
   assert r.base_loss == 0.0 and r.base_accuracy == 1.0
   assert r.loss_change[0] == 0.0 and r.accuracy_change[0] == 0.0
   np.testing.assert_allclose(r.loss_change[1:], [700e-4, 7.0], rtol=0.05)
   assert r.accuracy_change[1] == 0.0  # 0.07 < 1: still "correct"
   assert r.accuracy_change[2] == -1.0  # 7 > 1 on every draw
   # Keyed per σ index: the same key reproduces, and the draws at a σ do not depend on the others.
-  again = S.sharpness(_quadratic, params, jax.random.key(0), [0.0, 0.01], num_draws=16)
+  again = sharpness.sharpness(_quadratic, params, jax.random.key(0), [0.0, 0.01], num_draws=16)
   np.testing.assert_array_equal(again.loss_change, r.loss_change[:2])
 
 
 def test_perturb_has_sigma_std_on_every_leaf():
   params = {"a": jnp.ones((200, 100)), "b": jnp.ones((20000,))}
-  noisy = S.perturb(params, jax.random.key(1), 0.3)
+  noisy = sharpness.perturb(params, jax.random.key(1), 0.3)
   for k in params:
     d = np.asarray(noisy[k] - params[k]).ravel()
     assert d.std() == pytest.approx(0.3, rel=0.03) and abs(d.mean()) < 0.01
@@ -41,12 +41,12 @@ def test_model_sharpness_grows_with_sigma_and_bad_inputs():
   v = model.init(jax.random.key(0))
   x = jax.random.normal(jax.random.key(1), (64, 128))
   y = jnp.arange(64) % 8
-  r = S.model_sharpness(model, v, x, y, jax.random.key(2), [0.0, 0.01, 0.3], num_draws=4)
+  r = sharpness.model_sharpness(model, v, x, y, jax.random.key(2), [0.0, 0.01, 0.3], num_draws=4)
   assert r.loss_change[0] == 0.0 and abs(r.loss_change[1]) < r.loss_change[2]
   assert r.base_loss > 0 and 0 <= r.base_accuracy <= 1
   with pytest.raises(ValueError, match="sigmas"):
-    S.sharpness(_quadratic, {"w": jnp.zeros(3)}, jax.random.key(0), [-1.0])
+    sharpness.sharpness(_quadratic, {"w": jnp.zeros(3)}, jax.random.key(0), [-1.0])
   with pytest.raises(ValueError, match="num_draws"):
-    S.sharpness(_quadratic, {"w": jnp.zeros(3)}, jax.random.key(0), [1.0], num_draws=0)
+    sharpness.sharpness(_quadratic, {"w": jnp.zeros(3)}, jax.random.key(0), [1.0], num_draws=0)
   with pytest.raises(ValueError, match="same length"):
-    S.model_loss_acc_fn(model, v, x, y[:3])
+    sharpness.model_loss_acc_fn(model, v, x, y[:3])

@@ -121,8 +121,8 @@ def _check_bench_args(script: str, args: list[str]) -> list[str]:
 
 
 def _check_launch_args(args: list[str]) -> list[str]:
-  from reinit_jax.train import config as C
-  fields, errors = C.fields(), []
+  from reinit_jax.train import config as config_lib
+  fields, errors = config_lib.fields(), []
   for word in args:
     name, _, value = word.partition("=")
     if name.startswith("--config."):

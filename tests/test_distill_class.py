@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from reinit_jax import train
-from reinit_jax.train import loop, setup
+from reinit_jax.train import loop, build
 from train_helpers import records, tiny_config
 
 SEEDS = (0, 1, 2)
@@ -42,7 +42,7 @@ def _run_recording(c, workdir):
   every train call's (state in, indices, state out) and every cached teacher table."""
   rec = {"events": [], "calls": [], "tables": [], "run": []}
 
-  class Recording(setup.Run):
+  class Recording(build.Built):
     def __init__(self, c_, pack=None):
       super().__init__(c_, pack)
       fns = self.compiled
@@ -71,7 +71,7 @@ def _run_recording(c, workdir):
       rec["run"].append(self)
 
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(loop, "Run", Recording)
+    mp.setattr(loop, "Built", Recording)
     summary = train.run(c, str(workdir))
   rec["run"], rec["summary"] = rec["run"][0], summary
   rec["train_rows"] = records(str(workdir), "train")

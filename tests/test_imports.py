@@ -114,7 +114,7 @@ def test_find_cycle_finds_one():
 def test_graph_sees_module_and_function_level_imports():
   g = graph()
   assert len(g) >= 40
-  assert "reinit_jax.train.setup" in g["reinit_jax.train.loop"]  # module level, from-import
+  assert "reinit_jax.train.build" in g["reinit_jax.train.loop"]  # module level, from-import
   assert "reinit_jax.train.faults" in g["reinit_jax.train.loop"]  # from pkg import submodule
   assert "reinit_jax.train.loop" in g["reinit_jax.train"]  # inside __getattr__ (lazy)
   assert "reinit_jax.launch.grid" in g["reinit_jax.launch.cli"]  # inside a function

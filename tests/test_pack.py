@@ -11,7 +11,7 @@ import pytest
 
 from reinit_jax.launch import grid, sweep
 from reinit_jax import train
-from reinit_jax.train import compiled, pack as P, setup, step as S, validate
+from reinit_jax.train import compiled, pack as packing, step as step_fns, validate
 from train_helpers import config_json_without_pack, summary_without_timing
 
 GRID = '''
@@ -77,11 +77,11 @@ def test_groups_and_values(cfg):
   (another method: another event) runs alone; only the values that differ are traced."""
   configs = _configs(cfg)
   names = list(configs)
-  assert P.groups(configs) == [names[:3], names[3:]]
-  assert P.groups(_configs(cfg, **{"run.pack": "off"})) == [[n] for n in names]
+  assert packing.groups(configs) == [names[:3], names[3:]]
+  assert packing.groups(_configs(cfg, **{"run.pack": "off"})) == [[n] for n in names]
   # At most run.pack_max_runs runs a pack (2 seeds a point): [2 points], [1 point]; [standard].
-  assert P.groups(_configs(cfg, **{"run.pack_max_runs": 5})) == [names[:2], names[2:3], names[3:]]
-  pack = P.Pack.of({n: configs[n] for n in names[:3]}, ["a", "b", "c"])
+  assert packing.groups(_configs(cfg, **{"run.pack_max_runs": 5})) == [names[:2], names[2:3], names[3:]]
+  pack = packing.Pack.of({n: configs[n] for n in names[:3]}, ["a", "b", "c"])
   assert sorted(pack.hyper) == ["hparams.shrink", "learning_rate", "weight_decay"]
   np.testing.assert_allclose(pack.hyper["learning_rate"], [0.05, 0.05, 0.1, 0.1, 0.05, 0.05])
   np.testing.assert_allclose(pack.hyper["weight_decay"], [0, 0, 0, 0, 0.01, 0.01])
@@ -95,12 +95,12 @@ def test_data_values_stack_data_only_when_they_differ(cfg):
   stacks one data set per run."""
   configs = _configs(cfg, **{"data.per_seed": False})
   names = list(configs)
-  assert P.groups(configs) == [names[:3], names[3:]]
-  assert P.Pack.of({n: configs[n] for n in names[:3]}, names[:3]).per_run_data
+  assert packing.groups(configs) == [names[:3], names[3:]]
+  assert packing.Pack.of({n: configs[n] for n in names[:3]}, names[:3]).per_run_data
   same = {n: configs[n] for n in names[:3]}
   for c in same.values():
     c.data.synthetic_alpha = 1.0
-  assert not P.Pack.of(same, names[:3]).per_run_data
+  assert not packing.Pack.of(same, names[:3]).per_run_data
 
 
 def test_packed_grid_equals_points_alone(cfg, alone, tmp_path):
@@ -175,8 +175,8 @@ def test_label_noise_levels_share_a_pack(cfg, tmp_path):
   noise = cfg + ":grid=noise"
   flags = {"data.per_seed": False, "run.eval_train": "stage"}
   configs = _configs(noise, **flags)
-  assert P.groups(configs) == [list(configs)]
-  assert P.Pack.of(configs, list(configs)).per_run_data
+  assert packing.groups(configs) == [list(configs)]
+  assert packing.Pack.of(configs, list(configs)).per_run_data
   grid.run_grid(noise, flags, str(tmp_path / "grid"))
   grid.run_grid(noise, {**flags, "run.pack": "off"}, str(tmp_path / "alone"))
   for n in configs:
@@ -193,8 +193,8 @@ def test_vmapped_pack_as_on_accelerators(cfg, alone, tmp_path, monkeypatch):
   are batched. Batching changes the floating-point order of the matmuls and reductions, so a point
   matches its run alone (lax.map, unbatched) to a tolerance, not bitwise: final test accuracy
   within 1% of 300 examples, per-stage test losses within 1e-4 relative."""
-  orig = S.over_runs
-  monkeypatch.setattr(S, "over_runs", lambda fn, in_axes, seed_axis="auto": orig(fn, in_axes,
+  orig = step_fns.over_runs
+  monkeypatch.setattr(step_fns, "over_runs", lambda fn, in_axes, seed_axis="auto": orig(fn, in_axes,
                                                                                   "vmap"))
   monkeypatch.setattr(compiled, "_CACHE", {})  # nothing compiled with lax.map is reused
   wd = tmp_path / "grid"
@@ -216,7 +216,7 @@ def test_vmapped_pack_as_on_accelerators(cfg, alone, tmp_path, monkeypatch):
 @pytest.mark.parametrize("seed_axis", ["map", "vmap"])
 def test_over_runs(seed_axis):
   """over_runs maps the arguments with in_axes 0 and passes the others whole."""
-  f = S.over_runs(lambda a, b, c: a * b + c.sum(), (0, None, 0), seed_axis)
+  f = step_fns.over_runs(lambda a, b, c: a * b + c.sum(), (0, None, 0), seed_axis)
   a, c = jnp.arange(3.0), jnp.arange(6.0).reshape(3, 2)
   np.testing.assert_array_equal(jax.jit(f)(a, 2.0, c), a * 2.0 + c.sum(1))
 

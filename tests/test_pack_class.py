@@ -27,7 +27,7 @@ import pytest
 
 from reinit_jax import methods
 from reinit_jax.launch import grid, sweep
-from reinit_jax.train import config as config_lib, pack as P, validate
+from reinit_jax.train import config as config_lib, pack as packing, validate
 from train_helpers import config_json_without_pack, summary_without_timing
 
 # The synthetic task at the sizes of tests/test_pack.py (64 examples, 6 epochs in 3 stages, 2
@@ -60,7 +60,7 @@ def get_sweep(arg=None):
 
 # The default method of the sweep: one whose event reads traced hyperparameters, so its λ and γ ride
 # too (pack.TRACED_HPARAMS); a method listed there later is swept with its own hyperparameters.
-METHOD = next(iter(P.TRACED_HPARAMS))
+METHOD = next(iter(packing.TRACED_HPARAMS))
 # Settings without which a field's value has no effect (its points would train alike, and the test
 # below says so): β weighs the distillation loss only with distillation on.
 NEEDS = {"reinit.distill_beta": {"reinit.distill": True}}
@@ -80,9 +80,9 @@ def _fields():
   ``pack._free`` (the one place that decides it) returns for a config of METHOD, and for every
   method with traced hyperparameters its own (swept with that method: another method's event does
   not read them)."""
-  out = {f: METHOD for f in P._free(_base(METHOD))}
-  for method in P.TRACED_HPARAMS:
-    out.update({f: method for f in P._free(_base(method)) if f not in out})
+  out = {f: METHOD for f in packing._free(_base(METHOD))}
+  for method in packing.TRACED_HPARAMS:
+    out.update({f: method for f in packing._free(_base(method)) if f not in out})
   return out
 
 
@@ -102,7 +102,7 @@ def _per_seed(field):
   """Per-seed data on and off for the fields a point's data sets depend on (the data values and
   the seeds): a pack builds its runs' data sets differently in the two cases (one per seed, or one
   per point drawn from its first seed); other fields with per-seed data only."""
-  return (True, False) if field in P.DATA_FIELDS or field == "run.seeds" else (True,)
+  return (True, False) if field in packing.DATA_FIELDS or field == "run.seeds" else (True,)
 
 
 CASES = [(f, m, ps) for f, m in sorted(_fields().items()) for ps in _per_seed(f)]
@@ -113,8 +113,8 @@ def test_the_sweep_covers_every_riding_field():
   values, the seeds and S&P's λ and γ when written): a table field that ``_free`` stops letting
   differ fails here instead of silently being tested less."""
   swept = {f for f, _, _ in CASES}
-  assert set(P.VALUE_FIELDS) | set(P.DATA_FIELDS) | {"run.seeds"} <= swept
-  assert {f"reinit.hparams.{h}" for hs in P.TRACED_HPARAMS.values() for h in hs} <= swept
+  assert set(packing.VALUE_FIELDS) | set(packing.DATA_FIELDS) | {"run.seeds"} <= swept
+  assert {f"reinit.hparams.{h}" for hs in packing.TRACED_HPARAMS.values() for h in hs} <= swept
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-per_seed={c[2]}")
@@ -147,18 +147,18 @@ def test_pack_forms_in_list_order(case):
     sweep.set_overrides(c, case["flags"])
     configs[name] = validate(c)
   assert list(configs) == case["names"]
-  assert P.groups(configs) == [case["names"]]
-  pack = P.Pack.of(configs, [f"dir/{n}" for n in configs])
+  assert packing.groups(configs) == [case["names"]]
+  pack = packing.Pack.of(configs, [f"dir/{n}" for n in configs])
   assert pack.points == case["names"] and pack.workdirs == [f"dir/{n}" for n in case["names"]]
   field = case["field"]
   # What makes the field ride: a traced value in hyper (its key in the code's tables), or every run
   # its point's data set (a data value; the seeds, when the seeds share their data and so draw it
   # from the point's first seed: validation.data_view).
-  traced = dict(P.VALUE_FIELDS)
-  traced.update({f"reinit.hparams.{h}": f"hparams.{h}" for hs in P.TRACED_HPARAMS.values()
+  traced = dict(packing.VALUE_FIELDS)
+  traced.update({f"reinit.hparams.{h}": f"hparams.{h}" for hs in packing.TRACED_HPARAMS.values()
                  for h in hs})
   assert set(pack.hyper) == ({traced[field]} if field in traced else set())
-  if field in P.DATA_FIELDS or (field == "run.seeds" and not case["flags"]["data.per_seed"]):
+  if field in packing.DATA_FIELDS or (field == "run.seeds" and not case["flags"]["data.per_seed"]):
     assert pack.per_run_data
   for p, c in enumerate(configs.values()):
     assert pack.seeds[pack.runs(p)] == list(c.run.seeds)

@@ -20,7 +20,7 @@ import pytest
 
 from reinit_jax import train
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import faults, step as S
+from reinit_jax.train import faults, step as step_fns
 from train_helpers import forget_jitted, records, tiny_config
 
 KW = dict(method="shrink_perturb", max_steps_per_call=1)  # checkpoints at steps 2, 4, 6
@@ -42,7 +42,7 @@ def reference(tmp_path_factory):
 
 def _inject(monkeypatch, at_step, where="loss"):
   """Makes global step ``at_step`` (1-based) produce a NaN loss or inf parameters."""
-  orig = S.make_step
+  orig = step_fns.make_step
 
   def make_step(*a, **k):
     step = orig(*a, **k)
@@ -59,7 +59,7 @@ def _inject(monkeypatch, at_step, where="loss"):
       return new, (loss, acc, lr)
     return faulty
 
-  monkeypatch.setattr(S, "make_step", make_step)
+  monkeypatch.setattr(step_fns, "make_step", make_step)
   forget_jitted()
 
 
@@ -97,8 +97,8 @@ def _leaves(tree):
 
 def _like(tmp_path):
   from reinit_jax.train import validation
-  from reinit_jax.train.setup import Run
-  return Run(validation.validate(tiny_config(learning_rate=1e30, **KW))).init()
+  from reinit_jax.train.build import Built
+  return Built(validation.validate(tiny_config(learning_rate=1e30, **KW))).init()
 
 
 def test_skip_policy_drops_the_bad_update(monkeypatch, tmp_path, caplog):
@@ -117,7 +117,7 @@ def test_skip_policy_drops_the_bad_update(monkeypatch, tmp_path, caplog):
 def test_stop_signal_checkpoints_then_resume_matches(sig, monkeypatch, tmp_path, reference):
   """SIGTERM (a preemption notice) or SIGINT (Ctrl-C) during step 3: the call finishes, a checkpoint
   is written, Preempted names the signal; the previous handler is back; re-running resumes."""
-  orig, calls = S.make_train_call, []
+  orig, calls = step_fns.make_train_call, []
   before = signal.getsignal(sig)
 
   def make_train_call(*a, **k):
@@ -131,7 +131,7 @@ def test_stop_signal_checkpoints_then_resume_matches(sig, monkeypatch, tmp_path,
       return out
     return call
 
-  monkeypatch.setattr(S, "make_train_call", make_train_call)
+  monkeypatch.setattr(step_fns, "make_train_call", make_train_call)
   forget_jitted()
   with pytest.raises(faults.Preempted, match=rf"^{sig.name}: wrote the checkpoint at step 3 "
                      r"\(stage 2\)") as e:

@@ -24,7 +24,7 @@ import os, sys, time
 import jax
 jax.config.update("jax_compilation_cache_dir", os.environ["CACHE"])
 import orbax.checkpoint as ocp
-from reinit_jax.train import step as S
+from reinit_jax.train import step as step_fns
 point, _, n = os.environ.get("KILL_AT", ":0").partition(":")
 seen = {}
 
@@ -44,8 +44,8 @@ def after(make, name):
     return call
   return made
 
-S.make_train_call = after(S.make_train_call, "call")
-S.make_event = after(S.make_event, "event")
+step_fns.make_train_call = after(step_fns.make_train_call, "call")
+step_fns.make_event = after(step_fns.make_event, "event")
 _json_save = ocp.handlers.JsonCheckpointHandler.async_save
 
 async def json_save(self, *a, **k):  # the state item is written into the temporary directory

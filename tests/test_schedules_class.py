@@ -98,7 +98,7 @@ def spying_steps():
   that moved θ: ⟨Δθ, u⟩/⟨u, u⟩ (θ' = θ + lr·u), u the optimizer's update at lr = 1, the very u
   the step scales (the spy optimizer hands it back from inside the trace); ``reported``: the lr in
   the step's metrics. ``seen`` is cleared by the caller between runs. The jitted functions built
-  meanwhile are forgotten on both ends (setup memoizes them per process: other tests must never
+  meanwhile are forgotten on both ends (train/compiled.py caches them per process: other tests must never
   reuse a spying step)."""
   seen = {}
   orig = step_.make_step

@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from reinit_jax import train
-from reinit_jax.train import feed, loop, setup
+from reinit_jax.train import feed, loop, build
 from reinit_jax.train.loss import distill_kl, objective
 from reinit_jax.train.state import fresh_variables
 from train_helpers import tiny_config
@@ -31,7 +31,7 @@ def tiny(**overrides):
 
 def built(c):
   """The built run (data, model, jitted pieces) of config ``c``, no training."""
-  return setup.Run(train.validate(c))
+  return build.Built(train.validate(c))
 
 
 def run_recording(c, workdir, monkeypatch):
@@ -39,7 +39,7 @@ def run_recording(c, workdir, monkeypatch):
   every cached teacher table; returns (built run, summary, events [(before, after)], teachers)."""
   events, teachers, runs = [], [], []
 
-  class Recording(setup.Run):
+  class Recording(build.Built):
     def __init__(self, c_, pack=None):
       super().__init__(c_, pack)
       event_fn, teacher_cache = self.compiled.event_fn, self.compiled.teacher_cache
@@ -58,7 +58,7 @@ def run_recording(c, workdir, monkeypatch):
       self.compiled = dataclasses.replace(self.compiled, event_fn=event, teacher_cache=cache)
       runs.append(self)
 
-  monkeypatch.setattr(loop, "Run", Recording)
+  monkeypatch.setattr(loop, "Built", Recording)
   summary = train.run(c, str(workdir))
   return runs[0], summary, events, teachers
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from reinit_jax import train
-from reinit_jax.train import loop, setup
+from reinit_jax.train import loop, build
 from train_helpers import tiny_config
 
 
@@ -40,7 +40,7 @@ def test_resume_where_the_step_matters_is_bitwise_and_restores_the_step(tmp_path
   assert part["interrupted"] and part["steps"] == 3
   steps_in = []
 
-  class Recording(setup.Run):
+  class Recording(build.Built):
     def __init__(self, c_, pack=None):
       super().__init__(c_, pack)
       call = self.compiled.train_call
@@ -51,7 +51,7 @@ def test_resume_where_the_step_matters_is_bitwise_and_restores_the_step(tmp_path
 
       self.compiled = dataclasses.replace(self.compiled, train_call=counting)
 
-  monkeypatch.setattr(loop, "Run", Recording)
+  monkeypatch.setattr(loop, "Built", Recording)
   done = train.run(tiny(**kw), str(tmp_path / "resumed"))
   assert not done["interrupted"] and done["steps"] == 6
   assert done["params_digest"] == full["params_digest"]

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from reinit_jax import launch, methods, train
-from reinit_jax.train import compiled, loop, setup
+from reinit_jax.train import compiled, loop, build
 
 
 def tiny_config(**overrides):
@@ -30,13 +30,13 @@ def tiny_config(**overrides):
 
 
 def run_keeping(c, workdir, edit=None, fresh=False):
-  """``train.run(c, workdir)`` that also returns the built :class:`setup.Run` (its jitted functions'
+  """``train.run(c, workdir)`` that also returns the built :class:`build.Built` (its jitted functions'
   caches, its data); ``edit(run)`` may change the built run before the loop starts. ``fresh``: forget
-  the jitted functions of earlier runs (setup memoizes them per process) and build new ones, so
+  the jitted functions of earlier runs (train/compiled.py caches them per process) and build new ones, so
   that their compilation counts are this run's alone."""
   built = []
 
-  class Kept(setup.Run):
+  class Kept(build.Built):
     def __init__(self, c_, pack=None):
       super().__init__(c_, pack)
       if edit is not None:
@@ -45,16 +45,16 @@ def run_keeping(c, workdir, edit=None, fresh=False):
 
   if fresh:
     forget_jitted()
-  orig, loop.Run = loop.Run, Kept
+  orig, loop.Built = loop.Built, Kept
   try:
     summary = loop.run(c, workdir)
   finally:
-    loop.Run = orig
+    loop.Built = orig
   return built[0], summary
 
 
 def forget_jitted():
-  """Drops the jitted functions that setup memoizes across the runs of a process: a test that
+  """Drops the jitted functions that train/compiled.py caches across the runs of a process: a test that
   patches how they are built (fault injection) must neither reuse an earlier run's nor leave its
   patched ones to later runs."""
   compiled.clear()

@@ -73,7 +73,7 @@ MUTANTS = (
   Mutant("fixed_mask_global_key", STATE, "method.prepare(stream_key(state.key, EVENT_STREAM, 0)",
          "method.prepare(jax.random.PRNGKey(0)", WIRING,
          "fixed_subset's mask from one global key: the same mask for every seed"),
-  Mutant("optimizer_policy_ignored", "reinit_jax/train/setup.py",
+  Mutant("optimizer_policy_ignored", "reinit_jax/train/build.py",
          "optimizer_policy=reinit.optimizer_policy", 'optimizer_policy="keep"', WIRING,
          "the trainer always keeps the optimizer state at events"),
   Mutant("kl_reversed", "reinit_jax/train/loss.py", "return jnp.sum(p * (log_p - log_s), axis=-1)",

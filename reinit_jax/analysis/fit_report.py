@@ -4,7 +4,7 @@ Read from the engine's summary.json (docs/CONTRACTS.md): ``final_test_accuracy``
 the last epoch, shown next to the one at the best validation accuracy: with label noise the two
 part ways once the network memorizes the noisy labels, [Z] §6), the stage records
 ``stages[i].metrics`` holding the training-set splits of ``run.eval_train`` (train_fit,
-train_noisy, train_noisy_clean, train_clean; reinit_jax/train/fitting.py) and ``epochs_to_fit``.
+train_noisy, train_noisy_clean, train_clean; reinit_jax/train/train_set_eval.py) and ``epochs_to_fit``.
 Every function takes the report's cells ``{(row, method): (RunInfo, chosen_on_test)}``.
 """
 

@@ -32,7 +32,7 @@ class Choices:
   seed_axis: how per-run functions go over the run axis (``train/step.py``: 'map' | 'vmap').
   mesh: ``run.mesh='auto'`` with one process (``train/feed.py``: 'runs' | 'data').
   rare_compile_options: XLA options, as (name, value) pairs, of the functions a run calls a few
-    times (init, prepare, events; ``train/setup.py``); empty: the defaults.
+    times (init, prepare, events; ``train/build.py``); empty: the defaults.
   tune_allocator: whether ``run.tune_cpu_allocator`` applies (``cpu_host.tune_cpu_allocator``).
   """
 

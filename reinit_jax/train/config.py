@@ -112,7 +112,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                           "also evaluate the stage's training view (train_fit; with label noise "
                           "train_noisy, train_noisy_clean, train_clean; [Z] §6): at the end of "
                           "every stage | at every evaluation | after every train call "
-                          "(train/fitting.py)"),
+                          "(train/train_set_eval.py)"),
     "fit_threshold": Field(0.99, lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]",
                            "training accuracy counted as fitting a stage (summary epochs_to_fit "
                            "with eval_train='eval' or 'call'; [AA] §4: 99%)"),

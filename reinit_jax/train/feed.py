@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from reinit_jax import backends
-from reinit_jax import data as D
+from reinit_jax import data
 
 
 class Placement:
@@ -26,7 +26,7 @@ class Placement:
     if runs > 1:  # whole batches per device: the 'data' axis has size 1
       devices = devices[:runs]
     self.mesh = Mesh(np.array(devices).reshape(runs, -1), ("runs", "data"))
-    self.replicated = NamedSharding(self.mesh, P())
+    self.replicated = NamedSharding(self.mesh, PartitionSpec())
     self.runs = runs
     self.n = self.mesh.shape["data"]  # the multiple a batch must be
 
@@ -36,7 +36,7 @@ class Placement:
     return self.mesh if self.runs > 1 else None
 
   def key(self) -> list:
-    """What a compiled function depends on (its memo key, setup.py)."""
+    """What a compiled function depends on (its cache key, train/compiled.py)."""
     return [self.runs, [int(d.id) for d in self.mesh.devices.flat]]
 
   def batch(self, ndim: int, axis: int, seeded: bool = False) -> NamedSharding:
@@ -46,7 +46,7 @@ class Placement:
     spec[axis] = "data"
     if seeded and self.runs > 1:
       spec[0] = "runs"
-    return NamedSharding(self.mesh, P(*spec))
+    return NamedSharding(self.mesh, PartitionSpec(*spec))
 
   def replicate(self, tree):
     """Every array of ``tree`` on every device (host arrays: see :meth:`put`)."""
@@ -57,7 +57,7 @@ class Placement:
     'data')."""
     # One run device: replicated, the sharding jit gives its outputs (an equal but differently
     # written sharding would make jit compile its functions again).
-    sh = NamedSharding(self.mesh, P("runs")) if self.runs > 1 else self.replicated
+    sh = NamedSharding(self.mesh, PartitionSpec("runs")) if self.runs > 1 else self.replicated
     return jax.tree.map(lambda a: self.put(a, sh), tree)
 
   def put(self, a, sharding: NamedSharding):
@@ -101,7 +101,7 @@ def train_indices(seeds, first_epoch: int, num_epochs: int, n: int, batch_size: 
   """
   if batch_size == n:
     return np.broadcast_to(np.arange(n, dtype=np.int32), (len(seeds), num_epochs, n))
-  return np.stack([np.concatenate([D.epoch_indices(int(s), first_epoch + j, n, batch_size)
+  return np.stack([np.concatenate([data.epoch_indices(int(s), first_epoch + j, n, batch_size)
                                    for j in range(num_epochs)]) for s in seeds]).astype(np.int32)
 
 

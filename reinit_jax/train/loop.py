@@ -25,11 +25,11 @@ import numpy as np
 
 from reinit_jax.backends import cpu_host
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import faults, feed, fitting, multihost, outputs, stream, validation
+from reinit_jax.train import faults, feed, train_set_eval, multihost, outputs, stream, validation
 from reinit_jax.train import pack as pack_
 from reinit_jax.train import workdir as workdir_
 from reinit_jax.train.position import Position
-from reinit_jax.train.setup import Run
+from reinit_jax.train.build import Built
 
 log_ = logging.getLogger("reinit_jax")
 
@@ -40,7 +40,7 @@ def run(config, workdir: str, pack=None) -> dict:
   Returns the summary (also written to ``workdir/summary.json``): test_accuracy {mean, std,
   per_seed} at the best validation accuracy, best_validation_accuracy, per-stage final metrics,
   wall_time_s, a time breakdown (``times``), steps_per_second, params_digest, events, steps; with
-  ``run.eval_train='eval'`` also epochs_to_fit, fit_reached, fit_threshold (``fitting``). Raises
+  ``run.eval_train='eval'`` also epochs_to_fit, fit_reached, fit_threshold (``train_set_eval``). Raises
   ValueError (one line) on a bad config before any compute. With ``run.stop_after_steps`` the run
   checkpoints and returns early with ``interrupted: True``. Faults (README, Reliability): raises
   ``faults.Preempted`` after a SIGTERM checkpoint, ``faults.NonFiniteError`` on a NaN/inf
@@ -75,7 +75,7 @@ def run(config, workdir: str, pack=None) -> dict:
               "call compiles; a later run loads it from the compilation cache)", flush=True)
       with outputs.CompileTimer() as compile_timer:
         try:
-          built = Run(c, pack)  # data, model, functions: where missing data or a bad setting shows
+          built = Built(c, pack)  # data, model, functions: where missing data or a bad setting shows
         except Exception:
           if multihost.is_primary():
             workdir_.restore(workdir, found)
@@ -135,16 +135,16 @@ class _StageInputs(NamedTuple):
 
 
 class _Loop:
-  """One run's stage loop over a built :class:`Run`; ``train(stop)`` returns the summary.
+  """The stage loop over a :class:`Built` (its runs side by side); ``train(stop)`` returns the summary.
 
   Reads top-down: :meth:`train` → :meth:`_restore` → :meth:`_stages` → per stage its train calls,
   evaluations, checkpoints and event → :meth:`_summary`.
   """
 
-  def __init__(self, run: Run, workdir: str, t_start: float, compile_timer):
-    self.run, self.workdir = run, workdir
+  def __init__(self, built: Built, workdir: str, t_start: float, compile_timer):
+    self.built, self.workdir = built, workdir
     self.t_start, self.compile_timer = t_start, compile_timer
-    self.fit = fitting.TrainFit(run, run.config)  # run.eval_train: training-set evaluation ([Z] §6)
+    self.fit = train_set_eval.TrainFit(built, built.config)  # run.eval_train: training-set evaluation ([Z] §6)
     # Set by _restore, before the first stage: the position (advanced in place from then on), the
     # outputs and this session's start.
     self.pos: Position | None = None
@@ -166,22 +166,22 @@ class _Loop:
       for close in reversed(closers):
         close()
 
-  # ----------------------------------------------------------------------------- setup
+  # ----------------------------------------------------------------------------- start-up
 
   def _restore(self, closers):
     """The state to start from: the latest checkpoint's, else the initial one. Sets ``pos``,
     ``last_ckpt``, ``outputs`` and ``session``."""
-    run = self.run
+    built = self.built
     checkpoints = Checkpoints(os.path.join(self.workdir, "checkpoints"),
-                              run.config.run.keep_checkpoints)
+                              built.config.run.keep_checkpoints)
     closers.append(checkpoints.close)
-    state = run.init()
-    pos = Position.fresh(len(run.inputs.seeds))
+    state = built.init()
+    pos = Position.fresh(len(built.inputs.seeds))
     restored = checkpoints.restore_latest(state)
     if restored is not None:
       self.last_ckpt, state, meta = restored
       pos = Position.from_json(meta)
-      state = run.inputs.place.seeded(state)
+      state = built.inputs.place.seeded(state)
       if not pos.done:
         log_.warning("resuming %s from its checkpoint at step %d (stage %d)", self.workdir,
                      self.last_ckpt, pos.stage)
@@ -194,23 +194,23 @@ class _Loop:
 
   def _open_outputs(self, checkpoints, closers) -> _Outputs:
     """The outputs from the restored position: metrics log, progress lines, phase times."""
-    run, pos = self.run, self.pos
-    mode = run.config.run.progress
+    built, pos = self.built, self.pos
+    mode = built.config.run.progress
     # Every process holds the same records; process 0 alone writes them and shows progress.
     primary = multihost.is_primary()
     log = (outputs.MetricsLog(self.workdir, pos.records) if primary
            else multihost.ReplicaLog(pos.records))
     progress = outputs.Progress(mode if mode != "off" and primary else "none",
-                                run.geometry.total_steps, pos.step,
-                                name=_label(self.workdir, run.pack), examples_per_step=(
-                                    run.geometry.batch_sizes[0] * len(run.inputs.seeds)))
+                                built.geometry.total_steps, pos.step,
+                                name=_label(self.workdir, built.pack), examples_per_step=(
+                                    built.geometry.batch_sizes[0] * len(built.inputs.seeds)))
     closers += [log.close, progress.close]
     return _Outputs(checkpoints, log, progress, outputs.PhaseTimes(pos.times, self.compile_timer))
 
   def _stages(self, state, stop):
     """Stages ``pos.stage``..T, each but the last followed by its event; returns (state, stopped
     early)."""
-    pos, stages = self.pos, self.run.geometry.stages
+    pos, stages = self.pos, self.built.geometry.stages
     stopped = False
     t = pos.stage
     while t <= stages and not pos.done:
@@ -231,7 +231,7 @@ class _Loop:
 
   def _stage(self, state, t, stop):
     """Trains stage t from the current position; returns (state, stopped early)."""
-    pos, epochs = self.pos, self.run.geometry.epochs_per_stage
+    pos, epochs = self.pos, self.built.geometry.epochs_per_stage
     self.stage_inputs = self._stage_inputs(state, t)
     while pos.epoch < epochs:
       epoch = pos.epoch
@@ -243,9 +243,9 @@ class _Loop:
     return state, False
 
   def _stage_inputs(self, state, t) -> _StageInputs:
-    """Stage t's training inputs (and the training-set evaluation's, ``fitting``)."""
-    run, max_steps = self.run, self.run.config.run.max_steps_per_call
-    inputs, geometry = run.inputs, run.geometry
+    """Stage t's training inputs (and the training-set evaluation's, ``train_set_eval``)."""
+    built, max_steps = self.built, self.built.config.run.max_steps_per_call
+    inputs, geometry = built.inputs, built.geometry
     split = inputs.data.train(t)
     x_dev = y_dev = None
     if not inputs.streaming:
@@ -255,7 +255,7 @@ class _Loop:
     steps_per_epoch, epochs = geometry.steps_per_epoch[t - 1], geometry.epochs_per_stage
     epochs_per_call = feed.epochs_per_call(epochs, steps_per_epoch, max_steps)
     teacher_probs = (self._teacher_probs(state, t, n, x_dev)
-                     if run.compiled.distill_mode == "cached" else None)
+                     if built.compiled.distill_mode == "cached" else None)
     # Steps per call: whole epochs in memory; streamed, possibly a fraction of an epoch.
     steps_per_call = (stream.steps_per_call(epochs, steps_per_epoch, max_steps) if inputs.streaming
                       else epochs_per_call * steps_per_epoch)
@@ -267,10 +267,10 @@ class _Loop:
   def _teacher_probs(self, state, t, n, x_dev):
     """Stage t's cached teacher probabilities ([Z] §3.1): the network at the end of stage t − 1 on
     the un-augmented training inputs; zeros in stage 1 (β is off), so nothing retraces."""
-    inputs = self.run.inputs
-    idx, _ = feed.eval_batches(n, self.run.config.run.eval_batch_size, inputs.place.n)
+    inputs = self.built.inputs
+    idx, _ = feed.eval_batches(n, self.built.config.run.eval_batch_size, inputs.place.n)
     if t > 1:
-      return self.run.compiled.teacher_cache(state.teacher, x_dev,
+      return self.built.compiled.teacher_cache(state.teacher, x_dev,
                                              jax.device_put(idx, inputs.place.batch(2, 1)))
     return inputs.place.seeded(jnp.zeros((len(inputs.seeds), idx.size,
                                           inputs.data.meta.num_classes), jnp.float32))
@@ -278,10 +278,10 @@ class _Loop:
   def _train_call(self, state, stop):
     """One train call of the current stage from the current position, which it advances; the
     call's metrics wait in ``pending`` (the previous call's are written here)."""
-    run, pos, current = self.run, self.pos, self.stage_inputs
-    inputs, train_call = run.inputs, run.compiled.train_call
+    built, pos, current = self.built, self.pos, self.stage_inputs
+    inputs, train_call = built.inputs, built.compiled.train_call
     t, epoch, steps = current.number, pos.epoch, current.steps_per_call
-    first = (t - 1) * run.geometry.epochs_per_stage + epoch  # the call's first epoch in the run
+    first = (t - 1) * built.geometry.epochs_per_stage + epoch  # the call's first epoch in the run
     call_start = time.time()
     with self.outputs.times.phase("train"):
       if inputs.streaming:
@@ -306,8 +306,8 @@ class _Loop:
     """Evaluates after a call that ended the stage or crossed ``run.eval_every_epochs`` (the call
     began in ``epoch``); with ``run.eval_train='call'`` the training set after every other call."""
     pos, t = self.pos, self.stage_inputs.number
-    end_of_stage = pos.epoch == self.run.geometry.epochs_per_stage
-    every = self.run.config.run.eval_every_epochs
+    end_of_stage = pos.epoch == self.built.geometry.epochs_per_stage
+    every = self.built.config.run.eval_every_epochs
     if end_of_stage or (every and pos.epoch // every > epoch // every):
       self._wait()
       with self.outputs.times.phase("evaluate"):
@@ -321,21 +321,21 @@ class _Loop:
     """Checkpoints after a call that ended the stage (recording the stage's final metrics) or
     crossed ``run.checkpoint_every``."""
     pos, t = self.pos, self.stage_inputs.number
-    end_of_stage = pos.epoch == self.run.geometry.epochs_per_stage
-    every, steps = self.run.config.run.checkpoint_every, self.stage_inputs.steps_per_call
+    end_of_stage = pos.epoch == self.built.geometry.epochs_per_stage
+    every, steps = self.built.config.run.checkpoint_every, self.stage_inputs.steps_per_call
     if end_of_stage or (every and pos.step // every > (pos.step - steps) // every):
       self._wait()
       if end_of_stage:
         last = [rec for rec in self.outputs.log.records
                 if rec["stage"] == t and rec["step"] == pos.step]
         pos.stages.append({"stage": t, "step": pos.step, "metrics": last})
-        pos.done = t == self.run.geometry.stages
+        pos.done = t == self.built.geometry.stages
       self._save(state)
 
   def _stops(self, state, stop) -> bool:
     """Whether the run stops after this call: True at ``run.stop_after_steps`` (checkpointed);
     raises :class:`faults.Preempted` after a checkpoint when a process got a stop signal."""
-    pos, config = self.pos, self.run.config
+    pos, config = self.pos, self.built.config
     if config.run.stop_after_steps and pos.step >= config.run.stop_after_steps and not pos.done:
       self._flush()
       self._save(state)
@@ -351,14 +351,14 @@ class _Loop:
 
   def _event(self, state, t):
     """The event after stage t: R, BatchNorm resets, normalizations, optimizer state (events.py)."""
-    inputs, geometry, current = self.run.inputs, self.run.geometry, self.stage_inputs
+    inputs, geometry, current = self.built.inputs, self.built.geometry, self.stage_inputs
     if inputs.streaming:  # one training batch of the stage's data (its last epoch's first batch)
       pool = stream.norm_batch(current.split, inputs.seeds[0], t * geometry.epochs_per_stage - 1,
                                geometry.batch_sizes[t - 1], inputs.place)
       n_now = jnp.asarray(geometry.batch_sizes[t - 1], jnp.int32)
     else:
       pool, n_now = current.x, jnp.asarray(geometry.stage_examples[t - 1], jnp.int32)
-    return self.run.compiled.event_fn(state, pool, n_now)
+    return self.built.compiled.event_fn(state, pool, n_now)
 
   # ----------------------------------------------------------------------------- records
 
@@ -384,8 +384,8 @@ class _Loop:
         f"non-finite loss or parameters at step {bad[0][1]} (stage {stage}) for seed(s) "
         f"{[self._run_name(i) for i, _ in bad]}; {where}; set config.run.nan_policy='skip' to skip "
         "such steps")
-    runs = range(len(self.run.inputs.seeds))
-    if self.run.config.run.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
+    runs = range(len(self.built.inputs.seeds))
+    if self.built.config.run.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
       log_.warning("skipped non-finite step(s) among steps %d..%d (stage %d) of seed(s) %s",
                    first_step, step, stage,
                    [self._run_name(s) for s in runs if not np.isfinite(m["loss"][s])])
@@ -400,31 +400,31 @@ class _Loop:
 
   def _evaluate(self, state, stage, held_out: bool = True):
     """Validation and test of every seed (one host transfer), with ``run.eval_train`` the stage's
-    training view too (``fitting``, [Z] §6); updates the best-validation record (model selection,
+    training view too (``train_set_eval``, [Z] §6); updates the best-validation record (model selection,
     [LW] §3: test accuracy at the best validation accuracy). ``held_out=False``: the training view
     alone (``run.eval_train='call'``)."""
-    run, pos = self.run, self.pos
-    inputs, eval_fn = run.inputs, run.compiled.eval_fn
+    built, pos = self.built, self.pos
+    inputs, eval_fn = built.inputs, built.compiled.eval_fn
     runs = range(len(inputs.seeds))
     on_device = {name: eval_fn(state.variables, x, y, idx, w)
                  for name, (x, y, idx, w) in inputs.eval_sets.items() if held_out}
-    fit = self.fit.due(pos.epoch == run.geometry.epochs_per_stage)
+    fit = self.fit.due(pos.epoch == built.geometry.epochs_per_stage)
     if fit:
-      on_device[fitting.KEY] = self.fit.launch(state.variables)
-    results, norms = multihost.fetch((on_device, run.compiled.norm_fn(state.variables["params"])))
+      on_device[train_set_eval.KEY] = self.fit.launch(state.variables)
+    results, norms = multihost.fetch((on_device, built.compiled.norm_fn(state.variables["params"])))
     if inputs.streaming and held_out:  # streamed in fixed-shape batches; an empty split is skipped
       for name, split in (("validation", inputs.data.validation), ("test", inputs.data.test)):
         if len(split):
           results[name] = stream.evaluate(eval_fn, state.variables, split,
-                                          run.config.run.eval_batch_size, inputs.place,
+                                          built.config.run.eval_batch_size, inputs.place,
                                           inputs.data.meta.input_shape)
     if fit:
-      results.update(self.fit.collect(results.pop(fitting.KEY), state.variables))
+      results.update(self.fit.collect(results.pop(train_set_eval.KEY), state.variables))
     recs = []
     for name, (loss, acc) in results.items():
       for s in runs:
         if name in self.fit.present and not self.fit.present[name][s]:
-          continue  # a training-set split this run's point does not have (fitting.collect)
+          continue  # a training-set split this run's point does not have (train_set_eval.collect)
         recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": name,
                      "loss": float(loss[s]), "accuracy": float(acc[s]), "learning_rate": None,
                      "param_norm": float(norms[s]), **self._who(s)})
@@ -440,12 +440,12 @@ class _Loop:
 
   def _who(self, s: int) -> dict:
     """Run s of the run axis in a record: its seed, and in a pack its point's index."""
-    seeds, pack = self.run.inputs.seeds, self.run.pack
+    seeds, pack = self.built.inputs.seeds, self.built.pack
     return {"seed": seeds[s]} if pack is None else {"seed": seeds[s], "point": pack.point_of[s]}
 
   def _run_name(self, s: int):
     """Run s for a message: its seed, in a pack '<point name>:<seed>'."""
-    seeds, pack = self.run.inputs.seeds, self.run.pack
+    seeds, pack = self.built.inputs.seeds, self.built.pack
     return seeds[s] if pack is None else f"{pack.points[pack.point_of[s]]}:{seeds[s]}"
 
   def _save(self, state):
@@ -461,20 +461,20 @@ class _Loop:
       self.last_ckpt = pos.step
 
   def _summary(self, state, stopped: bool) -> dict:
-    run, pos, session = self.run, self.pos, self.session
+    built, pos, session = self.built, self.pos, self.session
     pos.records = self.outputs.log.records
     now = time.time()
     steps_per_second = (pos.step - session.step) / max(now - session.start, 1e-9)
     wall = session.wall_time_s + now - session.start
-    if run.pack is not None and not stopped:  # every point's directory, before the pack's summary
+    if built.pack is not None and not stopped:  # every point's directory, before the pack's summary
       host_state = multihost.fetch(state)  # one transfer: the points' checkpoints and digests
       params = host_state.variables["params"]
       if multihost.is_primary():
         pack_.write_points(self, host_state, wall, steps_per_second)
     else:
       params = multihost.fetch(state.variables["params"])
-    summary = self.summary_of(pos, run.inputs.seeds, params, stopped, self.workdir, wall,
-                              steps_per_second, run.config.reinit.method)
+    summary = self.summary_of(pos, built.inputs.seeds, params, stopped, self.workdir, wall,
+                              steps_per_second, built.config.reinit.method)
     if multihost.is_primary():
       workdir_.write_json(os.path.join(self.workdir, "summary.json"), summary, indent=2)
     return summary
@@ -488,16 +488,16 @@ class _Loop:
     test = best.test if has_val else pos.last_test
     nan = float("nan")
     return {
-      "name": self.run.config.name, "method": method, "seeds": seeds,
+      "name": self.built.config.name, "method": method, "seeds": seeds,
       "test_accuracy": outputs.mean_std([nan if v is None else v for v in test]),
       "best_validation_accuracy": outputs.mean_std(best.validation) if has_val else None,
       "best_step": best.step if has_val else None,
       "final_test_accuracy": outputs.mean_std([nan if v is None else v for v in pos.last_test]),
       "stages": pos.stages, "events": pos.events, "steps": pos.step,
-      "total_steps": self.run.geometry.total_steps, "wall_time_s": wall,
+      "total_steps": self.built.geometry.total_steps, "wall_time_s": wall,
       "times": self.outputs.times.totals(),
       "steps_per_second": steps_per_second,
       "params_digest": outputs.params_digest(params),
       "interrupted": stopped, "workdir": os.path.abspath(workdir),
-      **self.fit.summary(pos.records, seeds, self.run.geometry.stages),
+      **self.fit.summary(pos.records, seeds, self.built.geometry.stages),
     }

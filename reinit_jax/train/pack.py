@@ -189,7 +189,7 @@ def write_points(loop, state, wall: float, steps_per_second: float) -> None:
   """Writes every point's directory from the finished pack (``state`` fetched to the host): what a
   run of the point alone writes, its timing fields the pack's. A finished point is kept as it is."""
   from reinit_jax.checkpoint import Checkpoints
-  pack, pos = loop.run.pack, loop.pos
+  pack, pos = loop.built.pack, loop.pos
   for p, (c, d) in enumerate(zip(pack.configs, pack.workdirs)):
     if workdir_.finished_summary(d, c) is not None:
       continue

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import PartitionSpec as P
+from jax.sharding import PartitionSpec
 
 from reinit_jax import backends, events
-from reinit_jax.train import loss as L, multihost
+from reinit_jax.train import loss as losses, multihost
 from reinit_jax.train.state import (EVENT_STREAM, STEP_EVENT_STREAM, STEP_STREAM, TrainState,
                                     fresh_variables, step_fresh_variables, stream_key)
 
@@ -29,11 +29,11 @@ def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
   ``fn`` is written over the seed axis (vmap or ``lax.map``), so on its share it computes what one
   device computes for those seeds; every output has the seeds first. ``seeded[i]``: argument i
   has the seeds on axis 0 (else it is shared, e.g. the data set). ``compiler_options``: XLA
-  options of this function's compilation (setup.py: cheaper compiles for what runs rarely).
+  options of this function's compilation (build.py: cheaper compiles for what runs rarely).
   """
   if runs_mesh is not None:
-    specs = tuple(P("runs") if s else P() for s in seeded)
-    fn = jax.shard_map(fn, mesh=runs_mesh, in_specs=specs, out_specs=P("runs"), check_vma=False)
+    specs = tuple(PartitionSpec("runs") if s else PartitionSpec() for s in seeded)
+    fn = jax.shard_map(fn, mesh=runs_mesh, in_specs=specs, out_specs=PartitionSpec("runs"), check_vma=False)
   return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
 
 
@@ -106,7 +106,7 @@ def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, be
 
     def loss_fn(params):
       logits, upd = _apply_train(model, {**state.variables, "params": params}, x, k_drop, with_bs)
-      loss, (ce, acc) = L.objective(logits, y, None if distill == "off" else tprobs, beta_t)
+      loss, (ce, acc) = losses.objective(logits, y, None if distill == "off" else tprobs, beta_t)
       if l2_init:
         loss = loss + l2_init * sum(jnp.sum(jnp.square(p - p0)) for p, p0 in zip(
             jax.tree.leaves(params), jax.tree.leaves(state.anchor)))
@@ -269,7 +269,7 @@ def make_eval(model, augment: Callable, per_run: bool = False, runs_mesh=None):
     def body(carry, iw):
       ix, ww = iw
       logits = model.apply(variables, augment(key, x_all[ix], False), train=False)
-      ce = L.cross_entropy(logits, y_all[ix])
+      ce = losses.cross_entropy(logits, y_all[ix])
       hit = (jnp.argmax(logits, -1) == y_all[ix]).astype(jnp.float32)
       return (carry[0] + jnp.sum(ce * ww), carry[1] + jnp.sum(hit * ww)), None
 

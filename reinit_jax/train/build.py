@@ -1,6 +1,6 @@
-"""Run setup: everything built once before training — data, model, method, optimizer, jitted pieces.
+"""What training builds once, before its first step: data, model, method, optimizer, jitted pieces.
 
-:class:`Run` takes a validated config (``validation.validate``) and builds each component from its
+:class:`Built` takes a validated config (``validation.validate``) and builds each component from its
 own section; the stage loop (``loop.py``) only calls what is built here. Data is built from the data
 seed and shared by the seeds of the run axis (their init, batch order, augmentation, dropout and
 events differ); with ``data.per_seed`` every seed draws its own data set (the synthetic task).
@@ -108,8 +108,8 @@ class Compiled:
   distill_mode: str
 
 
-class Run:
-  """The built run: ``config``, ``pack`` (a ``train.pack.Pack``: the runs of several grid points;
+class Built:
+  """What :func:`reinit_jax.train.run` trains, built: ``config``, ``pack`` (a ``train.pack.Pack``: the runs of several grid points;
   None for one point), ``inputs`` (:class:`Inputs`), ``geometry`` (:class:`Geometry`), ``parts``
   (:class:`Parts`), ``derived`` (what the built data and devices decide beside the config: the
   compiled functions' key, ``train/compiled.py``) and ``compiled`` (:class:`Compiled`);

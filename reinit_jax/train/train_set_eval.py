@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinit_jax.train import compiled, feed, setup, stream
+from reinit_jax.train import compiled, feed, build, stream
 from reinit_jax.train import loss as loss_
 from reinit_jax.train import step as step_
 
@@ -103,7 +103,7 @@ class FitStage(NamedTuple):
 
 
 class TrainFit:
-  """The training-set evaluation of one run (module docstring); built from a ``setup.Run``.
+  """The training-set evaluation of the runs of a :class:`build.Built` (module docstring).
 
   ``stage(t, x_dev)`` prepares stage t (once per stage), ``due(end_of_stage)`` says whether an
   evaluation includes the training set, ``launch(variables)`` dispatches it (device arrays, fetched
@@ -111,9 +111,9 @@ class TrainFit:
   acc (S,))}`` for the non-empty splits.
   """
 
-  def __init__(self, run: setup.Run, c):
-    self.run, self.mode, self.threshold = run, c.run.eval_train, float(c.run.fit_threshold)
-    inputs, pack = run.inputs, run.pack
+  def __init__(self, built: build.Built, c):
+    self.built, self.mode, self.threshold = built, c.run.eval_train, float(c.run.fit_threshold)
+    inputs, pack = built.inputs, built.pack
     # Per run: its point's label noise and the point it belongs to (a packed grid, train/pack.py).
     configs = [c] * len(inputs.seeds) if pack is None else [pack.configs[p] for p in pack.point_of]
     self.noisy_run = np.asarray([float(pc.data.label_noise) > 0 for pc in configs])
@@ -127,10 +127,10 @@ class TrainFit:
       return
     if inputs.streaming:  # validation.py: no label noise here
       return
-    # Shared with the grid's other points in this process, as setup's own jitted functions.
-    self.fit_eval = compiled.get_or_build("fit", c, run.derived, lambda: make_fit_eval(
-        run.parts.model, inputs.data.augment, inputs.per_run, runs_mesh=inputs.place.runs_mesh))
-    self.max_rows = max(run.geometry.stage_examples)
+    # Shared with the grid's other points in this process, as build.py's own jitted functions.
+    self.fit_eval = compiled.get_or_build("fit", c, built.derived, lambda: make_fit_eval(
+        built.parts.model, inputs.data.augment, inputs.per_run, runs_mesh=inputs.place.runs_mesh))
+    self.max_rows = max(built.geometry.stage_examples)
     self.max_batches = feed.eval_batches(self.max_rows, self.batch_size,
                                          inputs.place.n)[0].shape[0]
 
@@ -142,7 +142,7 @@ class TrainFit:
   def stage(self, t: int, x_dev) -> None:
     """Builds stage t's device inputs: rows padded to the largest stage, index batches padded to
     its batch count (``x_dev``: the stage's training inputs on the devices, the loop's copy)."""
-    inputs = self.run.inputs
+    inputs = self.built.inputs
     if self.mode == "off" or inputs.streaming:
       self.current = FitStage(t)
       return
@@ -174,15 +174,15 @@ class TrainFit:
 
   def launch(self, variables):
     """Dispatches the evaluation on the devices; None when streamed (see :meth:`collect`)."""
-    return None if self.run.inputs.streaming else self.fit_eval(variables, *self.current.inputs)
+    return None if self.built.inputs.streaming else self.fit_eval(variables, *self.current.inputs)
 
   def collect(self, fetched, variables) -> dict:
     """``{split: (loss (S,), acc (S,))}`` from the fetched ``launch`` output; a streamed training
     view (train_fit only) is read here, un-augmented, with its noisy labels."""
-    inputs = self.run.inputs
+    inputs = self.built.inputs
     if inputs.streaming:
       split = dataclasses.replace(inputs.data.train(self.current.number), train=False)
-      return {"train_fit": stream.evaluate(self.run.compiled.eval_fn, variables, split,
+      return {"train_fit": stream.evaluate(self.built.compiled.eval_fn, variables, split,
                                            self.batch_size, inputs.place,
                                            inputs.data.meta.input_shape)}
     loss, acc = (np.asarray(a) for a in fetched)

@@ -1,4 +1,4 @@
-"""Training-set evaluation per stage (run.eval_train, reinit_jax/train/fitting.py; [Z] §6, [AA] §4).
+"""Training-set evaluation per stage (run.eval_train, reinit_jax/train/train_set_eval.py; [Z] §6, [AA] §4).
 
 The recorded train_fit / train_noisy / train_noisy_clean / train_clean numbers are checked against
 a direct computation on the checkpointed parameters of the same step, with masks built here from
@@ -15,7 +15,7 @@ import pytest
 
 from reinit_jax import train
 from reinit_jax.checkpoint import Checkpoints
-from reinit_jax.train import fitting, validation
+from reinit_jax.train import train_set_eval, validation
 from train_helpers import records, run_keeping, tiny_config
 
 SPLITS = ("train_fit", "train_noisy", "train_noisy_clean", "train_clean")
@@ -174,9 +174,9 @@ def test_epochs_to_fit_counts_only_evaluations_that_happened():
   recs = [{"split": "train_fit", "stage": 1, "epoch": e, "seed": 0, "accuracy": a}
           for e, a in ((2, 0.5), (4, 0.995), (6, 1.0))]
   recs += [{"split": "test", "stage": 2, "epoch": 1, "seed": 0, "accuracy": 1.0}]
-  out = fitting.epochs_to_fit(recs, [0, 1], 3, 0.99)
+  out = train_set_eval.epochs_to_fit(recs, [0, 1], 3, 0.99)
   assert out == {"epochs_to_fit": [[4, None]], "fit_reached": 0.5, "fit_threshold": 0.99}
-  assert fitting.epochs_to_fit([], [0], 2, 0.99)["fit_reached"] is None
+  assert train_set_eval.epochs_to_fit([], [0], 2, 0.99)["fit_reached"] is None
 
 
 @pytest.mark.parametrize("field,value", [("eval_train", "sometimes"), ("eval_train", "Stage"),
@@ -244,16 +244,16 @@ def test_streamed_training_view_and_noise_refused(request, tmp_path):
 
 def test_seed_axis_map_and_vmap_agree():
   """The accelerator path (seeds vmapped) gives the CPU path's numbers (seeds one after another)."""
-  from reinit_jax.train import setup
+  from reinit_jax.train import build
   c = validation.validate(tiny_config(label_noise=0.4, seeds=(0, 1), eval_batch_size=24))
-  r = setup.Run(c)
+  r = build.Built(c)
   state = r.init()
-  fit = fitting.TrainFit(r, _with(c, "stage"))
+  fit = train_set_eval.TrainFit(r, _with(c, "stage"))
   x, _ = r.inputs.arrays(lambda d: d.train(1))
   fit.stage(1, x)
   got = {}
   for axis in ("map", "vmap"):
-    fn = fitting.make_fit_eval(r.parts.model, r.inputs.data.augment, seed_axis=axis)
+    fn = train_set_eval.make_fit_eval(r.parts.model, r.inputs.data.augment, seed_axis=axis)
     got[axis] = [np.asarray(a) for a in fn(state.variables, *fit.current.inputs)]
   assert got["map"][1].shape == (2, 4)
   for a, b in zip(got["map"], got["vmap"]):
