@@ -85,6 +85,7 @@ EXCLUDED = [
   ("run.mesh", dict(seeds=(0, 1)), dict(seeds=(0, 1), mesh="data")),
   ("run.tune_cpu_allocator", dict(), dict(tune_cpu_allocator=False)),
   ("run.compilation_cache", dict(), dict(compilation_cache="off")),
+  ("run.feature_diagnostics", dict(), dict(feature_diagnostics=True)),
 ]
 # Excluded fields a tiny synthetic run cannot exercise, and where they are read instead.
 UNEXERCISED = {

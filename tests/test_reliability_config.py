@@ -117,6 +117,7 @@ BAD = {
   "run.keep_checkpoints": _int_below(2),  # one checkpoint could not fall back
   "run.progress": _name(),
   "run.distributed": _bool(),
+  "run.feature_diagnostics": _bool(),
   "run.stop_after_steps": _int_below(0),
   "run.nan_policy": _name(),
   "run.restart": _bool(),

@@ -162,3 +162,65 @@ def test_l2_init_adds_its_gradient(strength):
   for a, b, d in zip(jax.tree.leaves(l2.variables["params"]),
                      jax.tree.leaves(plain.variables["params"]), jax.tree.leaves(delta)):
     np.testing.assert_allclose(a - b, -lr * 2 * strength * d, rtol=1e-4, atol=1e-6)
+
+
+def test_feature_diagnostics_match_their_definitions():
+  """``make_feature_diagnostics`` over two runs = the plasticity functions on each run's block
+  outputs (the head's excluded): dormant fractions per block and τ, ranks of the penultimate."""
+  from reinit_jax import plasticity
+  model = models.create("mlp", 3, input_shape=(5,), widths=(8, 6))
+  x = jnp.concatenate([X, -X, 3 * X])  # 12 examples
+  runs = [dict(model.init(jax.random.PRNGKey(s))) for s in (0, 1)]
+  runs[1]["params"]["dense1"]["bias"] = runs[1]["params"]["dense1"]["bias"].at[:4].set(-50.0)
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *runs)
+  got = step_fns.make_feature_diagnostics(model, lambda k, x, train: x)(stacked, x)
+  assert set(got) == ({f"dormant_{t:g}_block{i}" for t in (0, 0.025, 0.1) for i in (1, 2)}
+                      | {"effective_rank", "srank"})
+  for s, variables in enumerate(runs):
+    h1, h2 = model.block_outputs(variables, x)[:-1]
+    for tau in (0.0, 0.025, 0.1):
+      assert float(got[f"dormant_{tau:g}_block1"][s]) == pytest.approx(
+          float(plasticity.dormant_fraction(h1, tau)), abs=1e-7)
+      assert float(got[f"dormant_{tau:g}_block2"][s]) == pytest.approx(
+          float(plasticity.dormant_fraction(h2, tau)), abs=1e-7)
+    assert float(got["srank"][s]) == float(plasticity.srank(h2, 0.01))
+    assert float(got["effective_rank"][s]) == pytest.approx(
+        float(plasticity.effective_rank(h2)), rel=1e-5)
+  assert float(got["dormant_0_block1"][1]) >= 0.5  # the 4 units biased to −50 are dead
+
+
+def test_feature_diagnostics_in_the_engine(tmp_path):
+  """One 'features' record per run at every evaluation (3 stage ends), values in range."""
+  c = tiny_config(method="shrink_perturb", seeds=(0, 1), feature_diagnostics=True,
+                  model__options={"widths": (16, 16)})
+  train.run(c, str(tmp_path / "run"))
+  with open(tmp_path / "run" / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  features = [r for r in records if r["split"] == "features"]
+  assert len(features) == len([r for r in records if r["split"] == "test"]) == 2 * 3
+  for r in features:
+    assert all(0 <= r[f"dormant_{t:g}_block{i}"] <= 1 for t in (0, 0.025, 0.1) for i in (1, 2))
+    assert 1 <= r["srank"] <= 16 and 1 <= r["effective_rank"] <= 16
+
+
+def test_feature_diagnostics_refused_on_one_block():
+  with pytest.raises(ValueError, match=r"^config\.run\.feature_diagnostics=True is invalid"):
+    train.validate(tiny_config(feature_diagnostics=True, model__options={"widths": ()}))
+
+
+def test_report_reads_the_last_features_of_each_seed():
+  from reinit_jax.analysis import feature_report
+  from reinit_jax.analysis.report import RunInfo
+
+  def rec(seed, step, dormant, srank):
+    return {"split": "features", "seed": seed, "step": step, "dormant_0.1_block1": 0.9,
+            "dormant_0.1_block2": dormant, "dormant_0_block2": dormant / 2, "srank": srank,
+            "effective_rank": srank - 1}
+
+  records = [rec(0, 5, 0.9, 1.0), rec(0, 10, 0.2, 7.0), rec(1, 10, 0.4, 9.0), rec(1, 5, 0.0, 2.0),
+             {"split": "train", "seed": 0, "step": 10, "step_events": 4},
+             {"split": "train", "seed": 1, "step": 10, "step_events": 6}]
+  run = RunInfo("p", {}, {}, records, [])
+  table = feature_report.features_table({("r", "m"): (run, False)})
+  assert "| r | m | 30.0 ± 10.0 | 15.0 ± 5.0 | 8.0 ± 1.0 | 7.0 ± 1.0 | 5 ± 1 |" in table
+  assert feature_report.features_table({("r", "m"): (RunInfo("p", {}, {}, [], []), False)}) is None

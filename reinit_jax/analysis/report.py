@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-from reinit_jax.analysis import fit_report, plots, stats
+from reinit_jax.analysis import feature_report, fit_report, plots, stats
 from reinit_jax.train import config as config_schema
 
 _RUN_FILES = ("config.json", "summary.json", "metrics.jsonl")
@@ -397,6 +397,7 @@ def report(run_dirs, out: str, *, alpha: float = 0.05, row_by=()) -> str:
              "instead of at the best validation accuracy.", "",
              "## Sign tests at the final epoch", "", sign_table(final, alpha), ""]
     md += fit_report.sections(cells)
+    md += feature_report.sections(cells)
   else:
     md += ["No run has a test accuracy in summary.json.", ""]
   md += ["## Runs", "", _runs_table(runs), ""]

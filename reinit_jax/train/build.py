@@ -96,7 +96,8 @@ class Compiled:
   ``train/compiled.py``): ``train_call`` (the scanned steps of one call), ``eval_fn``,
   ``teacher_cache`` (the cached distillation targets), ``event_fn``, ``norm_fn`` (the parameter
   norm), ``init_fn``, ``prepare_fn`` (the method's preparation, or None); ``distill_mode``: 'off',
-  'live' or 'cached'."""
+  'live' or 'cached'; ``features_fn``: the feature diagnostics (``run.feature_diagnostics``), or
+  None."""
 
   train_call: Callable
   eval_fn: Callable
@@ -106,6 +107,7 @@ class Compiled:
   init_fn: Callable
   prepare_fn: Callable | None
   distill_mode: str
+  features_fn: Callable | None = None
 
 
 class Built:
@@ -265,8 +267,11 @@ def _compile(config, inputs: Inputs, geometry: Geometry, parts: Parts, derived: 
   norm_fn = cached("norm", lambda: step_.jit_seeds(
       step_.over_runs(outputs.param_norm, (0,)), mesh, (True,)))
   init_fn, prepare_fn = _state_functions(config, parts, cached, mesh, rare, select_impl)
+  features_fn = (cached("features", lambda: step_.make_feature_diagnostics(
+      parts.model, augment, per_run=per_run, runs_mesh=mesh))
+      if config.run.feature_diagnostics else None)
   return Compiled(train_call, eval_fn, teacher_cache, event_fn, norm_fn, init_fn, prepare_fn,
-                  distill_mode)
+                  distill_mode, features_fn)
 
 
 def _state_functions(config, parts: Parts, cached, mesh, rare, select_impl):

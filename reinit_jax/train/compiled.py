@@ -33,7 +33,8 @@ NOT_COMPILED = (
   "run.seeds", "run.eval_every_epochs", "run.eval_batch_size", "run.eval_train",
   "run.fit_threshold", "run.checkpoint_every", "run.keep_checkpoints", "run.progress",
   "run.distributed", "run.stop_after_steps", "run.restart", "run.mesh", "run.pack",
-  "run.pack_max_runs", "run.tune_cpu_allocator", "run.compilation_cache")
+  "run.pack_max_runs", "run.tune_cpu_allocator", "run.compilation_cache",
+  "run.feature_diagnostics")
 
 # What only the event reads (the train step sees its result, not its settings).
 _EVENT_ONLY = ("reinit.method", "reinit.hparams", "reinit.optimizer_policy",
@@ -50,6 +51,7 @@ NOT_READ: dict[str, tuple[str, ...]] = {
   "prepare": _TRAINING_ONLY,
   "init": _EVENT_ONLY + _TRAINING_ONLY,  # the optimizer's state and whether a teacher is kept
   "eval": _FORWARD_ONLY,  # the model's forward pass in evaluation mode
+  "features": _FORWARD_ONLY,
   "teacher": _FORWARD_ONLY,
   "fit": _FORWARD_ONLY,
   "norm": tuple(fields()),  # a norm of the parameters: their shapes and the placement only

@@ -116,6 +116,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "fit_threshold": Field(0.99, lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]",
                            "training accuracy counted as fitting a stage (summary epochs_to_fit "
                            "with eval_train='eval' or 'call'; [AA] §4: 99%)"),
+    "feature_diagnostics": flag(False, "at every evaluation, on the first 512 examples of the "
+                                "stage's training view: dormant fraction at τ ∈ {0, 0.025, 0.1} of "
+                                "every block's units, effective rank and srank of the penultimate "
+                                "block's features (docs/methods.md)"),
     "max_steps_per_call": integer(256, 1, "steps per jitted call (a scan over whole epochs)"),
     "checkpoint_every": integer(0, 0, "steps between checkpoints; 0: end of every stage only"),
     # Two at least: a corrupt newest checkpoint falls back to the one before it.

@@ -411,7 +411,9 @@ class _Loop:
     fit = self.fit.due(pos.epoch == built.geometry.epochs_per_stage)
     if fit:
       on_device[train_set_eval.KEY] = self.fit.launch(state.variables)
-    results, norms = multihost.fetch((on_device, built.compiled.norm_fn(state.variables["params"])))
+    features = self._features(state) if held_out else None
+    results, norms, features = multihost.fetch(
+        (on_device, built.compiled.norm_fn(state.variables["params"]), features))
     if inputs.streaming and held_out:  # streamed in fixed-shape batches; an empty split is skipped
       for name, split in (("validation", inputs.data.validation), ("test", inputs.data.test)):
         if len(split):
@@ -428,6 +430,9 @@ class _Loop:
         recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": name,
                      "loss": float(loss[s]), "accuracy": float(acc[s]), "learning_rate": None,
                      "param_norm": float(norms[s]), **self._who(s)})
+    for s in runs if features is not None else ():
+      recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": "features",
+                   **{k: float(v[s]) for k, v in features.items()}, **self._who(s)})
     self.outputs.log.write(recs)
     best = pos.best
     for s in runs:
@@ -437,6 +442,16 @@ class _Loop:
         best.validation[s] = float(results["validation"][1][s])
         best.test[s] = float(results["test"][1][s]) if "test" in results else None
         best.step[s] = pos.step
+
+  def _features(self, state):
+    """``run.feature_diagnostics``: the diagnostics (device arrays) on the first 512 examples of
+    the stage's training view, else None."""
+    features_fn, current = self.built.compiled.features_fn, self.stage_inputs
+    if features_fn is None:
+      return None
+    rows = min(512, current.examples)
+    probe = current.x[:, :rows] if self.built.inputs.per_run else current.x[:rows]
+    return features_fn(state.variables, probe)
 
   def _who(self, s: int) -> dict:
     """Run s of the run axis in a record: its seed, and in a pack its point's index."""

@@ -69,9 +69,9 @@ class MetricsLog:
       from tensorboard.compat.proto.summary_pb2 import Summary
       for r in records:
         values = [Summary.Value(tag=f"seed{r['seed']}/{r['split']}/{k}", simple_value=float(v))
-                  for k, v in r.items() if k in ("loss", "accuracy", "learning_rate", "param_norm",
-                                                      "step_events")
-                  and v is not None]
+                  for k, v in r.items() if (k in ("loss", "accuracy", "learning_rate", "param_norm",
+                                                       "step_events", "effective_rank", "srank")
+                                            or k.startswith("dormant_")) and v is not None]
         self._tb.add(Event(wall_time=time.time(), step=int(r["step"]),
                            summary=Summary(value=values)))
 

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec
 
-from reinit_jax import backends, events
+from reinit_jax import backends, events, plasticity
 from reinit_jax.train import loss as losses, multihost
 from reinit_jax.train.state import (EVENT_STREAM, STEP_EVENT_STREAM, STEP_STREAM, TrainState,
                                     fresh_variables, step_fresh_variables, stream_key)
@@ -280,6 +280,34 @@ def make_eval(model, augment: Callable, per_run: bool = False, runs_mesh=None):
   d = 0 if per_run else None  # per-run data sets: x_all (S, N, ...), y_all (S, N)
   return jit_seeds(over_runs(one, (0, d, d, None, None)), runs_mesh,
                    (True, per_run, per_run, False, False))
+
+
+FEATURE_TAUS = (0.0, 0.025, 0.1)  # dormant-fraction thresholds (Sokar et al. 2023 use 0.025, 0.1)
+
+
+def make_feature_diagnostics(model, augment: Callable, per_run: bool = False, runs_mesh=None):
+  """``features(variables (S,...), x (B, ...)) -> {name: (S,)}``: what plasticity studies track,
+  on inputs ``x`` in evaluation mode (``x`` (S, B, ...) with ``per_run``).
+
+  Per block but the last (whose output is the logits): ``dormant_<τ>_block<i>``, the fraction of
+  its units (features, or channels of a conv block) whose ReDo score is ≤ τ (τ = 0: never active,
+  the dead units; Sokar et al. 2023); and ``effective_rank`` / ``srank`` (δ = 0.01; Kumar et al.
+  2021) of the penultimate block's features, a conv block's averaged over positions.
+  """
+  key = jax.random.PRNGKey(0)  # eval-mode augmentation is deterministic; the key is unused
+
+  def one(variables, x):
+    outputs = model.block_outputs(variables, augment(key, x, False))[:-1]
+    out = {}
+    for i, h in enumerate(outputs, start=1):
+      for tau in FEATURE_TAUS:
+        out[f"dormant_{tau:g}_block{i}"] = plasticity.dormant_fraction(h, tau)
+    features = outputs[-1].reshape(outputs[-1].shape[0], -1, outputs[-1].shape[-1]).mean(1)
+    out["effective_rank"] = plasticity.effective_rank(features)
+    out["srank"] = plasticity.srank(features, 0.01).astype(jnp.float32)
+    return out
+
+  return jit_seeds(over_runs(one, (0, 0 if per_run else None)), runs_mesh, (True, per_run))
 
 
 def make_teacher_cache(model, augment: Callable, per_run: bool = False, runs_mesh=None):

@@ -168,14 +168,20 @@ def _check_builds(c, names: list) -> None:
     _check_streamed(c)
   num_classes = 8 if c.data.dataset == "synthetic" else registry.DATASETS[c.data.dataset].num_classes
   # Building the module is cheap (no parameters drawn) and checks the model's own options.
-  _checked("model.options", c.model.options, lambda: models.create(
+  model = _checked("model.options", c.model.options, lambda: models.create(
     c.model.name, num_classes, num_blocks=c.model.num_blocks, **c.model.options.to_dict()))
+  if c.run.feature_diagnostics and len(model.blocks) < 2:
+    fail("run.feature_diagnostics", True, "False for a model of one block (no penultimate "
+         "features; set model.num_blocks >= 2)")
   _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
     c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict()))
 
 
 def _check_streamed(c) -> None:
   """What a streamed data set (tf.data, not in memory) rules out."""
+  if c.run.feature_diagnostics:
+    fail("run.feature_diagnostics", True, "False for a streamed data set (the probe is the "
+         "stage's training view in memory)")
   if c.reinit.distill and not c.reinit.distill_live:
     fail("reinit.distill_live", False, "True for a streamed data set (no teacher cache)")
   if c.run.eval_train != "off" and c.data.label_noise > 0:
