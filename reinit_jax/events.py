@@ -155,6 +155,10 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     raise ValueError(f"optimizer_policy must be one of {OPTIMIZER_POLICIES}, got "
                      f"{optimizer_policy!r}")
   params, fresh = variables["params"], fresh_variables["params"]
+  if method.uses_activations:  # e.g. redo: its units are scored on this batch
+    if norm_batch is None:
+      raise ValueError(f"method {method.name!r} scores units on activations: pass norm_batch")
+    context = context.replace(activations=tuple(model.block_outputs(variables, norm_batch)))
   new_params = method(params, fresh, stage, key, context)
   mask = method.reinit_mask(params, stage, key, context)
   out = dict(variables)

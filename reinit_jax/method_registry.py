@@ -50,6 +50,8 @@ class Context:
     select_impl: the k-smallest selection of ``magnitude`` / ``random_subset`` / ``fixed_subset``
       (static; :mod:`reinit_jax.selection`; None: $REINIT_SELECT_IMPL, else 'auto'). The engine
       sets it from ``reinit.select_impl`` for the event's call only (the state keeps None).
+    activations: the output of every block on the event's batch, for a method declared with
+      ``activations=True`` (``redo``); set by ``events.apply_event`` for the event only.
   """
 
   blocks: tuple = flax.struct.field(pytree_node=False, default=())
@@ -57,6 +59,7 @@ class Context:
   init_norms: Any = None
   fixed_mask: Any = None
   select_impl: str | None = flax.struct.field(pytree_node=False, default=None)
+  activations: Any = None
 
 
 # ----------------------------------------------------------------------------- hyperparameters
@@ -98,6 +101,7 @@ class Declaration:
   mask: Callable | None = None
   prepare: Callable | None = None
   normalize: Callable | None = None
+  activations: bool = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity, so jax.jit(R) works
@@ -130,6 +134,11 @@ class Method:
     probe = jax.tree.map(lambda p: p + jnp.ones_like(p), params)
     out = self.declaration.fn(params, probe, stage, key, context, **self.hparams)
     return jax.tree.map(lambda a, b: a != b, out, params)
+
+  @property
+  def uses_activations(self) -> bool:
+    """Whether R reads ``context.activations`` (the blocks' outputs on the event's batch)."""
+    return self.declaration.activations
 
   def prepare(self, key, params, context: Context) -> Context:
     """Called once before training: stores the declared ``prepare`` mask as ``fixed_mask``."""
@@ -193,7 +202,7 @@ def _declared_hparams(name: str, fn: Callable, hparams: Mapping[str, Hparam] | N
 
 def register(name: str, *, hparams: Mapping[str, Hparam] | None = None,
              mask: Callable | None = None, prepare: Callable | None = None,
-             normalize: Callable | None = None) -> Callable:
+             normalize: Callable | None = None, activations: bool = False) -> Callable:
   """Decorator registering ``R(params, fresh, stage, key, context, **hparams)`` as method ``name``.
 
   Every argument is described in the module docstring (the one way to declare a method). A name
@@ -210,7 +219,7 @@ def register(name: str, *, hparams: Mapping[str, Hparam] | None = None,
       raise ValueError(f"method {name!r} is already registered by "
                        f"{old.fn.__module__}.{old.fn.__qualname__}; choose another name")
     _REGISTRY[name] = Declaration(name, fn, _declared_hparams(name, fn, hparams), mask, prepare,
-                                  normalize)
+                                  normalize, activations)
     return fn
 
   return deco

@@ -34,6 +34,8 @@ A declaration has, besides R itself (each part optional):
   R and ``mask`` as ``context.fixed_mask`` at every event (``fixed_subset``).
 * ``normalize(stage, **hparams) -> int32``: the 1-based block after which the event measures the
   layer-wise normalization ([LW] §3; clipped to the model's K blocks); without it, none.
+* ``activations=True``: R reads ``context.activations``, every block's output on the event's batch
+  (``events.apply_event`` computes them; ``redo`` scores its units on them).
 
 A method from your own file: register it in a module and import that module before the method is
 looked up, with ``methods.import_modules(("my_pkg.my_methods", "path/to/methods.py"))`` (dotted
@@ -48,7 +50,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from reinit_jax import masks
+from reinit_jax import masks, plasticity
 from reinit_jax.method_registry import (Context, Declaration, Hparam, Method, get,  # noqa: F401
                                         import_modules, is_unit, names, positive_int, register,
                                         unit_interval)
@@ -246,6 +248,48 @@ def rescale_only(params, fresh, stage, key, context):
   if context.init_norms is None:
     raise ValueError("rescale_only needs context.init_norms (methods.make_context records them)")
   return rescale_to_norms(params, context.init_norms, masks.all_true(params))
+
+
+def layer_chain(blocks, params) -> tuple:
+  """The layers of a model that is a chain of dense layers, one per block, covering every
+  parameter (the ``mlp``), as parameter paths: a unit of block i is an output of its layer and an
+  input of block i + 1's. ``params`` may hold shapes (``jax.eval_shape``)."""
+  names = [b.names[0] for b in blocks if len(b.names) == 1]
+  dense = all(set(params.get(n, {})) <= {"kernel", "bias"} and len(params[n]["kernel"].shape) == 2
+              for n in names if "kernel" in params.get(n, {}))
+  if len(names) < 2 or len(names) != len(blocks) or set(names) != set(params) or not dense:
+    raise ValueError("a unit-level method needs a model that is a chain of dense layers, one per "
+                     "block (model 'mlp', model.num_blocks=None)")
+  return tuple((n,) for n in names)
+
+
+def _dormant_units(context, tau) -> list:
+  """ReDo's τ-dormant units of every block but the last (its outputs are the logits)."""
+  if context.activations is None:
+    raise ValueError("redo scores units on the blocks' activations: apply it through "
+                     "events.apply_event with a batch (a stage or step-level event)")
+  return [plasticity.unit_scores(h) <= tau for h in context.activations[:-1]]
+
+
+def _redo_mask(params, stage, key, context, tau):
+  return plasticity.unit_param_masks(params, layer_chain(context.blocks, params),
+                                     _dormant_units(context, tau))
+
+
+@register("redo", mask=_redo_mask, activations=True, hparams={"tau": Hparam(
+    0.1, "a number >= 0", lambda v: isinstance(v, jax.Array) or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0))})
+def redo(params, fresh, stage, key, context, tau):
+  """ReDo (Sokar et al. 2023): every unit whose score s_i = E|h_i| / mean_j E|h_j| on the event's
+  batch is ≤ τ gets fresh incoming weights and bias and zero outgoing weights.
+
+  Its mask is every weight it changes, incoming and outgoing, so the 'mask' optimizer policy zeroes
+  the moments of both (no stale moment drives a reset unit). Run it as a step-level event
+  (``reinit.every_steps``, the paper's every F steps) or at stage ends; models: ``mlp``.
+  """
+  del stage, key
+  return plasticity.reset_units(params, fresh, layer_chain(context.blocks, params),
+                                _dormant_units(context, tau))
 
 
 SPEC_METHODS = ("standard", "shrink_perturb", "layerwise", "random_subset", "magnitude",

@@ -224,3 +224,53 @@ def test_report_reads_the_last_features_of_each_seed():
   table = feature_report.features_table({("r", "m"): (run, False)})
   assert "| r | m | 30.0 ± 10.0 | 15.0 ± 5.0 | 8.0 ± 1.0 | 7.0 ± 1.0 | 5 ± 1 |" in table
   assert feature_report.features_table({("r", "m"): (RunInfo("p", {}, {}, [], []), False)}) is None
+
+
+def test_redo_as_a_step_event_resets_dormant_units_and_their_adam_moments():
+  """ReDo from the registry inside the step: the dead units' incoming weights fresh, outgoing 0,
+  and with optimizer_policy='mask' exactly those weights' Adam moments zero (count kept)."""
+  model = models.create("mlp", 3, input_shape=(5,), widths=(8, 6))
+  tx = optax.adam(1e-2)
+  state = init_state(model, None, tx, jax.random.PRNGKey(0), 0, False, step_events=True)
+  params = state.variables["params"]
+  params["dense1"]["bias"] = params["dense1"]["bias"].at[:3].set(-50.0)  # units 0-2 never fire
+  grads = jax.tree.map(jnp.ones_like, params)
+  _, opt_state = tx.update(grads, tx.init(params), params)  # moments not zero anywhere
+  state = state.replace(variables={**state.variables, "params": params}, opt_state=opt_state)
+  after = step_fns.make_step_event(model, methods.get("redo"), tx, every=2, trigger="every",
+                                   threshold=1.0, optimizer_policy="mask",
+                                   batch_stats_policy="reset")
+  out = after(_at(state, 4), jnp.float32(1.0), X)
+  new, fresh = out.variables["params"], step_fresh_variables(model, 0, 4)["params"]
+  # Expected, in numpy: dormant = mean|h| ≤ 0.1 × the layer's mean, layer by layer.
+  hidden = [np.abs(np.asarray(h)).mean(0) for h in model.block_outputs(state.variables, X)[:-1]]
+  want = jax.tree.map(lambda p: np.asarray(p, np.float64).copy(), params)
+  changed = jax.tree.map(lambda p: np.zeros(p.shape, bool), params)
+  for i, a in enumerate(hidden, start=1):
+    d = a <= 0.1 * a.mean()
+    assert d[:3].all() if i == 1 else True, d  # dense1's dead units
+    assert d.any() and not d.all(), (i, d)  # each layer: some units reset, some kept
+    for leaf in ("kernel", "bias"):
+      want[f"dense{i}"][leaf][..., d] = np.asarray(fresh[f"dense{i}"][leaf])[..., d]
+      changed[f"dense{i}"][leaf][..., d] = True
+    want[f"dense{i + 1}"]["kernel"][d, :] = 0.0
+    changed[f"dense{i + 1}"]["kernel"][d, :] = True
+  for got, ref in zip(jax.tree.leaves(new), jax.tree.leaves(want)):
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+  adam = out.opt_state[0]
+  for moments in (adam.mu, adam.nu):  # zero exactly on the changed weights, kept elsewhere
+    for m, c in zip(jax.tree.leaves(moments), jax.tree.leaves(changed)):
+      assert np.all((np.asarray(m) == 0) == c)
+  assert int(adam.count) == 1
+
+
+def test_redo_runs_in_the_engine_and_is_refused_on_a_conv_model(tmp_path):
+  c = tiny_config(method="redo", seeds=(0, 1), every_steps=2, optimizer_policy="mask",
+                  hparams={"tau": 0.6}, feature_diagnostics=True)
+  summary = train.run(c, str(tmp_path / "redo"))
+  assert summary["params_digest"]
+  with pytest.raises(ValueError, match=r"^config\.reinit\.method='redo' is invalid.*chain"):
+    train.validate(tiny_config(method="redo", every_steps=2, model__name="scnn_tiny",
+                               dataset="fashion_mnist", batch_size=16))
+  with pytest.raises(ValueError, match=r"^config\.reinit\.method='redo' is invalid.*chain"):
+    train.validate(tiny_config(method="redo", every_steps=2, model__num_blocks=2))

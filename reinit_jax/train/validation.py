@@ -170,6 +170,10 @@ def _check_builds(c, names: list) -> None:
   # Building the module is cheap (no parameters drawn) and checks the model's own options.
   model = _checked("model.options", c.model.options, lambda: models.create(
     c.model.name, num_classes, num_blocks=c.model.num_blocks, **c.model.options.to_dict()))
+  for name in names:
+    if methods.get(name).uses_activations:
+      shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))["params"]
+      _checked("reinit.method", name, lambda: methods.layer_chain(model.blocks, shapes))
   if c.run.feature_diagnostics and len(model.blocks) < 2:
     fail("run.feature_diagnostics", True, "False for a model of one block (no penultimate "
          "features; set model.num_blocks >= 2)")
