@@ -4,8 +4,8 @@ The protocol of Kumar et al. 2023 scaled to Fashion-MNIST: an MLP 784-100-100-10
 (lr 1e-3), batch 16; task k permutes the pixels of the first 10,000 training images, one pass a
 task (``permuted``), or redraws every label of the first 1,000, ten passes a task
 (``random_labels``; :data:`PASSES`; reinit_jax/data/streams.py). A task's *online accuracy* is the accuracy on each batch before its
-update, averaged over the task. One jitted call trains one task for every seed (vmapped), so a
-stream of any length compiles once.
+update, averaged over the task. One jitted call trains one task for every seed, so a stream of any
+length compiles once.
 
 Methods (reinit_jax/plasticity.py; their settings in :data:`SETTINGS`): ``none`` (Adam alone),
 ``l2init`` (λ‖θ − θ₀‖²), ``snp`` (S&P at every step), ``cbp`` (continual backprop), ``redo``
@@ -15,11 +15,25 @@ upper reference). Unit resets zero the Adam moments of the reset weights.
 Diagnostics at every task's end, on a fixed probe batch of the task's inputs: dormant fraction at
 τ ∈ {0, 0.025, 0.1} of each hidden layer, effective rank and srank (δ = 0.01) of the last hidden
 layer's features, the parameter norm, and the units reset during the task.
+
+Speed (numbers in results/README.md, section (g)). A task is one scan over its steps whose body
+updates every seed at once (``over_runs``, 'vmap' by default: on this MLP's small matmuls XLA:CPU's
+per-operation overhead, paid once per seed under 'map', costs more than batching). The batches are
+gathered (and their pixels permuted) inside the step from an index array, never materialized per
+task. Unit resets run under a ``lax.cond`` taken at the level of all seeds, so a step where no seed
+resets (all but a few hundredths of continual backprop's steps, all but one in 500 of ReDo's) skips
+the re-initialization and the optimizer-state edit; continual backprop's ranking of the units
+likewise runs only on steps where some layer owes a replacement. Every key is a threefry key whose
+hash is emitted unrolled (:func:`fast_key`): the same bits as ``jax.random``'s threefry, 3× faster
+on XLA:CPU, whose own lowering is a loop (S&P's noise was most of its step). The seeds can be split
+over several devices (``devices``; XLA:CPU gets one device per core from
+``backends.cpu_host.one_cpu_device_per_core``), each running its share in ``shard_map``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Callable
 
@@ -28,9 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from reinit_jax import events, plasticity
 from reinit_jax.data import streams
+from reinit_jax.train.step import over_runs
 
 LAYERS = (("dense1",), ("dense2",), ("head",))
 # (examples, passes per task) of each stream: one pass over 10,000 images for permuted inputs (Kumar
@@ -45,6 +61,71 @@ TAUS = (0.0, 0.025, 0.1)
 SETTINGS = {"l2init": {"strength": 1e-2}, "snp": {"shrink": 1 - 1e-4, "noise": 1e-4},
             "cbp": {"decay": 0.99, "maturity": 100, "rate": 1e-4},
             "redo": {"tau": 0.1, "every": 500}}
+
+
+# ----------------------------------------------------------------------------- threefry, unrolled
+
+
+def _rotate_left(v, d: int):
+  return (v << jnp.uint32(d)) | (v >> jnp.uint32(32 - d))
+
+
+def _threefry2x32(k1, k2, x1, x2):
+  """Threefry-2x32 with 20 rounds (Salmon et al. 2011), as jax's threefry computes it, unrolled."""
+  rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+  ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(0x1BD11BDA))
+  x1, x2 = x1 + ks[0], x2 + ks[1]
+  for i in range(5):
+    for r in rotations[i % 2]:
+      x1 = x1 + x2
+      x2 = x1 ^ _rotate_left(x2, r)
+    x1, x2 = x1 + ks[(i + 1) % 3], x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+  return x1, x2
+
+
+def _counts(shape):
+  """The 64-bit iota over ``shape`` as (high, low) uint32 words (jax's partitionable counters)."""
+  size = int(np.prod(shape, dtype=np.int64))
+  if size >= 2**32:
+    raise NotImplementedError(f"{size} counters: more than 2**32")
+  lo = jax.lax.iota(jnp.uint32, max(size, 1))[:size].reshape(shape)
+  return jnp.zeros_like(lo), lo
+
+
+def _split(key, shape):
+  hi, lo = _counts(shape)
+  a, b = _threefry2x32(key[0], key[1], hi, lo)
+  return jnp.stack([a, b], axis=a.ndim)
+
+
+def _random_bits(key, bit_width, shape):
+  if bit_width != 32:
+    return jax.extend.random.threefry_prng_impl.random_bits(key, bit_width, shape)
+  hi, lo = _counts(shape)
+  a, b = _threefry2x32(key[0], key[1], hi, lo)
+  return a ^ b
+
+
+@functools.cache
+def _unrolled_threefry():
+  base = jax.extend.random.threefry_prng_impl
+  return jax.extend.random.define_prng_impl(
+    key_shape=(2,), seed=base.seed, split=_split, random_bits=_random_bits,
+    fold_in=base.fold_in, name="threefry2x32_unrolled", tag="fry_u")
+
+
+def fast_key(key: jax.Array) -> jax.Array:
+  """``key`` (a threefry key) as a key of the same bits whose split and random bits are emitted
+  unrolled: every draw equals ``jax.random``'s with ``key`` (checked by tests/test_continual.py).
+  XLA:CPU runs jax's own threefry as a loop of five steps, 3× slower (bench in results/README.md,
+  section (g)). With ``jax_threefry_partitionable`` off (jax's older counter layout) ``key`` is
+  returned unchanged."""
+  if not jax.config.jax_threefry_partitionable:
+    return key
+  return jax.random.wrap_key_data(jax.random.key_data(key), impl=_unrolled_threefry())
+
+
+# ----------------------------------------------------------------------------- the model and a study point
 
 
 class MLP(nn.Module):
@@ -80,9 +161,35 @@ class Stream:
       raise ValueError(f"method={self.method!r} is invalid; allowed: {', '.join(METHODS)}")
 
 
-def _step_fn(spec: Stream, model: MLP, tx) -> Callable:
-  """``step(carry, (x, y)) -> (carry, correct)``: one update of one seed and the method's reset."""
+# ----------------------------------------------------------------------------- one task
+
+
+def cbp_select(cbp: plasticity.ContinualBackprop, rate: float, maturity: int, over: Callable):
+  """``over(lambda c: c.select(rate, maturity))(cbp)`` for a batch of seeds, skipping the ranking
+  of the units when no layer of any seed owes a whole unit (⌊owed + ρ·n_mature⌋ = 0): then
+  ``select`` resets nothing and only adds ρ·n_mature to what is owed, which is all the skip does."""
+
+  def owe(c):
+    owed = tuple(d + rate * (a > maturity).sum() for d, a in zip(c.owed, c.age))
+    return c._replace(owed=owed), [jnp.zeros(a.shape, bool) for a in c.age]
+
+  def due(c):
+    return jnp.stack([jnp.floor(d + rate * (a > maturity).sum()) > 0
+                      for d, a in zip(c.owed, c.age)]).any()
+
+  return jax.lax.cond(over(due, (0,))(cbp).any(),
+                      over(lambda c: c.select(rate=rate, maturity=maturity), (0,)),
+                      over(owe, (0,)), cbp)
+
+
+def _task_fn(spec: Stream, model: MLP, tx, seed_axis: str = "vmap") -> Callable:
+  """``task(carry, seeds, task_index, x, y) -> (carry, record)`` for a batch of seeds (axis 0 of
+  ``carry``, ``seeds`` and every record): one scan over the task's steps, every seed in each."""
   settings = SETTINGS.get(spec.method, {})
+  examples, passes = PASSES[spec.stream]
+  examples, passes = spec.examples or examples, spec.passes or passes
+  batch = spec.batch
+  over = functools.partial(over_runs, seed_axis=seed_axis)
 
   def loss_fn(params, params_0, xb, yb):
     logits, hidden = model.apply({"params": params}, xb)
@@ -91,14 +198,38 @@ def _step_fn(spec: Stream, model: MLP, tx) -> Callable:
       loss += plasticity.l2_init_penalty(params, params_0, settings["strength"])
     return loss, (logits, hidden)
 
-  def unit_reset(params, opt_state, masks, fresh):
-    new = plasticity.reset_units(params, fresh, LAYERS, masks)
-    touched = plasticity.unit_param_masks(params, LAYERS, masks)
-    return new, events.optimizer_state("mask", tx, opt_state, new, touched)
+  def begin(carry, seed, k, x, y):
+    """One seed's start of task ``k``: its carry, batches (index rows), pixel permutation or
+    labels, and probe inputs."""
+    x, y = x[:examples], y[:examples]
+    n = (len(x) // batch) * batch
+    params, opt_state, cbp, params_0, key, t = carry
+    key, order_key, init_key = jax.random.split(jax.random.fold_in(key, k), 3)
+    if spec.method == "fresh":
+      params = model.init(init_key, x[:1])["params"]
+      opt_state = tx.init(params)
+    order = jnp.concatenate([jax.random.permutation(jax.random.fold_in(order_key, e), len(x))[:n]
+                             for e in range(passes)])
+    probe = x[:512]
+    if spec.stream == "permuted":
+      perm = streams.permutation(seed, k, x.shape[1])
+      labels, probe = y, jnp.take(probe, perm, axis=1)
+    else:
+      perm = jnp.arange(x.shape[1], dtype=jnp.int32)  # unused
+      labels = streams.random_labels(len(x), seed, k, model.classes)
+    # The fresh weights a unit reset in this task takes: one draw per task (a unit reset twice in
+    # one task gets the same draw); a draw per step would cost more than the step.
+    fresh = model.init(init_key, x[:1])["params"] if spec.method in ("cbp", "redo") else None
+    inner = (params, opt_state, cbp, params_0, key, t, jnp.zeros((), jnp.int32), fresh)
+    return inner, order.reshape(-1, batch), (perm, labels), probe
 
-  def step(carry, inputs):
-    params, opt_state, cbp, params_0, key, t, resets, fresh = carry
-    xb, yb = inputs
+  def update(inner, idx, data, x):
+    """One seed's step on the examples ``idx``: (inner carry, unit masks or None, correct)."""
+    params, opt_state, cbp, params_0, key, t, resets, fresh = inner
+    perm, labels = data
+    xb, yb = x[idx], labels[idx]
+    if spec.stream == "permuted":
+      xb = jnp.take(xb, perm, axis=1)
     (_, (logits, hidden)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       params, params_0, xb, yb)
     correct = (logits.argmax(-1) == yb).mean()  # before the update: online accuracy
@@ -110,63 +241,50 @@ def _step_fn(spec: Stream, model: MLP, tx) -> Callable:
       params = plasticity.shrink_perturb_step(params, sub, settings["shrink"], settings["noise"])
     elif spec.method == "cbp":
       cbp = cbp.update(params, hidden, LAYERS, decay=settings["decay"])
-      cbp, masks = cbp.select(rate=settings["rate"], maturity=settings["maturity"])
     elif spec.method == "redo":
       due = (t % settings["every"]) == settings["every"] - 1
       masks = [(plasticity.unit_scores(h) <= settings["tau"]) & due for h in hidden]
+    return (params, opt_state, cbp, params_0, key, t + 1, resets, fresh), masks, correct
+
+  def unit_reset(inner, masks):
+    params, opt_state, cbp, params_0, key, t, resets, fresh = inner
+    new = plasticity.reset_units(params, fresh, LAYERS, masks)
+    touched = plasticity.unit_param_masks(params, LAYERS, masks)
+    opt_state = events.optimizer_state("mask", tx, opt_state, new, touched)
+    return (new, opt_state, cbp, params_0, key, t, resets, fresh)
+
+  def step(state, i):
+    """Step ``i`` of every seed; a unit reset only where some seed resets a unit."""
+    inner, order, data, x = state
+    inner, masks, correct = over(update, (0, 0, 0, None))(inner, order[:, i], data, x)
+    if spec.method == "cbp":
+      cbp, masks = cbp_select(inner[2], settings["rate"], settings["maturity"], over)
+      inner = inner[:2] + (cbp,) + inner[3:]
     if masks is not None:
-      params, opt_state = unit_reset(params, opt_state, masks, fresh)
-      resets = resets + sum(m.sum() for m in masks)
-    return (params, opt_state, cbp, params_0, key, t + 1, resets, fresh), correct
+      inner = jax.lax.cond(jnp.stack([m.any() for m in masks]).any(),
+                           over(unit_reset, (0, 0)), lambda c, m: c, inner, masks)
+      count = sum(m.reshape(m.shape[0], -1).sum(1) for m in masks)
+      inner = inner[:6] + (inner[6] + count,) + inner[7:]
+    return (inner, order, data, x), correct
 
-  return step
-
-
-def _diagnostics(model: MLP, params, probe_x, correct, resets) -> dict:
-  """A task's record: online accuracy, units reset, and the features' diagnostics on the probe."""
-  _, hidden = model.apply({"params": params}, probe_x)
-  record = {"online_accuracy": correct.mean(), "units_reset": resets,
-            "effective_rank": plasticity.effective_rank(hidden[-1]),
-            "srank": plasticity.srank(hidden[-1], 0.01),
-            "param_norm": jnp.sqrt(sum(jnp.sum(p * p) for p in jax.tree.leaves(params)))}
-  for i, h in enumerate(hidden, start=1):
-    for tau in TAUS:
-      record[f"dormant_{tau:g}_layer{i}"] = plasticity.dormant_fraction(h, tau)
-  return record
-
-
-def _task_fn(spec: Stream, model: MLP, tx, x: jax.Array, y: jax.Array) -> Callable:
-  """``task(carry, seed, task_index) -> (carry, record)`` for one seed (vmapped by the caller)."""
-  examples, passes = PASSES[spec.stream]
-  examples, passes = spec.examples or examples, spec.passes or passes
-  x, y = x[:examples], y[:examples]
-  n, batch = (len(x) // spec.batch) * spec.batch, spec.batch
-  probe = x[:512]
-  step = _step_fn(spec, model, tx)
-
-  def task(carry, seed, k):
-    params, opt_state, cbp, params_0, key, t = carry
-    key, order_key, init_key = jax.random.split(jax.random.fold_in(key, k), 3)
-    if spec.method == "fresh":
-      params = model.init(init_key, x[:1])["params"]
-      opt_state = tx.init(params)
-    order = jnp.concatenate([jax.random.permutation(jax.random.fold_in(order_key, e), len(x))[:n]
-                             for e in range(passes)])
-    if spec.stream == "permuted":
-      xs, ys = streams.permuted_inputs(x[order], seed, k), y[order]
-      probe_x = streams.permuted_inputs(probe, seed, k)
-    else:
-      xs, ys = x[order], streams.random_labels(len(x), seed, k, model.classes)[order]
-      probe_x = probe
-    xs, ys = xs.reshape(-1, batch, x.shape[1]), ys.reshape(-1, batch)
-    # The fresh weights a unit reset in this task takes: one draw per task (a unit reset twice in
-    # one task gets the same draw); a draw per step would cost more than the step.
-    fresh = model.init(init_key, x[:1])["params"] if spec.method in ("cbp", "redo") else None
-    inner = (params, opt_state, cbp, params_0, key, t, jnp.zeros((), jnp.int32), fresh)
-    inner, correct = jax.lax.scan(step, inner, (xs, ys))
+  def end(inner, probe, correct):
     params, opt_state, cbp, params_0, key, t, resets, _ = inner
-    record = _diagnostics(model, params, probe_x, correct, resets)
+    _, hidden = model.apply({"params": params}, probe)
+    record = {"online_accuracy": correct.mean(), "units_reset": resets,
+              "effective_rank": plasticity.effective_rank(hidden[-1]),
+              "srank": plasticity.srank(hidden[-1], 0.01),
+              "param_norm": jnp.sqrt(sum(jnp.sum(p * p) for p in jax.tree.leaves(params)))}
+    for i, h in enumerate(hidden, start=1):
+      for tau in TAUS:
+        record[f"dormant_{tau:g}_layer{i}"] = plasticity.dormant_fraction(h, tau)
     return (params, opt_state, cbp, params_0, key, t), record
+
+  def task(carry, seeds, k, x, y):
+    inner, order, data, probe = over(begin, (0, 0, None, None, None))(carry, seeds, k, x, y)
+    x = x[:examples]
+    (inner, *_), correct = jax.lax.scan(step, (inner, order, data, x),
+                                        jnp.arange(order.shape[1]))
+    return over(end, (0, 0, 0))(inner, probe, correct.T)
 
   return task
 
@@ -180,28 +298,49 @@ def load_fashion_mnist(examples: int = 10000) -> tuple[np.ndarray, np.ndarray]:
   return np.asarray(split.x, np.float32).reshape(len(split.x), -1) / 255.0, np.asarray(split.y)
 
 
-def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = None) -> dict:
+def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = None,
+        seed_axis: str = "vmap", devices: int | None = 1) -> dict:
   """Trains ``spec`` on images ``x`` (N, D) float32 and labels ``y`` (N,) int32; returns
-  ``{"records": {name: (tasks, seeds) array}, "seconds": float, "spec": dict}``."""
+  ``{"records": {name: (tasks, seeds) array}, "seconds": float, "spec": dict}``.
+
+  ``seed_axis``: how a device goes over its seeds (``train.step.over_runs``: 'vmap', 'map' or
+  'auto'). ``devices``: how many local devices share the seeds (None: all, at most one per seed);
+  with more than one the seeds are padded to a multiple of it by repeating the last seed (its
+  copies are computed and dropped) and each device runs its share in ``shard_map``. A seed's
+  numbers do not depend on the device count under 'map'; under 'vmap' to float32 rounding.
+  """
   model, tx = MLP(classes=int(y.max()) + 1), optax.adam(spec.learning_rate)
-  x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
-  seeds = jnp.asarray(spec.seeds, jnp.int32)
+  n_seeds = len(spec.seeds)
+  local = jax.local_devices()
+  runs = min(len(local) if devices is None else devices, n_seeds, len(local))
+  seeds = np.asarray(tuple(spec.seeds) + (spec.seeds[-1],) * (-n_seeds % runs), np.int32)
+  task = _task_fn(spec, model, tx, seed_axis)
+  if runs > 1:
+    mesh = Mesh(np.array(local[:runs]), ("runs",))
+    task = jax.shard_map(task, mesh=mesh, in_specs=(P("runs"), P("runs"), P(), P(), P()),
+                         out_specs=P("runs"), check_vma=False)
+    seeded, shared = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
+  else:
+    seeded = shared = jax.sharding.SingleDeviceSharding(local[0])
 
   def start(seed):
-    key = jax.random.key(seed)
-    params = model.init(key, x[:1])["params"]
+    key = fast_key(jax.random.key(seed))
+    params = model.init(key, jnp.zeros((1, x.shape[1]), jnp.float32))["params"]
     cbp = plasticity.ContinualBackprop.init(params, LAYERS)
     params_0 = jax.tree.map(jnp.copy, params)  # θ₀ for L2 Init; its own buffers (donation)
     return (params, tx.init(params), cbp, params_0, key, jnp.zeros((), jnp.int32))
 
-  task = _task_fn(spec, model, tx, x, y)
-  call = jax.jit(jax.vmap(task, in_axes=(0, 0, None)), donate_argnums=0)
-  carry = jax.vmap(start)(seeds)
+  call = jax.jit(task, donate_argnums=0)
+  xs = jax.device_put(np.asarray(x, np.float32), shared)
+  ys = jax.device_put(np.asarray(y, np.int32), shared)
+  seeds = jax.device_put(seeds, seeded)
+  carry = jax.jit(jax.vmap(start), out_shardings=seeded)(seeds)
   records, t0 = [], time.time()
   for k in range(spec.tasks):
-    carry, record = call(carry, seeds, jnp.int32(k))
+    carry, record = call(carry, seeds, np.int32(k), xs, ys)
     records.append(record)
     if progress is not None and (k + 1) % 20 == 0:
-      progress(k + 1, float(jnp.mean(record["online_accuracy"])))
-  stacked = {name: np.stack([np.asarray(r[name]) for r in records]) for name in records[0]}
+      progress(k + 1, float(jnp.mean(record["online_accuracy"][:n_seeds])))
+  stacked = {name: np.stack([np.asarray(r[name])[:n_seeds] for r in records])
+             for name in records[0]}
   return {"records": stacked, "seconds": time.time() - t0, "spec": dataclasses.asdict(spec)}

@@ -89,7 +89,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   check_fields(config)
   c = resolve(config)
   names = _check_names(c)
-  _check_constraints(c, config)
+  _check_constraints(c, config, names)
   _check_builds(c, names)
   return c
 
@@ -113,7 +113,7 @@ def _check_names(c) -> list:
   return names
 
 
-def _check_constraints(c, config) -> None:
+def _check_constraints(c, config, names: list) -> None:
   """The constraints between fields of the resolved ``c`` (and ``config``'s setting preset)."""
   from reinit_jax import data
   if not c.reinit.stages <= c.optim.epochs:
@@ -130,7 +130,7 @@ def _check_constraints(c, config) -> None:
   if c.data.batch_size % n_dev:
     fail("data.batch_size", c.data.batch_size,
          f"a multiple of the device count {n_dev} (0: full batch)")
-  if c.reinit.every_steps and "standard" in method_names(c):
+  if c.reinit.every_steps and "standard" in names:
     fail("reinit.every_steps", c.reinit.every_steps, "0 with method 'standard' (a step-level event "
          "of R = identity would only apply the optimizer policy; run the baseline with 0)")
   if c.data.chunks > 1 and c.data.chunks != c.reinit.stages:
