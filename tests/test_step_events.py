@@ -95,6 +95,13 @@ def test_each_run_decides_for_itself():
   after = _after(methods.get("full"), tx, every=3, trigger="fit", threshold=0.5)
   out = jax.vmap(after, in_axes=(0, None, None))(batched, jnp.float32(1.0), X)
   assert out.step_events["events"].tolist() == [1, 0, 1, 0]
+  # The engine's vmap (a named run axis): the same per-run results, and the event stays a branch
+  # taken when any run fires (not a select that would run it at every step).
+  named = step_fns.over_runs(after, (0, None, None), "vmap")
+  again = named(batched, jnp.float32(1.0), X)
+  for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(again)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  assert "cond[" in str(jax.make_jaxpr(named)(batched, jnp.float32(1.0), X))
   for i, fired in enumerate([True, False, True, False]):
     kernel = out.variables["params"]["dense2"]["kernel"][i]
     fresh = step_fresh_variables(MODEL, i, int(runs[i].step))["params"]["dense2"]["kernel"]

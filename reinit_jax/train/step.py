@@ -37,6 +37,18 @@ def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
   return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
 
 
+RUN_AXIS = "vmapped_runs"  # the name of the run axis inside over_runs(..., 'vmap')
+
+
+def _any_run(flag):
+  """Whether ``flag`` holds for any run of the vmapped run axis (unbatched, so ``lax.cond`` on it
+  stays a branch); ``flag`` itself where runs go one by one (``lax.map``) or alone."""
+  try:
+    return jax.lax.pmax(flag.astype(jnp.int32), RUN_AXIS) > 0
+  except NameError:  # no vmapped run axis here
+    return flag
+
+
 def over_runs(fn, in_axes, seed_axis: str = "auto"):
   """``fn`` (written for one run) over the run axis of the arguments whose ``in_axes`` is 0.
 
@@ -49,8 +61,8 @@ def over_runs(fn, in_axes, seed_axis: str = "auto"):
   """
   if seed_axis == "auto":
     seed_axis = backends.choices().seed_axis
-  if seed_axis == "vmap":
-    return jax.vmap(fn, in_axes=in_axes)
+  if seed_axis == "vmap":  # named, so a step-level event can ask whether any run fires
+    return jax.vmap(fn, in_axes=in_axes, axis_name=RUN_AXIS)
   if seed_axis != "map":
     raise ValueError(f"seed_axis must be 'vmap' or 'map', got {seed_axis!r}")
   mapped = [i for i, a in enumerate(in_axes) if a == 0]
@@ -335,8 +347,10 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
   or 'fit' and the run's mean batch accuracy over those ``every`` steps is ≥ ``threshold``. The
   method sees the event's 1-based index as its ``stage``; ``x`` (the step's batch) measures
   layer-wise normalizations. Nothing leaves the jitted call and nothing retraces: the decision is
-  a ``lax.cond`` on traced counters (under ``vmap`` both branches run, under ``lax.map`` — the CPU
-  backend — only the taken one). ``values(hyper) -> (method, tx)``: a pack's per-run values.
+  a ``lax.cond`` on traced counters, taken when any run of the call fires (under ``vmap`` the
+  runs' flags are combined across the run axis, so the branch is not turned into a select that
+  would run the event at every step); inside it each run keeps its own result only if it fired.
+  ``values(hyper) -> (method, tx)``: a pack's per-run values.
   """
   const = (method, tx)
 
@@ -354,9 +368,10 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
           tx, index, stream_key(st.key, STEP_EVENT_STREAM, st.step),
           st.context.replace(select_impl=select_impl), x, optimizer_policy=optimizer_policy,
           batch_stats_policy=batch_stats_policy, idle_norm_policy=idle_norm_policy)
-      return st.replace(variables=variables, opt_state=opt_state)
+      new = st.replace(variables=variables, opt_state=opt_state)
+      return jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, st)
 
-    state = jax.lax.cond(fire, apply, lambda st: st, state)
+    state = jax.lax.cond(_any_run(fire), apply, lambda st: st, state)
     return state.replace(step_events={
         "window_accuracy": jnp.where(due, jnp.zeros_like(window), window),
         "events": counters["events"] + fire.astype(jnp.int32)})
