@@ -336,7 +336,8 @@ def test_narrow_convs_run_as_broadcast_taps(c_in, c_out, kernel, taps):
   assert ("conv_general_dilated" not in jaxpr) == taps
 
 
-@pytest.mark.parametrize("shape", [(3, 3, 1, 4), (3, 3, 4, 8), (7, 7, 3, 64), (392, 64), (64, 10)])
+@pytest.mark.parametrize("shape", [(3, 3, 1, 4), (3, 3, 4, 8), pytest.param((7, 7, 3, 64),
+                                   marks=pytest.mark.slow), (392, 64), (64, 10)])
 def test_kernel_init_draws_flax_values_bitwise(shape):
   # Drawn flat for XLA:CPU's compile time (base.kernel_init); the values must not move.
   from reinit_jax.models import base

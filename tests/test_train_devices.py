@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = """
@@ -41,6 +42,7 @@ def _run(devices, workdir, method="layerwise", mesh="auto", seeds=1):
   return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # the two-device case (test_seeds_split_over_devices_...) runs by default
 def test_eight_devices_match_one(tmp_path):
   one = _run(1, str(tmp_path / "one"), mesh="data")
   eight = _run(8, str(tmp_path / "eight"), mesh="data")
