@@ -485,7 +485,7 @@ class _Loop:
       host_state = multihost.fetch(state)  # one transfer: the points' checkpoints and digests
       params = host_state.variables["params"]
       if multihost.is_primary():
-        pack_.write_points(self, host_state, wall, steps_per_second)
+        pack_.write_points(built.pack, pos, host_state, self.summary_of, wall, steps_per_second)
     else:
       params = multihost.fetch(state.variables["params"])
     summary = self.summary_of(pos, built.inputs.seeds, params, stopped, self.workdir, wall,

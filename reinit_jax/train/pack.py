@@ -185,11 +185,13 @@ def point_position(pos: Position, p: int, runs: slice) -> Position:
       best=Best(b.validation[runs], b.test[runs], b.step[runs]), last_test=pos.last_test[runs])
 
 
-def write_points(loop, state, wall: float, steps_per_second: float) -> None:
-  """Writes every point's directory from the finished pack (``state`` fetched to the host): what a
-  run of the point alone writes, its timing fields the pack's. A finished point is kept as it is."""
+def write_points(pack: "Pack", pos: Position, state, summarize, wall: float,
+                 steps_per_second: float) -> None:
+  """Writes every point's directory from the finished ``pack`` at position ``pos`` (``state``
+  fetched to the host): what a run of the point alone writes, its timing fields the pack's;
+  ``summarize``: the loop's summary.json builder (``_Loop.summary_of``). A finished point is kept
+  as it is."""
   from reinit_jax.checkpoint import Checkpoints
-  pack, pos = loop.built.pack, loop.pos
   for p, (c, d) in enumerate(zip(pack.configs, pack.workdirs)):
     if workdir_.finished_summary(d, c) is not None:
       continue
@@ -210,6 +212,6 @@ def write_points(loop, state, wall: float, steps_per_second: float) -> None:
         ckpt.save(pos.step, st, mine.to_json())
     finally:
       ckpt.close()
-    summary = loop.summary_of(mine, pack.seeds[runs], st.variables["params"], False, d, wall,
-                              steps_per_second, c.reinit.method)
+    summary = summarize(mine, pack.seeds[runs], st.variables["params"], False, d, wall,
+                        steps_per_second, c.reinit.method)
     workdir_.write_json(os.path.join(d, "summary.json"), summary, indent=2)
