@@ -117,18 +117,18 @@ def build(cfg) -> Data:
   """
   opts = registry.options(cfg)
   if opts.dataset == registry.SYNTHETIC:
-    (x, y), test = synthetic.generate(opts.seed, opts.synthetic_alpha, opts.synthetic_train,
-                                      opts.synthetic_test)
+    (x, y), test = synthetic.generate(opts.seed, opts.synthetic.alpha, opts.synthetic.train,
+                                      opts.synthetic.test)
     return _in_memory(opts, x, y, test, synthetic.NUM_CLASSES, image=False)
   spec = registry.DATASETS[opts.dataset]
   if registry.in_memory(opts):
-    root, read = cache.data_root(opts.data_dir), _source(opts, spec)
+    root, read = cache.data_root(opts.source.data_dir), _source(opts, spec)
     x, y = cache.load(root, opts.dataset, spec.train_split, lambda: read(spec.train_split))
     test = cache.load(root, opts.dataset, spec.test_split, lambda: read(spec.test_split))
     return _in_memory(opts, x, y, test, spec.num_classes, image=True)
   tfds_io = _tfds_io(opts.dataset, "streaming (in_memory=False) reads TFDS with tf.data and")
-  builder = tfds_io.get_builder(opts.dataset, spec, opts.data_dir)
-  tfds_io.prepare(opts.dataset, builder, opts.manual_dir, opts.download)
+  builder = tfds_io.get_builder(opts.dataset, spec, opts.source.data_dir)
+  tfds_io.prepare(opts.dataset, builder, opts.source.manual_dir, opts.source.download)
   return _streaming(opts, spec, builder)
 
 
@@ -153,20 +153,20 @@ def _source(opts, spec) -> Callable:
   made = {}
 
   def read(split):
-    if opts.dataset == "fashion_mnist" and fashion_mnist.has_files(opts.manual_dir):
-      x, y = fashion_mnist.read_split(split, opts.manual_dir)
-      where = opts.manual_dir or fashion_mnist.DEFAULT_MANUAL_DIR
+    if opts.dataset == "fashion_mnist" and fashion_mnist.has_files(opts.source.manual_dir):
+      x, y = fashion_mnist.read_split(split, opts.source.manual_dir)
+      where = opts.source.manual_dir or fashion_mnist.DEFAULT_MANUAL_DIR
       return x, y, f"Debian dataset-fashion-mnist ({where})"
     try:
       tfds_io = _tfds_io(opts.dataset, f"reading it (no array cache in "
-                         f"{cache.directory(cache.data_root(opts.data_dir), opts.dataset)} yet)")
+                         f"{cache.directory(cache.data_root(opts.source.data_dir), opts.dataset)} yet)")
     except ValueError:
       if opts.dataset == "fashion_mnist":
-        fashion_mnist.check_manual_dir(opts.manual_dir)  # raises the line naming the Debian package
+        fashion_mnist.check_manual_dir(opts.source.manual_dir)  # raises the line naming the Debian package
       raise
     if "builder" not in made:
-      builder = tfds_io.get_builder(opts.dataset, spec, opts.data_dir)
-      tfds_io.prepare(opts.dataset, builder, opts.manual_dir, opts.download)
+      builder = tfds_io.get_builder(opts.dataset, spec, opts.source.data_dir)
+      tfds_io.prepare(opts.dataset, builder, opts.source.manual_dir, opts.source.download)
       made["builder"] = builder
     return tfds_io.read_split(made["builder"], split)
 

@@ -99,13 +99,28 @@ FIELDS: dict[str, schema.Field] = {
 }
 
 
-class Options(NamedTuple):
-  """The validated data config: :data:`FIELDS`, with ``validation_fraction`` and ``seed`` resolved
-  and ``download`` also set by the environment."""
+class Source(NamedTuple):
+  """Where TFDS reads and prepares a data set: ``data_dir``, ``manual_dir``, ``download``."""
 
-  dataset: str
   data_dir: str | None
   manual_dir: str | None
+  download: bool
+
+
+class Synthetic(NamedTuple):
+  """The synthetic task's signal strength α and its training and test sizes ([LW] §1.1)."""
+
+  alpha: float
+  train: int
+  test: int
+
+
+class Options(NamedTuple):
+  """The validated data config: :data:`FIELDS`, with ``validation_fraction`` and ``seed`` resolved,
+  ``download`` also set by the environment; the TFDS paths in ``source``, the synthetic task's
+  sizes in ``synthetic``."""
+
+  dataset: str
   validation_fraction: float
   augmentation: str
   image_size: int | None
@@ -113,11 +128,9 @@ class Options(NamedTuple):
   chunks: int
   train_subset: int | None
   in_memory: bool | None  # None: per data set (Spec.in_memory); False forces streaming.
-  download: bool
   seed: int
-  synthetic_alpha: float
-  synthetic_train: int
-  synthetic_test: int
+  source: Source
+  synthetic: Synthetic
 
 
 def in_memory(opts: Options) -> bool:
@@ -143,7 +156,9 @@ def options(cfg) -> Options:
   values["seed"] = values["seed"] or 0
   values["download"] = (values["download"]
                         or os.environ.get(DOWNLOAD_ENV, "").lower() in ("1", "true", "yes"))
-  opts = Options(**values)
+  source = Source(*(values.pop(k) for k in ("data_dir", "manual_dir", "download")))
+  synthetic = Synthetic(*(values.pop(f"synthetic_{k}") for k in ("alpha", "train", "test")))
+  opts = Options(**values, source=source, synthetic=synthetic)
   if opts.dataset == SYNTHETIC and opts.augmentation != "none":
     raise ValueError(f"config.data.augmentation={opts.augmentation!r} is invalid with "
                      "dataset='synthetic'; allowed: 'none'")
