@@ -16,18 +16,21 @@ Diagnostics at every task's end, on a fixed probe batch of the task's inputs: do
 τ ∈ {0, 0.025, 0.1} of each hidden layer, effective rank and srank (δ = 0.01) of the last hidden
 layer's features, the parameter norm, and the units reset during the task.
 
-Speed (numbers in results/README.md, section (g)). A task is one scan over its steps whose body
-updates every seed at once (``over_runs``, 'vmap' by default: on this MLP's small matmuls XLA:CPU's
-per-operation overhead, paid once per seed under 'map', costs more than batching). The batches are
-gathered (and their pixels permuted) inside the step from an index array, never materialized per
-task. Unit resets run under a ``lax.cond`` taken at the level of all seeds, so a step where no seed
-resets (all but a few hundredths of continual backprop's steps, all but one in 500 of ReDo's) skips
-the re-initialization and the optimizer-state edit; continual backprop's ranking of the units
-likewise runs only on steps where some layer owes a replacement. Every key is a threefry key whose
-hash is emitted unrolled (:func:`fast_key`): the same bits as ``jax.random``'s threefry, 3× faster
-on XLA:CPU, whose own lowering is a loop (S&P's noise was most of its step). The seeds can be split
-over several devices (``devices``; XLA:CPU gets one device per core from
-``backends.cpu_host.one_cpu_device_per_core``), each running its share in ``shard_map``.
+Speed (measurements in results/README.md, "(g) Plasticity on Fashion-MNIST task streams"). A task
+is one scan over its steps whose body updates every seed at once (``over_runs`` with 'vmap': for
+this MLP's batch-16 matmuls XLA:CPU's per-operation overhead, paid once per seed per step under
+'map', costs more than batching: 2.0 against 1.2 ms a step for 5 seeds). The batches are gathered, and their pixels permuted, inside the step from
+an index array (no (examples, 784) copy per task). Unit resets run under a ``lax.cond`` taken over
+all seeds, so a step where no seed resets a unit (all of ReDo's steps but one in 500, most of
+continual backprop's) skips the re-initialization and the optimizer-state edit, and continual
+backprop ranks its units only on steps where some layer owes a replacement (:func:`cbp_select`).
+Every key is a threefry key whose hash is emitted unrolled (:func:`fast_key`): the same bits as
+``jax.random``'s threefry, whose XLA:CPU lowering is a loop 3× slower (S&P's noise was most of its
+step). ``run`` splits the seeds over the local devices (XLA:CPU has one per core after
+``backends.cpu_host.one_cpu_device_per_core``, as results/plasticity_stream.py sets), each running its
+share in ``shard_map``. With one device the records are bitwise those of the earlier per-seed vmap of
+the whole task; over two, online accuracy, resets and dormant fractions are too, norms and ranks
+agree to float32 rounding (tests/test_continual.py).
 """
 
 from __future__ import annotations
@@ -117,9 +120,9 @@ def _unrolled_threefry():
 def fast_key(key: jax.Array) -> jax.Array:
   """``key`` (a threefry key) as a key of the same bits whose split and random bits are emitted
   unrolled: every draw equals ``jax.random``'s with ``key`` (checked by tests/test_continual.py).
-  XLA:CPU runs jax's own threefry as a loop of five steps, 3× slower (bench in results/README.md,
-  section (g)). With ``jax_threefry_partitionable`` off (jax's older counter layout) ``key`` is
-  returned unchanged."""
+  XLA:CPU runs jax's own threefry as a loop of five steps, 3× slower (results/README.md,
+  "(g) Plasticity on Fashion-MNIST task streams"). With ``jax_threefry_partitionable`` off (jax's
+  older counter layout) ``key`` is returned unchanged."""
   if not jax.config.jax_threefry_partitionable:
     return key
   return jax.random.wrap_key_data(jax.random.key_data(key), impl=_unrolled_threefry())
@@ -182,21 +185,11 @@ def cbp_select(cbp: plasticity.ContinualBackprop, rate: float, maturity: int, ov
                       over(owe, (0,)), cbp)
 
 
-def _task_fn(spec: Stream, model: MLP, tx, seed_axis: str = "vmap") -> Callable:
-  """``task(carry, seeds, task_index, x, y) -> (carry, record)`` for a batch of seeds (axis 0 of
-  ``carry``, ``seeds`` and every record): one scan over the task's steps, every seed in each."""
-  settings = SETTINGS.get(spec.method, {})
+def _begin_fn(spec: Stream, model: MLP, tx) -> Callable:
+  """``begin(carry, seed, k, x, y)`` for one seed: its start of task ``k`` (see below)."""
   examples, passes = PASSES[spec.stream]
   examples, passes = spec.examples or examples, spec.passes or passes
   batch = spec.batch
-  over = functools.partial(over_runs, seed_axis=seed_axis)
-
-  def loss_fn(params, params_0, xb, yb):
-    logits, hidden = model.apply({"params": params}, xb)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-    if spec.method == "l2init":
-      loss += plasticity.l2_init_penalty(params, params_0, settings["strength"])
-    return loss, (logits, hidden)
 
   def begin(carry, seed, k, x, y):
     """One seed's start of task ``k``: its carry, batches (index rows), pixel permutation or
@@ -223,6 +216,20 @@ def _task_fn(spec: Stream, model: MLP, tx, seed_axis: str = "vmap") -> Callable:
     inner = (params, opt_state, cbp, params_0, key, t, jnp.zeros((), jnp.int32), fresh)
     return inner, order.reshape(-1, batch), (perm, labels), probe
 
+  return begin
+
+
+def _update_fn(spec: Stream, model: MLP, tx) -> Callable:
+  """``update(inner, idx, data, x)`` for one seed: one optimizer step and the method's decision."""
+  settings = SETTINGS.get(spec.method, {})
+
+  def loss_fn(params, params_0, xb, yb):
+    logits, hidden = model.apply({"params": params}, xb)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+    if spec.method == "l2init":
+      loss += plasticity.l2_init_penalty(params, params_0, settings["strength"])
+    return loss, (logits, hidden)
+
   def update(inner, idx, data, x):
     """One seed's step on the examples ``idx``: (inner carry, unit masks or None, correct)."""
     params, opt_state, cbp, params_0, key, t, resets, fresh = inner
@@ -246,6 +253,35 @@ def _task_fn(spec: Stream, model: MLP, tx, seed_axis: str = "vmap") -> Callable:
       masks = [(plasticity.unit_scores(h) <= settings["tau"]) & due for h in hidden]
     return (params, opt_state, cbp, params_0, key, t + 1, resets, fresh), masks, correct
 
+  return update
+
+
+def _end_fn(model: MLP) -> Callable:
+  """``end(inner, probe, correct)`` for one seed: the task's record and the probe's features."""
+
+  def end(inner, probe, correct):
+    params, opt_state, cbp, params_0, key, t, resets, _ = inner
+    _, hidden = model.apply({"params": params}, probe)
+    record = {"online_accuracy": correct.mean(), "units_reset": resets,
+              "param_norm": jnp.sqrt(sum(jnp.sum(p * p) for p in jax.tree.leaves(params)))}
+    for i, h in enumerate(hidden, start=1):
+      for tau in TAUS:
+        record[f"dormant_{tau:g}_layer{i}"] = plasticity.dormant_fraction(h, tau)
+    return (params, opt_state, cbp, params_0, key, t), record, hidden[-1]
+
+  return end
+
+
+def _task_fn(spec: Stream, model: MLP, tx, seed_axis: str = "vmap") -> Callable:
+  """``task(carry, seeds, task_index, x, y) -> (carry, record, features)`` for a batch of seeds
+  (axis 0 of ``carry``, ``seeds``, every record and ``features``): one scan over the task's steps,
+  every seed in each. ``features``: the last hidden layer on the probe batch, whose ranks
+  :func:`_ranks` computes apart (see :func:`run`)."""
+  settings = SETTINGS.get(spec.method, {})
+  examples = spec.examples or PASSES[spec.stream][0]
+  over = functools.partial(over_runs, seed_axis=seed_axis)
+  begin, update, end = _begin_fn(spec, model, tx), _update_fn(spec, model, tx), _end_fn(model)
+
   def unit_reset(inner, masks):
     params, opt_state, cbp, params_0, key, t, resets, fresh = inner
     new = plasticity.reset_units(params, fresh, LAYERS, masks)
@@ -253,10 +289,11 @@ def _task_fn(spec: Stream, model: MLP, tx, seed_axis: str = "vmap") -> Callable:
     opt_state = events.optimizer_state("mask", tx, opt_state, new, touched)
     return (new, opt_state, cbp, params_0, key, t, resets, fresh)
 
-  def step(state, i):
-    """Step ``i`` of every seed; a unit reset only where some seed resets a unit."""
-    inner, order, data, x = state
-    inner, masks, correct = over(update, (0, 0, 0, None))(inner, order[:, i], data, x)
+  def step(state, idx):
+    """One step of every seed on its examples ``idx`` (seeds, batch); a unit reset only where
+    some seed resets a unit."""
+    inner, data, x = state
+    inner, masks, correct = over(update, (0, 0, 0, None))(inner, idx, data, x)
     if spec.method == "cbp":
       cbp, masks = cbp_select(inner[2], settings["rate"], settings["maturity"], over)
       inner = inner[:2] + (cbp,) + inner[3:]
@@ -265,28 +302,21 @@ def _task_fn(spec: Stream, model: MLP, tx, seed_axis: str = "vmap") -> Callable:
                            over(unit_reset, (0, 0)), lambda c, m: c, inner, masks)
       count = sum(m.reshape(m.shape[0], -1).sum(1) for m in masks)
       inner = inner[:6] + (inner[6] + count,) + inner[7:]
-    return (inner, order, data, x), correct
-
-  def end(inner, probe, correct):
-    params, opt_state, cbp, params_0, key, t, resets, _ = inner
-    _, hidden = model.apply({"params": params}, probe)
-    record = {"online_accuracy": correct.mean(), "units_reset": resets,
-              "effective_rank": plasticity.effective_rank(hidden[-1]),
-              "srank": plasticity.srank(hidden[-1], 0.01),
-              "param_norm": jnp.sqrt(sum(jnp.sum(p * p) for p in jax.tree.leaves(params)))}
-    for i, h in enumerate(hidden, start=1):
-      for tau in TAUS:
-        record[f"dormant_{tau:g}_layer{i}"] = plasticity.dormant_fraction(h, tau)
-    return (params, opt_state, cbp, params_0, key, t), record
+    return (inner, data, x), correct
 
   def task(carry, seeds, k, x, y):
     inner, order, data, probe = over(begin, (0, 0, None, None, None))(carry, seeds, k, x, y)
     x = x[:examples]
-    (inner, *_), correct = jax.lax.scan(step, (inner, order, data, x),
-                                        jnp.arange(order.shape[1]))
+    (inner, *_), correct = jax.lax.scan(step, (inner, data, x), jnp.moveaxis(order, 1, 0))
     return over(end, (0, 0, 0))(inner, probe, correct.T)
 
   return task
+
+
+def _ranks(features):
+  """Effective rank and srank (δ = 0.01) of one seed's features (probe examples, units)."""
+  return {"effective_rank": plasticity.effective_rank(features),
+          "srank": plasticity.srank(features, 0.01)}
 
 
 def load_fashion_mnist(examples: int = 10000) -> tuple[np.ndarray, np.ndarray]:
@@ -299,15 +329,15 @@ def load_fashion_mnist(examples: int = 10000) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = None,
-        seed_axis: str = "vmap", devices: int | None = 1) -> dict:
+        seed_axis: str = "vmap", devices: int | None = None) -> dict:
   """Trains ``spec`` on images ``x`` (N, D) float32 and labels ``y`` (N,) int32; returns
   ``{"records": {name: (tasks, seeds) array}, "seconds": float, "spec": dict}``.
 
   ``seed_axis``: how a device goes over its seeds (``train.step.over_runs``: 'vmap', 'map' or
   'auto'). ``devices``: how many local devices share the seeds (None: all, at most one per seed);
   with more than one the seeds are padded to a multiple of it by repeating the last seed (its
-  copies are computed and dropped) and each device runs its share in ``shard_map``. A seed's
-  numbers do not depend on the device count under 'map'; under 'vmap' to float32 rounding.
+  copies are computed and dropped) and each device runs its share in ``shard_map``. One jitted call
+  per task, compiled once for the whole stream.
   """
   model, tx = MLP(classes=int(y.max()) + 1), optax.adam(spec.learning_rate)
   n_seeds = len(spec.seeds)
@@ -331,14 +361,17 @@ def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = 
     return (params, tx.init(params), cbp, params_0, key, jnp.zeros((), jnp.int32))
 
   call = jax.jit(task, donate_argnums=0)
+  # The ranks' SVD (a LAPACK call) runs on one device, in its own call: two XLA:CPU devices calling
+  # LAPACK at once from one program were seen to hang.
+  ranks = jax.jit(jax.vmap(_ranks))
   xs = jax.device_put(np.asarray(x, np.float32), shared)
   ys = jax.device_put(np.asarray(y, np.int32), shared)
   seeds = jax.device_put(seeds, seeded)
   carry = jax.jit(jax.vmap(start), out_shardings=seeded)(seeds)
   records, t0 = [], time.time()
   for k in range(spec.tasks):
-    carry, record = call(carry, seeds, np.int32(k), xs, ys)
-    records.append(record)
+    carry, record, features = call(carry, seeds, np.int32(k), xs, ys)
+    records.append({**record, **ranks(jax.device_put(features, local[0]))})
     if progress is not None and (k + 1) % 20 == 0:
       progress(k + 1, float(jnp.mean(record["online_accuracy"][:n_seeds])))
   stacked = {name: np.stack([np.asarray(r[name])[:n_seeds] for r in records])

@@ -4,11 +4,13 @@
     python results/plasticity_stream.py --tasks 20 --seeds 2 --out /tmp/p  # a quick look
 
 Every (stream, method) trains its seeds together and is saved as runs/plasticity/<stream>_<method>.npz
-(re-running skips the saved ones). The report (<out>/report.md): average online accuracy over the
-stream, over the first and the last 20 tasks (mean ± std over seeds), the last task's dormant
-fraction (τ = 0.1, second hidden layer), srank and parameter norm, units reset per task, and
-sign tests of every method against the Adam baseline on the last 20 tasks' online accuracy (paired
-by seed); figures: online accuracy and dormant fraction over tasks, per stream.
+(re-running skips the saved ones). The process gives XLA:CPU one device per core, and each (stream,
+method) splits its seeds over them (reinit_jax/continual.py). The report (<out>/report.md): average
+online accuracy over the stream, over the first and the last 20 tasks (mean ± std over seeds), the
+last task's dormant fraction (τ = 0.1, second hidden layer), srank and parameter norm, units reset
+per task, the seconds a (stream, method) took, and sign tests of every method against the Adam
+baseline on the last 20 tasks' online accuracy (paired by seed); figures: online accuracy and
+dormant fraction over tasks, per stream.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# One XLA:CPU device per core, before JAX starts: continual.run splits the seeds over them.
+try:
+  from reinit_jax.backends import cpu_host  # noqa: E402  (imports no JAX)
+except ImportError:  # the older layout
+  from reinit_jax.launch import devices as cpu_host  # noqa: E402
+cpu_host.one_cpu_device_per_core()
 
 import numpy as np  # noqa: E402
 
@@ -29,12 +38,14 @@ NAMES = {"none": "Adam (baseline)", "l2init": "L2 Init", "snp": "S&P every step"
 
 
 def run_all(args, x, y):
+  """Trains the missing (stream, method) of ``args.streams``; returns every saved one of a stream
+  whose methods are all saved (a stream trained by an earlier call stays in the report)."""
   os.makedirs(args.runs, exist_ok=True)
   out = {}
-  for stream in args.streams:
-    for method in continual.METHODS:
-      path = os.path.join(args.runs, f"{stream}_{method}.npz")
-      if not os.path.exists(path):
+  for stream in continual.STREAMS:
+    paths = {m: os.path.join(args.runs, f"{stream}_{m}.npz") for m in continual.METHODS}
+    for method, path in paths.items():
+      if stream in args.streams and not os.path.exists(path):
         spec = continual.Stream(stream=stream, method=method, seeds=tuple(range(args.seeds)),
                                 tasks=args.tasks)
         show = lambda k, acc: print(f"  {stream} {method}: task {k}, online accuracy {acc:.3f}",
@@ -43,8 +54,10 @@ def run_all(args, x, y):
         np.savez(path + ".tmp.npz", seconds=got["seconds"], **got["records"])
         os.replace(path + ".tmp.npz", path)
         print(f"{stream} {method}: {got['seconds']:.0f} s", flush=True)
-      with np.load(path) as f:
-        out[stream, method] = {k: f[k] for k in f.files}
+    if all(os.path.exists(p) for p in paths.values()):
+      for method, path in paths.items():
+        with np.load(path) as f:
+          out[stream, method] = {k: f[k] for k in f.files}
   return out
 
 
@@ -113,7 +126,8 @@ def main():
   parser.add_argument("--runs", default="runs/plasticity")
   parser.add_argument("--out", default="results/plasticity")
   parser.add_argument("--streams", default=",".join(continual.STREAMS),
-                      help="comma-separated: " + ", ".join(continual.STREAMS))
+                      help="the streams to train, comma-separated: " + ", ".join(continual.STREAMS)
+                      + " (the report has every stream whose methods are all saved in --runs)")
   args = parser.parse_args()
   args.streams = [s for s in args.streams.split(",") if s]
   for s in args.streams:
