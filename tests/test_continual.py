@@ -1,10 +1,23 @@
 """reinit_jax/continual.py on a small synthetic stream: records per task and seed, one compilation
-for the whole stream, every method runs, unit resets happen where the method says."""
+for the whole stream, every method runs, unit resets happen where the method says; its speed-ups
+compute what they replace: the unrolled threefry draws jax's bits, the skipped continual-backprop
+ranking equals ``select``, seeds split over two devices or mapped give the same records."""
 
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reinit_jax import continual
+from reinit_jax import continual, plasticity
+from reinit_jax.train.step import over_runs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _data(n=64, d=12, classes=3, seed=0):
@@ -29,6 +42,15 @@ def test_every_method_and_stream_records_every_task_and_seed(method, stream):
     assert not r["units_reset"].any()
 
 
+_COMPILES = []
+_LISTENING = []
+
+
+def _count_compile(name, duration, **kwargs):
+  if _LISTENING and name == "/jax/core/compile/backend_compile_duration":
+    _COMPILES.append(name)
+
+
 def test_the_stream_compiles_once_and_seeds_differ(monkeypatch):
   traced = []
   orig = continual._task_fn
@@ -43,9 +65,106 @@ def test_the_stream_compiles_once_and_seeds_differ(monkeypatch):
 
   monkeypatch.setattr(continual, "_task_fn", counting)
   x, y = _data()
-  out = continual.run(continual.Stream(seeds=(0, 1), tasks=5, examples=64, passes=1), x, y)
-  assert len(traced) == 1  # traced once (vmapped), reused for every task
+  if not _LISTENING:
+    jax.monitoring.register_event_duration_secs_listener(_count_compile)
+  compiles = []
+  try:
+    _LISTENING.append(True)
+    for tasks in (2, 6):
+      _COMPILES.clear()
+      out = continual.run(continual.Stream(seeds=(0, 1), tasks=tasks, examples=64, passes=1), x, y)
+      compiles.append(len(_COMPILES))
+  finally:
+    _LISTENING.clear()
+  assert traced == [1, 1]  # traced once per stream, reused for every task
+  assert compiles[0] == compiles[1] <= 3  # the start, the task, the ranks: whatever the length
   assert not np.array_equal(out["records"]["param_norm"][:, 0], out["records"]["param_norm"][:, 1])
+
+
+def test_the_unrolled_threefry_draws_the_bits_of_jax_random():
+  key = jax.random.key(7)
+  fast = continual.fast_key(key)
+  assert jax.random.key_impl(fast) != jax.random.key_impl(key)
+  for shape in [(3,), (5, 7), (784, 100)]:
+    for draw in (jax.random.normal, jax.random.uniform, functools.partial(jax.random.bits,
+                                                                          dtype=jnp.uint32)):
+      np.testing.assert_array_equal(jax.jit(draw, static_argnums=1)(fast, shape),
+                                    jax.jit(draw, static_argnums=1)(key, shape))
+  for n in (2, 3, 6):
+    np.testing.assert_array_equal(jax.random.key_data(jax.random.split(fast, n)),
+                                  jax.random.key_data(jax.random.split(key, n)))
+  np.testing.assert_array_equal(jax.random.permutation(jax.random.fold_in(fast, 3), 100),
+                                jax.random.permutation(jax.random.fold_in(key, 3), 100))
+  keys = jax.random.split(jax.random.key(1), 4)
+  params = {"a": jnp.ones((4, 6, 5)), "b": jnp.ones((4, 5))}
+  snp = jax.vmap(lambda p, k: plasticity.shrink_perturb_step(p, k, 0.9, 0.1))
+  for a, b in zip(jax.tree.leaves(jax.jit(snp)(params, jax.vmap(continual.fast_key)(keys))),
+                  jax.tree.leaves(jax.jit(snp)(params, keys))):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("owed", [(0.2, 0.2, 0.2, 0.2), (0.2, 0.995, 0.2, 0.995)])
+def test_cbp_select_skips_the_ranking_only_where_select_resets_nothing(owed):
+  """4 seeds of continual-backprop state, two layers (the first mature, the second not): with
+  ρ·n_mature = 0.008, a debt of 0.2 owes no unit (every seed: the skip), 0.995 owes one."""
+  rng = np.random.default_rng(0)
+  state = plasticity.ContinualBackprop(
+    utility=tuple(jnp.asarray(rng.random((4, 8)), jnp.float32) for _ in range(2)),
+    age=(jnp.asarray(rng.integers(11, 30, (4, 8)), jnp.int32), jnp.full((4, 8), 3, jnp.int32)),
+    owed=tuple(jnp.asarray(owed, jnp.float32) for _ in range(2)))
+  rate, maturity = 1e-3, 10
+  want = jax.jit(jax.vmap(lambda c: c.select(rate=rate, maturity=maturity)))(state)
+  got = jax.jit(lambda c: continual.cbp_select(
+    c, rate, maturity, functools.partial(over_runs, seed_axis="vmap")))(state)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+  assert sum(int(m.sum()) for m in want[1]) == sum(d > 0.5 for d in owed)
+
+
+_TWO_DEVICES = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+import jax
+from reinit_jax import continual
+assert jax.device_count() == 2
+rng = np.random.default_rng(0)
+x, y = rng.random((64, 12), np.float32), rng.integers(0, 3, 64).astype(np.int32)
+continual.SETTINGS["redo"].update(every=5, tau=0.9)
+out = {{}}
+for method in ("snp", "redo"):
+  r = continual.run(continual.Stream(method=method, seeds=(0, 1, 2), tasks=3, examples=64,
+                                     passes=2), x, y)
+  out[method] = {{k: v.tolist() for k, v in r["records"].items()}}
+print(json.dumps(out))
+"""
+
+
+def test_seeds_split_over_two_devices_or_mapped_give_the_same_records(monkeypatch):
+  """Three seeds over two XLA:CPU devices (padded to four; a subprocess, since the device count is
+  fixed when JAX starts) and one seed at a time ('map') against one device, vmapped: the training
+  records bitwise, norms and ranks to float32 rounding."""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  p = subprocess.run([sys.executable, "-c", _TWO_DEVICES.format(root=ROOT)], env=env,
+                     capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  split = json.loads(p.stdout.strip().splitlines()[-1])
+  x, y = _data()
+  monkeypatch.setitem(continual.SETTINGS, "redo", dict(continual.SETTINGS["redo"], every=5, tau=0.9))
+  for method in ("snp", "redo"):
+    spec = continual.Stream(method=method, seeds=(0, 1, 2), tasks=3, examples=64, passes=2)
+    one = continual.run(spec, x, y)["records"]
+    mapped = continual.run(spec, x, y, seed_axis="map")["records"]
+    if method == "redo":
+      assert one["units_reset"].sum() > 0
+    for name, want in one.items():
+      got = np.asarray(split[method][name])
+      if name in ("param_norm", "effective_rank", "srank"):
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=f"{method} {name}")
+      else:  # online accuracy, units reset, dormant fractions
+        np.testing.assert_array_equal(got, want, err_msg=f"{method} {name}")
+      np.testing.assert_allclose(mapped[name], want, rtol=1e-5, err_msg=f"map: {method} {name}")
 
 
 def test_redo_resets_dormant_units_at_its_period():
