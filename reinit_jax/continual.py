@@ -16,21 +16,22 @@ Diagnostics at every task's end, on a fixed probe batch of the task's inputs: do
 τ ∈ {0, 0.025, 0.1} of each hidden layer, effective rank and srank (δ = 0.01) of the last hidden
 layer's features, the parameter norm, and the units reset during the task.
 
-Speed (measurements in results/README.md, "(g) Plasticity on Fashion-MNIST task streams"). A task
-is one scan over its steps whose body updates every seed at once (``over_runs`` with 'vmap': for
-this MLP's batch-16 matmuls XLA:CPU's per-operation overhead, paid once per seed per step under
-'map', costs more than batching: 2.0 against 1.2 ms a step for 5 seeds). The batches are gathered, and their pixels permuted, inside the step from
-an index array (no (examples, 784) copy per task). Unit resets run under a ``lax.cond`` taken over
-all seeds, so a step where no seed resets a unit (all of ReDo's steps but one in 500, most of
-continual backprop's) skips the re-initialization and the optimizer-state edit, and continual
-backprop ranks its units only on steps where some layer owes a replacement (:func:`cbp_select`).
-Every key is a threefry key whose hash is emitted unrolled (:func:`fast_key`): the same bits as
-``jax.random``'s threefry, whose XLA:CPU lowering is a loop 3× slower (S&P's noise was most of its
-step). ``run`` splits the seeds over the local devices (XLA:CPU has one per core after
-``backends.cpu_host.one_cpu_device_per_core``, as results/plasticity_stream.py sets), each running its
-share in ``shard_map``. With one device the records are bitwise those of the earlier per-seed vmap of
-the whole task; over two, online accuracy, resets and dormant fractions are too, norms and ranks
-agree to float32 rounding (tests/test_continual.py).
+Speed (measurements in results/README.md, "(g) Plasticity on Fashion-MNIST task streams"). A task is
+one scan over its steps whose body updates every seed at once (``over_runs`` with 'vmap': for this
+MLP's batch-16 matmuls XLA:CPU's per-operation overhead, paid once per seed per step under 'map',
+costs more than batching: 2.0 against 1.2 ms a step for 5 seeds). The batches are gathered, and
+their pixels permuted, inside the step from an index array (no (examples, 784) copy per task). Unit
+resets run under a ``lax.cond`` taken over all seeds, so a step where no seed resets a unit (all of
+ReDo's steps but one in 500, most of continual backprop's) skips the re-initialization and the
+optimizer-state edit, and continual backprop ranks its units only on steps where some layer owes a
+replacement (:func:`cbp_select`). Every key is a threefry key whose hash is emitted unrolled
+(:func:`fast_key`): the same bits as ``jax.random``'s threefry, whose XLA:CPU lowering is a loop 3×
+slower (S&P's noise was most of its step). ``run`` splits the seeds over the local devices (XLA:CPU
+has one per core after ``backends.cpu_host.one_cpu_device_per_core``, as
+results/plasticity_stream.py sets), each running its share in ``shard_map``. With one device the
+records are bitwise those of the earlier per-seed vmap of the whole task; over two, online accuracy,
+resets and dormant fractions are too, norms and ranks agree to float32 rounding
+(tests/test_continual.py).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def fast_key(key: jax.Array) -> jax.Array:
   return jax.random.wrap_key_data(jax.random.key_data(key), impl=_unrolled_threefry())
 
 
-# ----------------------------------------------------------------------------- the model and a study point
+# ----------------------------------------------------------------------------- model, study point
 
 
 class MLP(nn.Module):

@@ -151,7 +151,8 @@ def test_seeds_split_over_two_devices_or_mapped_give_the_same_records(monkeypatc
   assert p.returncode == 0, p.stderr[-3000:]
   split = json.loads(p.stdout.strip().splitlines()[-1])
   x, y = _data()
-  monkeypatch.setitem(continual.SETTINGS, "redo", dict(continual.SETTINGS["redo"], every=5, tau=0.9))
+  redo = dict(continual.SETTINGS["redo"], every=5, tau=0.9)
+  monkeypatch.setitem(continual.SETTINGS, "redo", redo)
   for method in ("snp", "redo"):
     spec = continual.Stream(method=method, seeds=(0, 1, 2), tasks=3, examples=64, passes=2)
     one = continual.run(spec, x, y)["records"]
