@@ -59,7 +59,7 @@ LAYERS = (("dense1",), ("dense2",), ("head",))
 PASSES = {"permuted": (10000, 1), "random_labels": (1000, 10)}
 METHODS = ("none", "l2init", "snp", "cbp", "redo", "fresh")
 STREAMS = ("permuted", "random_labels")
-TAUS = (0.0, 0.025, 0.1)
+TAUS = plasticity.DORMANT_TAUS
 # Method settings: Kumar et al. 2023 (L2 Init λ), Dohare et al. 2024 (continual backprop: decay η,
 # maturity m, replacement rate ρ; S&P's shrink and noise), Sokar et al. 2023 (ReDo: τ, every F).
 SETTINGS = {"l2init": {"strength": 1e-2}, "snp": {"shrink": 1 - 1e-4, "noise": 1e-4},

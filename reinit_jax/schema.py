@@ -61,6 +61,13 @@ def keywords(help_) -> Field:
   return Field({}, is_dict, "a dict of keyword arguments", help_)
 
 
+def fail(field: str, value, allowed: str):
+  """Raises the one-line ValueError for ``config.<field>=<value>`` (``field`` dotted)."""
+  shown = " ".join(repr(value).split())  # one line even for a nested dict
+  shown = shown if len(shown) <= 80 else shown[:77] + "..."
+  raise ValueError(f"config.{field}={shown} is invalid; allowed: {allowed}")
+
+
 def check(field: Field, value) -> bool:
   """``field.check(value)``, False where the check cannot compare the value's type."""
   try:

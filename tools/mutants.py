@@ -223,7 +223,8 @@ MUTANTS = (
   Mutant("fit_trigger_strict", STEP, "due & (window >= threshold * every)",
          "due & (window > threshold * every)", ("tests/test_step_events.py",),
          "'fit' does not fire when the accuracy equals the threshold"),
-  Mutant("l2_init_sign", STEP, "loss = loss + l2_init * sum(", "loss = loss - l2_init * sum(",
+  Mutant("l2_init_sign", STEP, "loss = loss + plasticity.l2_init_penalty(",
+         "loss = loss - plasticity.l2_init_penalty(",
          ("tests/test_step_events.py",), "L2 Init pushes away from θ₀"),
   Mutant("features_include_head", STEP, "outputs = model.block_outputs(variables, augment(key, x, "
          "False))[:-1]", "outputs = model.block_outputs(variables, augment(key, x, False))",

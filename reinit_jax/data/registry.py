@@ -149,8 +149,7 @@ def options(cfg) -> Options:
   values = {name: read(name, field.default) for name, field in FIELDS.items()}
   for name, field in FIELDS.items():
     if not schema.check(field, values[name]):
-      shown = " ".join(repr(values[name]).split())
-      raise ValueError(f"config.data.{name}={shown} is invalid; allowed: {field.allowed}")
+      schema.fail(f"data.{name}", values[name], field.allowed)
   if values["validation_fraction"] is None:
     values["validation_fraction"] = 0.0 if values["dataset"] == SYNTHETIC else 0.1
   values["seed"] = values["seed"] or 0

@@ -111,8 +111,8 @@ class Compiled:
 
 
 class Built:
-  """What :func:`reinit_jax.train.run` trains, built: ``config``, ``pack`` (a ``train.pack.Pack``: the runs of several grid points;
-  None for one point), ``inputs`` (:class:`Inputs`), ``geometry`` (:class:`Geometry`), ``parts``
+  """What :func:`reinit_jax.train.run` trains, built: ``config``, ``pack`` (a ``train.pack.Pack``:
+  the runs of several grid points; None for one point), ``inputs`` (:class:`Inputs`), ``geometry`` (:class:`Geometry`), ``parts``
   (:class:`Parts`), ``derived`` (what the built data and devices decide beside the config: the
   compiled functions' key, ``train/compiled.py``) and ``compiled`` (:class:`Compiled`);
   :meth:`init` gives the initial state."""

@@ -33,7 +33,8 @@ def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
   """
   if runs_mesh is not None:
     specs = tuple(PartitionSpec("runs") if s else PartitionSpec() for s in seeded)
-    fn = jax.shard_map(fn, mesh=runs_mesh, in_specs=specs, out_specs=PartitionSpec("runs"), check_vma=False)
+    fn = jax.shard_map(fn, mesh=runs_mesh, in_specs=specs, out_specs=PartitionSpec("runs"),
+                       check_vma=False)
   return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
 
 
@@ -120,8 +121,7 @@ def make_step(model, tx, lr_fn: Callable, augment: Callable, *, distill: str, be
       logits, upd = _apply_train(model, {**state.variables, "params": params}, x, k_drop, with_bs)
       loss, (ce, acc) = losses.objective(logits, y, None if distill == "off" else tprobs, beta_t)
       if l2_init:
-        loss = loss + l2_init * sum(jnp.sum(jnp.square(p - p0)) for p, p0 in zip(
-            jax.tree.leaves(params), jax.tree.leaves(state.anchor)))
+        loss = loss + plasticity.l2_init_penalty(params, state.anchor, l2_init)
       return loss, (upd, acc)
 
     params = state.variables["params"]
@@ -294,9 +294,6 @@ def make_eval(model, augment: Callable, per_run: bool = False, runs_mesh=None):
                    (True, per_run, per_run, False, False))
 
 
-FEATURE_TAUS = (0.0, 0.025, 0.1)  # dormant-fraction thresholds (Sokar et al. 2023 use 0.025, 0.1)
-
-
 def make_feature_diagnostics(model, augment: Callable, per_run: bool = False, runs_mesh=None):
   """``features(variables (S,...), x (B, ...)) -> {name: (S,)}``: what plasticity studies track,
   on inputs ``x`` in evaluation mode (``x`` (S, B, ...) with ``per_run``).
@@ -312,7 +309,7 @@ def make_feature_diagnostics(model, augment: Callable, per_run: bool = False, ru
     outputs = model.block_outputs(variables, augment(key, x, False))[:-1]
     out = {}
     for i, h in enumerate(outputs, start=1):
-      for tau in FEATURE_TAUS:
+      for tau in plasticity.DORMANT_TAUS:
         out[f"dormant_{tau:g}_block{i}"] = plasticity.dormant_fraction(h, tau)
     features = outputs[-1].reshape(outputs[-1].shape[0], -1, outputs[-1].shape[-1]).mean(1)
     out["effective_rank"] = plasticity.effective_rank(features)

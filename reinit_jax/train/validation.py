@@ -14,19 +14,13 @@ import jax
 import ml_collections
 import optax
 
+from reinit_jax.schema import fail
 from reinit_jax.train.config import SCHEMA, TOP, fields, method_names, with_method
 
 OPTIMIZERS = tuple(n for n in ("sgd", "adam", "adamw", "nadam", "nadamw", "radam", "rmsprop",
                                "adagrad", "adamax", "adamaxw", "amsgrad", "adabelief", "lamb",
                                "lars", "lion", "yogi", "novograd", "noisy_sgd", "sm3", "fromage")
                    if hasattr(optax, n))
-
-
-def fail(field: str, value, allowed: str):
-  """Raises the one-line ValueError for ``config.<field>=<value>``."""
-  shown = " ".join(repr(value).split())  # one line even for a nested dict
-  shown = shown if len(shown) <= 80 else shown[:77] + "..."
-  raise ValueError(f"config.{field}={shown} is invalid; allowed: {allowed}")
 
 
 def _unknown(name: str, known) -> None:
@@ -170,9 +164,10 @@ def _check_builds(c, names: list) -> None:
   # Building the module is cheap (no parameters drawn) and checks the model's own options.
   model = _checked("model.options", c.model.options, lambda: models.create(
     c.model.name, num_classes, num_blocks=c.model.num_blocks, **c.model.options.to_dict()))
-  for name in names:
-    if methods.get(name).uses_activations:
-      shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))["params"]
+  unit_level = [name for name in names if methods.get(name).uses_activations]
+  if unit_level:
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))["params"]
+    for name in unit_level:
       _checked("reinit.method", name, lambda: methods.layer_chain(model.blocks, shapes))
   if c.run.feature_diagnostics and len(model.blocks) < 2:
     fail("run.feature_diagnostics", True, "False for a model of one block (no penultimate "
