@@ -23,6 +23,15 @@ class Field(NamedTuple):
   allowed: str
   help: str
   type: type | None = None  # for a None default: the type a later value takes
+  # False: no compiled function reads the field (host-side: the loop, outputs, values that reach
+  # the functions as arrays or shapes); train/compiled.py leaves it out of the functions' keys.
+  compiled: bool = True
+
+
+def host(field: Field) -> Field:
+  """``field``, read by no compiled function (so runs that differ in it share their compiled
+  functions, reinit_jax/train/compiled.py). Forgetting it costs a compilation, never a wrong reuse."""
+  return field._replace(compiled=False)
 
 
 def is_int(v) -> bool:

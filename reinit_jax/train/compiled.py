@@ -3,10 +3,11 @@
 ``--sweep=all`` trains many points in one process, and most of them could share their train step,
 evaluation and init: the train step does not read the method, α of the synthetic task is data, a
 seed count is a shape. A built function is reused only when everything its builder may read is
-equal: the whole (validated) config except the fields :data:`NOT_COMPILED` and :data:`NOT_READ`
-name for that kind of function, plus what the built data and devices decide (``derived``: shapes,
-stage geometry, placement). A field is in the key unless a list names it, so a field forgotten in
-a list costs one more compilation, never a reused function compiled for another value
+equal: the whole (validated) config except the fields the schema marks ``host``
+(:data:`NOT_COMPILED`) and those :data:`NOT_READ` names for that kind of function, plus what the
+built data and devices decide (``derived``: shapes, stage geometry, placement). A field is in the
+key unless the schema or a list says otherwise, so a field forgotten costs one more compilation,
+never a reused function compiled for another value
 (tests/test_compiled.py runs every listed field both ways and compares the results).
 
 This module's ``_CACHE`` is the one piece of process-wide state the engine keeps; :func:`clear`
@@ -22,19 +23,10 @@ from reinit_jax.train.config import fields, get
 
 _CACHE: dict[str, Any] = {}
 
-# Read by no compiled function: the host loop and its outputs, values that reach the functions as
-# array arguments (data, seeds), sizes that reach them as shapes (in ``derived``), presets already
-# resolved into other fields (optim.setting).
-NOT_COMPILED = (
-  "name", "data.seed", "data.label_noise", "data.synthetic_alpha", "data.synthetic_train",
-  "data.synthetic_test", "data.train_subset", "data.validation_fraction", "data.download",
-  "data.data_dir", "data.manual_dir", "data.in_memory", "data.per_seed", "data.chunks",
-  "optim.setting", "optim.setting_weight_decay", "optim.setting_augmentation",
-  "run.seeds", "run.eval_every_epochs", "run.eval_batch_size", "run.eval_train",
-  "run.fit_threshold", "run.checkpoint_every", "run.keep_checkpoints", "run.progress",
-  "run.distributed", "run.stop_after_steps", "run.restart", "run.mesh", "run.pack",
-  "run.pack_max_runs", "run.tune_cpu_allocator", "run.compilation_cache",
-  "run.feature_diagnostics")
+# Read by no compiled function: the fields the schema marks ``host`` (the host loop and its outputs,
+# values that reach the functions as array arguments or as shapes in ``derived``, presets already
+# resolved into other fields).
+NOT_COMPILED = tuple(name for name, field in fields().items() if not field.compiled)
 
 # What only the event reads (the train step sees its result, not its settings).
 _EVENT_ONLY = ("reinit.method", "reinit.hparams", "reinit.optimizer_policy",
