@@ -127,6 +127,20 @@ def measure_normalization(model, variables: dict, x: jax.Array, k) -> dict:
   return out
 
 
+def advance_context(method, model, variables: dict, context, batch: jax.Array | None):
+  """The context the event after this point reads: for a method declared with
+  ``activations=True`` every block's output on ``batch`` (``context.activations``; e.g. redo
+  scores its units on them), then for one that keeps state across events (``carry=``) its
+  advanced carry (continual backprop's utilities, ages and the units to replace). Keep the returned
+  context, without its activations, as the run's next context. Other methods: ``context``."""
+  if not method.uses_activations:
+    return context
+  if batch is None:
+    raise ValueError(f"method {method.name!r} reads activations: pass a batch")
+  context = context.replace(activations=tuple(model.block_outputs(variables, batch)))
+  return method.advance(variables["params"], context)
+
+
 def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state: PyTree,
                 tx: optax.GradientTransformation, stage, key: jax.Array, context,
                 norm_batch: jax.Array | None = None, *, optimizer_policy: str = "reset",
@@ -140,8 +154,10 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     variables / fresh_variables: current collections and a fresh ``model.init(key(seed, t))``.
     opt_state, tx: the optimizer state and transformation.
     stage: the stage just finished, t ≥ 1 (int or traced int32).
-    key: the event's PRNG key. context: the run's ``methods.Context``.
-    norm_batch: training inputs (B, *input_shape), preprocessed; needed by ``layerwise``.
+    key: the event's PRNG key. context: the run's ``methods.Context``; for a method that keeps
+      state across events, the one :func:`advance_context` returned.
+    norm_batch: training inputs (B, *input_shape), preprocessed; needed by ``layerwise`` and by
+      the methods that read activations.
     idle_norm_policy: at a layer-wise event that re-initializes no parameter (k = K on a model
       whose last block is its output layer, e.g. the synthetic MLP), 'set' measures the
       normalization after block K anyway ([LW] §3 read literally: it then divides the logits by a
@@ -155,10 +171,11 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
     raise ValueError(f"optimizer_policy must be one of {OPTIMIZER_POLICIES}, got "
                      f"{optimizer_policy!r}")
   params, fresh = variables["params"], fresh_variables["params"]
-  if method.uses_activations:  # e.g. redo: its units are scored on this batch
-    if norm_batch is None:
-      raise ValueError(f"method {method.name!r} scores units on activations: pass norm_batch")
-    context = context.replace(activations=tuple(model.block_outputs(variables, norm_batch)))
+  if method.uses_activations and context.activations is None:
+    if method.carries_state:  # advancing it here would lose the new carry
+      raise ValueError(f"method {method.name!r} keeps state across events: call "
+                       "events.advance_context first and keep the context it returns")
+    context = advance_context(method, model, variables, context, norm_batch)
   new_params = method(params, fresh, stage, key, context)
   mask = method.reinit_mask(params, stage, key, context)
   out = dict(variables)

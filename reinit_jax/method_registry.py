@@ -51,7 +51,10 @@ class Context:
       (static; :mod:`reinit_jax.selection`; None: $REINIT_SELECT_IMPL, else 'auto'). The engine
       sets it from ``reinit.select_impl`` for the event's call only (the state keeps None).
     activations: the output of every block on the event's batch, for a method declared with
-      ``activations=True`` (``redo``); set by ``events.apply_event`` for the event only.
+      ``activations=True`` (``redo``); set by ``events.advance_context`` for the event only.
+    carry: the state a method declared with ``carry=`` keeps from event to event (continual
+      backprop's utility and age per unit), or None; made by ``prepare``, advanced by
+      ``events.advance_context`` before every event.
   """
 
   blocks: tuple = flax.struct.field(pytree_node=False, default=())
@@ -60,6 +63,7 @@ class Context:
   fixed_mask: Any = None
   select_impl: str | None = flax.struct.field(pytree_node=False, default=None)
   activations: Any = None
+  carry: Any = None
 
 
 # ----------------------------------------------------------------------------- hyperparameters
@@ -92,6 +96,17 @@ def positive_int(default: int) -> Hparam:
 
 
 @dataclasses.dataclass(frozen=True)
+class Carry:
+  """A method's state across events (``context.carry``): ``init(params, context, **hparams)``
+  makes it before training (with ``prepare``); ``update(carry, params, context, **hparams)``
+  advances it before each event, from the event's activations (``context.activations``), and R
+  and the mask read the advanced value."""
+
+  init: Callable
+  update: Callable
+
+
+@dataclasses.dataclass(frozen=True)
 class Declaration:
   """What :func:`register` records for a method (see the module docstring for each field)."""
 
@@ -102,6 +117,7 @@ class Declaration:
   prepare: Callable | None = None
   normalize: Callable | None = None
   activations: bool = False
+  carry: Carry | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity, so jax.jit(R) works
@@ -140,12 +156,36 @@ class Method:
     """Whether R reads ``context.activations`` (the blocks' outputs on the event's batch)."""
     return self.declaration.activations
 
+  @property
+  def carries_state(self) -> bool:
+    """Whether the method keeps state across events (``context.carry``; declared ``carry=``)."""
+    return self.declaration.carry is not None
+
+  @property
+  def prepares(self) -> bool:
+    """Whether :meth:`prepare` adds anything to the context (a fixed mask, a carry)."""
+    return self.declaration.prepare is not None or self.carries_state
+
   def prepare(self, key, params, context: Context) -> Context:
-    """Called once before training: stores the declared ``prepare`` mask as ``fixed_mask``."""
-    if self.declaration.prepare is None:
+    """Called once before training: stores the declared ``prepare`` mask as ``fixed_mask`` and
+    the declared carry's initial value as ``carry``."""
+    decl = self.declaration
+    if decl.prepare is not None:
+      context = context.replace(fixed_mask=decl.prepare(key, params, context, **self.hparams))
+    if decl.carry is not None:
+      context = context.replace(carry=decl.carry.init(params, context, **self.hparams))
+    return context
+
+  def advance(self, params, context: Context) -> Context:
+    """The context with the carry advanced for this event (``context.activations`` set); the
+    context unchanged for a method without one."""
+    if self.declaration.carry is None:
       return context
-    return context.replace(fixed_mask=self.declaration.prepare(key, params, context,
-                                                               **self.hparams))
+    if context.carry is None or context.activations is None:
+      raise ValueError(f"method {self.name!r} keeps state across events: call method.prepare "
+                       "once, then events.advance_context before every event")
+    return context.replace(carry=self.declaration.carry.update(context.carry, params, context,
+                                                                **self.hparams))
 
   def normalize_block(self, stage) -> jax.Array:
     """1-based block whose output gets a measured normalization after this event; 0 for none."""
@@ -202,7 +242,8 @@ def _declared_hparams(name: str, fn: Callable, hparams: Mapping[str, Hparam] | N
 
 def register(name: str, *, hparams: Mapping[str, Hparam] | None = None,
              mask: Callable | None = None, prepare: Callable | None = None,
-             normalize: Callable | None = None, activations: bool = False) -> Callable:
+             normalize: Callable | None = None, activations: bool = False,
+             carry: Carry | None = None) -> Callable:
   """Decorator registering ``R(params, fresh, stage, key, context, **hparams)`` as method ``name``.
 
   Every argument is described in the module docstring (the one way to declare a method). A name
@@ -211,6 +252,9 @@ def register(name: str, *, hparams: Mapping[str, Hparam] | None = None,
   """
   if not isinstance(name, str) or not name:
     raise ValueError(f"method name must be a non-empty string, got {name!r}")
+  if carry is not None and not (isinstance(carry, Carry) and activations):
+    raise ValueError(f"method {name!r}: carry must be a methods.Carry and needs activations=True "
+                     "(its update reads the event's activations)")
 
   def deco(fn):
     old = _REGISTRY.get(name)
@@ -219,7 +263,7 @@ def register(name: str, *, hparams: Mapping[str, Hparam] | None = None,
       raise ValueError(f"method {name!r} is already registered by "
                        f"{old.fn.__module__}.{old.fn.__qualname__}; choose another name")
     _REGISTRY[name] = Declaration(name, fn, _declared_hparams(name, fn, hparams), mask, prepare,
-                                  normalize, activations)
+                                  normalize, activations, carry)
     return fn
 
   return deco

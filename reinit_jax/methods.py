@@ -35,7 +35,11 @@ A declaration has, besides R itself (each part optional):
 * ``normalize(stage, **hparams) -> int32``: the 1-based block after which the event measures the
   layer-wise normalization ([LW] §3; clipped to the model's K blocks); without it, none.
 * ``activations=True``: R reads ``context.activations``, every block's output on the event's batch
-  (``events.apply_event`` computes them; ``redo`` scores its units on them).
+  (``events.advance_context`` computes them; ``redo`` scores its units on them).
+* ``carry=Carry(init, update)``: state kept from event to event in ``context.carry`` (with
+  ``activations=True``): ``init(params, context, **hparams)`` before training, ``update(carry,
+  params, context, **hparams)`` before every event, from its activations (``continual_backprop``'s
+  utility and age per unit). The engine keeps the advanced context in the run's state.
 
 A method from your own file: register it in a module and import that module before the method is
 looked up, with ``methods.import_modules(("my_pkg.my_methods", "path/to/methods.py"))`` (dotted
@@ -51,7 +55,8 @@ import jax
 import jax.numpy as jnp
 
 from reinit_jax import masks, plasticity
-from reinit_jax.method_registry import (Context, Declaration, Hparam, Method, get,  # noqa: F401
+from reinit_jax.method_registry import (Carry, Context, Declaration, Hparam, Method,  # noqa: F401
+                                        get,
                                         import_modules, is_unit, names, positive_int, register,
                                         unit_interval)
 
@@ -290,6 +295,53 @@ def redo(params, fresh, stage, key, context, tau):
   del stage, key
   return plasticity.reset_units(params, fresh, layer_chain(context.blocks, params),
                                 _dormant_units(context, tau))
+
+
+def _cbp_init(params, context, **_):
+  units = plasticity.ContinualBackprop.init(params, layer_chain(context.blocks, params))
+  return {"units": units, "replaced": tuple(jnp.zeros(u.shape, bool) for u in units.utility)}
+
+
+def _cbp_update(carry, params, context, replacement_rate, decay, maturity):
+  """One step of continual backprop's bookkeeping: the utilities from this event's activations and
+  the outgoing weights, ages + 1, then the units to replace (their utility and age set to 0)."""
+  layers = layer_chain(context.blocks, params)
+  units = carry["units"].update(params, context.activations[:-1], layers, decay=decay)
+  units, replaced = units.select(replacement_rate, maturity)
+  return {"units": units, "replaced": tuple(replaced)}
+
+
+def _cbp_replaced(context) -> list:
+  if context.carry is None:
+    raise ValueError("continual_backprop keeps a utility and an age per unit: call method.prepare "
+                     "once, then events.advance_context before every event")
+  return list(context.carry["replaced"])
+
+
+def _cbp_mask(params, stage, key, context, **_):
+  return plasticity.unit_param_masks(params, layer_chain(context.blocks, params),
+                                     _cbp_replaced(context))
+
+
+@register("continual_backprop", mask=_cbp_mask, activations=True,
+          carry=Carry(_cbp_init, _cbp_update),
+          hparams={"replacement_rate": unit_interval(1e-4), "decay": unit_interval(0.99),
+                   "maturity": Hparam(100, "an integer >= 0", lambda v: isinstance(v, int)
+                                      and not isinstance(v, bool) and v >= 0)})
+def continual_backprop(params, fresh, stage, key, context, replacement_rate, decay, maturity):
+  """Continual backprop (Dohare et al. 2024, Methods): each unit's contribution utility
+  u_i ← η u_i + (1 − η) E|h_i| Σ_k |w_ik| (η = ``decay``, w_ik its outgoing weights) and its age
+  are kept across events; at every event ρ (``replacement_rate``) of the units older than m
+  (``maturity``) are due — fractions accumulate across events — and the lowest-utility ones get
+  fresh incoming weights and bias, zero outgoing weights, utility and age 0.
+
+  The paper's step is one optimizer step: run it as a step-level event with
+  ``reinit.every_steps=1`` and ``optimizer_policy='mask'`` (the moments of a replaced unit's
+  incoming and outgoing weights zeroed). Its mask is those weights. Models: ``mlp``.
+  """
+  del stage, key, replacement_rate, decay, maturity  # the carry's update chose the units
+  return plasticity.reset_units(params, fresh, layer_chain(context.blocks, params),
+                                _cbp_replaced(context))
 
 
 SPEC_METHODS = ("standard", "shrink_perturb", "layerwise", "random_subset", "magnitude",

@@ -88,8 +88,10 @@ HPARAMS = {  # several settings per method where the setting changes which entri
     "fixed_subset": [dict(fraction=FRACTION)],
     "layerwise": [dict(events_per_block=1), dict(events_per_block=2)],
     "redo": [dict(tau=0.6)],  # some units of each hidden layer below, some above
+    # every unit mature at once: ⌊0.25·n⌋ of each hidden layer's n units replaced at the event
+    "continual_backprop": [dict(replacement_rate=0.25, maturity=0)],
 }
-UNIT_METHODS = ("redo",)  # unit resets: models whose blocks are single layers in a chain (mlp)
+UNIT_METHODS = ("redo", "continual_backprop")  # unit resets: models whose blocks are single layers in a chain (mlp)
 SELECTION = ("random_subset", "magnitude", "fixed_subset")  # compile the k-smallest selection
 
 # Every family of the model registry, at its tiny variant; every CNN with BatchNorm.
@@ -236,8 +238,8 @@ def _compiled(family: str, s: Setting):
     key = jax.random.key(3)
     p, f = variables["params"], fresh["params"]
     ctx = R.prepare(jax.random.key(1), p, methods.make_context(model, theta1))
-    if R.uses_activations:  # as apply_event gives them, for the direct calls of R below
-      ctx = ctx.replace(activations=tuple(model.block_outputs(variables, x)))
+    # The activations (and a carry advanced on them), as the engine gives them to R and the event.
+    ctx = events.advance_context(R, model, variables, ctx, x)
     v, fv = variables, fresh
     if R.uses_normalization and not s.measure:
       v, fv = _without_norms(variables), _without_norms(fresh)
@@ -377,6 +379,26 @@ def _inv_redo(ctx, o, t):
     np.testing.assert_array_equal(x, want[k].astype(x.dtype), err_msg=k)
 
 
+def _inv_continual_backprop(ctx, o, t):
+  """Recomputed in numpy: after one event from the initial carry (η = 0.99, every unit mature) a
+  unit's utility is (1 − η)·mean|h_i|·Σ_k|w_ik|; the ⌊ρ·n⌋ lowest of each hidden layer (ties by
+  position) get fresh incoming weights and bias and zero outgoing weights."""
+  fam = _family("mlp")
+  hidden = [np.abs(np.asarray(h, np.float64)).mean(0)
+            for h in ctx.model.block_outputs(fam.variables, fam.x)][:-1]
+  want = {k: v.astype(np.float64).copy() for k, v in ctx.theta.items()}
+  for i, a in enumerate(hidden, start=1):
+    utility = 0.01 * a * np.abs(ctx.theta[f"dense{i + 1}/kernel"]).sum(1)
+    replaced = np.zeros(len(a), bool)
+    replaced[np.argsort(utility, kind="stable")[:int(np.floor(0.25 * len(a)))]] = True
+    assert 0 < replaced.sum() < len(a)  # partial: the case tests something
+    want[f"dense{i}/kernel"][:, replaced] = ctx.fresh[f"dense{i}/kernel"][:, replaced]
+    want[f"dense{i}/bias"][replaced] = ctx.fresh[f"dense{i}/bias"][replaced]
+    want[f"dense{i + 1}/kernel"][replaced, :] = 0.0
+  for k, x in o["r"].items():
+    np.testing.assert_array_equal(x, want[k].astype(x.dtype), err_msg=k)
+
+
 def _inv_full(ctx, o, t):
   for k, x in o["r"].items():
     np.testing.assert_array_equal(x, ctx.fresh[k], err_msg=k)
@@ -465,7 +487,7 @@ INVARIANTS = {
     "head": _inv_head, "layerwise": _inv_layerwise, "rescale_only": _inv_rescale_only,
     "random_subset": _inv_random_subset, "magnitude": _inv_magnitude,
     "fixed_subset": _inv_fixed_subset, "test_class_half_norm_scales": _inv_half_norm_scales,
-    "redo": _inv_redo,
+    "redo": _inv_redo, "continual_backprop": _inv_continual_backprop,
 }
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reinit_jax import masks, methods, models
+from reinit_jax import events, masks, methods, models
 
 
 def _setup():
@@ -31,6 +31,34 @@ def test_every_builtin_is_declared_with_its_mask_and_checked_hyperparameters():
       is int
   assert methods.get("shrink_perturb").events_per_block is None
   assert [methods.get(n).uses_normalization for n in ("layerwise", "standard")] == [True, False]
+  carried = [n for n in methods.names() if methods.get(n).carries_state]
+  assert carried == ["continual_backprop"] and methods.get("continual_backprop").prepares
+  assert [methods.get(n).prepares for n in ("fixed_subset", "redo")] == [True, False]
+
+
+def test_a_carry_is_made_by_prepare_and_advanced_before_each_event():
+  """A user's method with a carry (an event counter kept in the context): prepare makes it,
+  events.advance_context advances it, R reads the advanced value."""
+  @methods.register("test_counting", activations=True, carry=methods.Carry(
+      lambda params, context: jnp.zeros((), jnp.int32),
+      lambda carry, params, context: carry + 1))
+  def counting(params, fresh, stage, key, context):
+    return jax.tree.map(lambda p: p + context.carry, params)
+
+  model = models.create("mlp", 8)
+  variables = model.init(jax.random.key(0))
+  params, fresh = variables["params"], model.init(jax.random.key(1))["params"]
+  context = methods.make_context(model, params)
+  method = methods.get("test_counting")
+  context = method.prepare(jax.random.key(0), params, context)
+  assert int(context.carry) == 0
+  x = jnp.ones((2, *model.input_shape))
+  for n in (1, 2):
+    context = events.advance_context(method, model, variables, context, x)
+    assert int(context.carry) == n and context.activations is not None
+  out = method(params, fresh, 1, jax.random.key(0), context)
+  for got, p in zip(jax.tree.leaves(out), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(got, p + 2)
 
 
 @pytest.mark.parametrize("name,kw,match", [
@@ -100,6 +128,11 @@ def _r(params, fresh, stage, key, context, shrink):
     (lambda: methods.register("shrink_perturb")(_r), r"'shrink_perturb' is already registered by "
      r"reinit_jax.methods.shrink_perturb_everywhere"),
     (lambda: methods.register("")(_r), r"method name must be a non-empty string"),
+    (lambda: methods.register("test_bad5", carry=methods.Carry(lambda *a, **k: 0,
+                                                               lambda *a, **k: 0))(_r),
+     r"carry must be a methods.Carry and needs activations=True"),
+    (lambda: methods.register("test_bad6", carry=(len, len), activations=True)(_r),
+     r"carry must be a methods.Carry"),
 ])
 def test_a_bad_declaration_fails_at_registration(register, match):
   with pytest.raises(ValueError, match=match):

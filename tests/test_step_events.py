@@ -281,3 +281,88 @@ def test_redo_runs_in_the_engine_and_is_refused_on_a_conv_model(tmp_path):
                                dataset="fashion_mnist", batch_size=16))
   with pytest.raises(ValueError, match=r"^config\.reinit\.method='redo' is invalid.*chain"):
     train.validate(tiny_config(method="redo", every_steps=2, model__num_blocks=2))
+
+
+def test_continual_backprop_across_step_events_matches_its_definition():
+  """Continual backprop from the registry as a step-level event at every step, parameters held
+  still between events so the utilities have a closed form: after n events u_i = (1 − ηⁿ)·c_i,
+  c_i = mean|h_i|·Σ_k|w_ik|; ages count events; with m = 2 nothing is replaced before the third
+  event, which replaces ⌊ρ·n⌋ lowest-utility units per layer (2 of 8, 1 of 6 with 0.5 owed),
+  zeroes their Adam moments (count kept), utility and age."""
+  model = models.create("mlp", 3, input_shape=(5,), widths=(8, 6))
+  tx = optax.adam(1e-2)
+  method = methods.get("continual_backprop", replacement_rate=0.25, decay=0.9, maturity=2)
+  state = init_state(model, method, tx, jax.random.PRNGKey(0), 0, False, step_events=True)
+  params = state.variables["params"]
+  grads = jax.tree.map(jnp.ones_like, params)
+  _, opt_state = tx.update(grads, tx.init(params), params)  # moments not zero anywhere
+  state = state.replace(opt_state=opt_state)
+  after = step_fns.make_step_event(model, method, tx, every=1, trigger="every", threshold=1.0,
+                                   optimizer_policy="mask", batch_stats_policy="reset")
+  hidden = [np.abs(np.asarray(h, np.float64)).mean(0)
+            for h in model.block_outputs(state.variables, X)[:-1]]
+  contribution = [a * np.abs(np.asarray(params[f"dense{i + 1}"]["kernel"])).sum(1)
+                  for i, a in enumerate(hidden, start=1)]
+  for n in (1, 2):
+    state = after(_at(state, n), jnp.float32(1.0), X)
+    units = state.context.carry["units"]
+    for u, c in zip(units.utility, contribution):
+      np.testing.assert_allclose(u, (1 - 0.9 ** n) * c, rtol=1e-5)
+    assert [np.asarray(a).tolist() for a in units.age] == [[n] * 8, [n] * 6]
+    for leaf, ref in zip(jax.tree.leaves(state.variables["params"]), jax.tree.leaves(params)):
+      np.testing.assert_array_equal(leaf, ref)  # nothing mature yet: nothing replaced
+  out = after(_at(state, 3), jnp.float32(1.0), X)
+  new, fresh = out.variables["params"], step_fresh_variables(model, 0, 3)["params"]
+  units = out.context.carry["units"]
+  want = jax.tree.map(lambda p: np.asarray(p, np.float64).copy(), params)
+  changed = jax.tree.map(lambda p: np.zeros(p.shape, bool), params)
+  for i, (c, count) in enumerate(zip(contribution, (2, 1)), start=1):
+    replaced = np.zeros(len(c), bool)
+    replaced[np.argsort(c, kind="stable")[:count]] = True
+    assert np.asarray(out.context.carry["replaced"][i - 1]).tolist() == replaced.tolist()
+    np.testing.assert_array_equal(np.asarray(units.age[i - 1]) == 0, replaced)
+    np.testing.assert_array_equal(np.asarray(units.utility[i - 1]) == 0, replaced)
+    for leaf in ("kernel", "bias"):
+      want[f"dense{i}"][leaf][..., replaced] = np.asarray(fresh[f"dense{i}"][leaf])[..., replaced]
+      changed[f"dense{i}"][leaf][..., replaced] = True
+    want[f"dense{i + 1}"]["kernel"][replaced, :] = 0.0
+    changed[f"dense{i + 1}"]["kernel"][replaced, :] = True
+  np.testing.assert_allclose([float(d) for d in units.owed], [0.0, 0.5])
+  for got, ref in zip(jax.tree.leaves(new), jax.tree.leaves(want)):
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+  adam = out.opt_state[0]
+  for moments in (adam.mu, adam.nu):  # zero exactly on the changed weights, kept elsewhere
+    for m, c in zip(jax.tree.leaves(moments), jax.tree.leaves(changed)):
+      assert np.all((np.asarray(m) == 0) == c)
+  assert int(adam.count) == 1
+
+
+def test_continual_backprop_needs_its_carry_advanced():
+  model = models.create("mlp", 3, input_shape=(5,), widths=(8,))
+  method = methods.get("continual_backprop")
+  variables = model.init(jax.random.PRNGKey(0))
+  context = method.prepare(jax.random.PRNGKey(1), variables["params"],
+                           methods.make_context(model, variables["params"]))
+  with pytest.raises(ValueError, match="advance_context"):
+    events.apply_event(method, model, variables, variables, None, None, 1, jax.random.key(0),
+                       context, X, optimizer_policy="keep")
+  with pytest.raises(ValueError, match="advance_context"):
+    method(variables["params"], variables["params"], 1, jax.random.key(0),
+           methods.make_context(model, variables["params"]))
+
+
+def test_continual_backprop_in_the_engine_resumes_bitwise_and_is_refused_without_steps(tmp_path):
+  def config(rate=0.2, **kw):  # units replaced at every step from the second on
+    return tiny_config(method="continual_backprop", seeds=(0, 1), every_steps=1,
+                       optimizer_policy="mask", max_steps_per_call=1,
+                       hparams={"replacement_rate": rate, "maturity": 1}, **kw)
+  idle = train.run(config(rate=0.0), str(tmp_path / "idle"))
+  whole = train.run(config(), str(tmp_path / "whole"))
+  assert whole["params_digest"] != idle["params_digest"]
+  train.run(config(stop_after_steps=3), str(tmp_path / "resumed"))
+  resumed = train.run(config(), str(tmp_path / "resumed"))
+  assert resumed["params_digest"] == whole["params_digest"]
+  with pytest.raises(ValueError, match=r"^config\.reinit\.every_steps=0 is invalid.*continual"):
+    train.validate(tiny_config(method="continual_backprop"))
+  with pytest.raises(ValueError, match=r"^config\.reinit\.method='continual_backprop'.*chain"):
+    train.validate(tiny_config(method="continual_backprop", every_steps=1, model__num_blocks=2))

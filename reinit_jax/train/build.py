@@ -285,7 +285,7 @@ def _state_functions(config, parts: Parts, cached, mesh, rare, select_impl):
                               step_events=step_events), (0, 0)), mesh, (True, True),
       compiler_options=rare))
   prepare_fn = None
-  if method.declaration.prepare is not None:
+  if method.prepares:
     prepare_fn = cached("prepare", lambda: step_.jit_seeds(step_.over_runs(
         lambda st: prepare_state(method, st, select_impl), (0,)), mesh, (True,), donate_argnums=0,
         compiler_options=rare))

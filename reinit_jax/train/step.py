@@ -360,12 +360,14 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
 
     def apply(st):
       index = st.step_events["events"] + 1
+      context = events.advance_context(method, model, st.variables,
+                                       st.context.replace(select_impl=select_impl), x)
       variables, opt_state = events.apply_event(
           method, model, st.variables, step_fresh_variables(model, st.seed, st.step), st.opt_state,
-          tx, index, stream_key(st.key, STEP_EVENT_STREAM, st.step),
-          st.context.replace(select_impl=select_impl), x, optimizer_policy=optimizer_policy,
-          batch_stats_policy=batch_stats_policy, idle_norm_policy=idle_norm_policy)
-      new = st.replace(variables=variables, opt_state=opt_state)
+          tx, index, stream_key(st.key, STEP_EVENT_STREAM, st.step), context, x,
+          optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
+          idle_norm_policy=idle_norm_policy)
+      new = st.replace(variables=variables, opt_state=opt_state, context=_kept(context))
       return jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, st)
 
     state = jax.lax.cond(_any_run(fire), apply, lambda st: st, state)
@@ -374,6 +376,12 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
         "events": counters["events"] + fire.astype(jnp.int32)})
 
   return after_step
+
+
+def _kept(context):
+  """What the run's state keeps of an event's context: its carry, not the event's activations or
+  selection choice (the state's pytree structure stays the same)."""
+  return context.replace(activations=None, select_impl=None)
 
 
 def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, distill: bool,
@@ -403,11 +411,13 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
     nk = jax.random.fold_in(ek, 0x4E)
     ix = jax.random.randint(nk, (norm_batch_size,), 0, n_current)
     norm_batch = augment(nk, x_all[ix], False)
+    context = events.advance_context(method, model, state.variables,
+                                     state.context.replace(select_impl=select_impl), norm_batch)
     variables, opt_state = events.apply_event(
-        method, model, state.variables, fresh, state.opt_state, tx, t, ek,
-        state.context.replace(select_impl=select_impl), norm_batch, optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
+        method, model, state.variables, fresh, state.opt_state, tx, t, ek, context, norm_batch,
+        optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
         idle_norm_policy=idle_norm_policy)
-    return state.replace(variables=variables, opt_state=opt_state,
+    return state.replace(variables=variables, opt_state=opt_state, context=_kept(context),
                          teacher=dict(state.variables) if distill else None,
                          stage=t + 1, step_in_stage=jnp.zeros_like(state.step_in_stage))
 

@@ -164,6 +164,10 @@ def _check_builds(c, names: list) -> None:
   # Building the module is cheap (no parameters drawn) and checks the model's own options.
   model = _checked("model.options", c.model.options, lambda: models.create(
     c.model.name, num_classes, num_blocks=c.model.num_blocks, **c.model.options.to_dict()))
+  for name in names:
+    if methods.get(name).carries_state and not c.reinit.every_steps:
+      fail("reinit.every_steps", 0, f">= 1 with method {name!r} (it keeps per-unit state from "
+           "step to step; 1: the paper's every step)")
   unit_level = [name for name in names if methods.get(name).uses_activations]
   if unit_level:
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))["params"]
