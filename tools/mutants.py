@@ -232,6 +232,18 @@ MUTANTS = (
   Mutant("redo_scores_head", METHODS, "for h in context.activations[:-1]]",
          "for h in context.activations[1:]]", ("tests/test_events_class.py",),
          "ReDo scores the wrong layers' units"),
+  Mutant("cbp_carry_dropped", STEP, "return context.replace(activations=None, select_impl=None)",
+         "return context.replace(activations=None, select_impl=None, carry=None)",
+         ("tests/test_step_events.py",), "continual backprop's utilities and ages not kept between "
+         "events"),
+  Mutant("cbp_ages_not_reset", "reinit_jax/plasticity.py", "age.append(jnp.where(mask, 0, a))",
+         "age.append(a)", ("tests/test_step_events.py",),
+         "a replaced unit keeps its age (mature again at once)"),
+  Mutant("cbp_decay_swapped", "reinit_jax/plasticity.py",
+         "utility.append(decay * u + (1 - decay) * mean_h * out_w)",
+         "utility.append((1 - decay) * u + decay * mean_h * out_w)",
+         ("tests/test_step_events.py",), "continual backprop's running utility with η and 1 − η "
+         "swapped (the ranking of one event is unchanged)"),
   Mutant("streamed_check_inverted", "reinit_jax/train/validation.py",
          "if not registry.in_memory(data_options):", "if registry.in_memory(data_options):",
          ("tests/test_reliability_config.py",), "the streamed-data constraints checked in memory"),
