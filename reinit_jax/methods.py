@@ -268,6 +268,17 @@ def layer_chain(blocks, params) -> tuple:
   return tuple((n,) for n in names)
 
 
+def units_in_mask(blocks, mask) -> jax.Array:
+  """The units a unit-level method's ``mask`` resets (int32): in every layer of the chain but the
+  last, the units whose bias entry is masked (without a bias: whose whole incoming column is)."""
+  count = jnp.zeros((), jnp.int32)
+  for (name,) in layer_chain(blocks, mask)[:-1]:
+    layer = mask[name]
+    incoming = layer["bias"] if "bias" in layer else jnp.all(layer["kernel"], axis=0)
+    count = count + jnp.sum(incoming, dtype=jnp.int32)
+  return count
+
+
 def _dormant_units(context, tau) -> list:
   """ReDo's τ-dormant units of every block but the last (its outputs are the logits)."""
   if context.activations is None:

@@ -34,7 +34,7 @@ def _after(method, tx, every=3, trigger="every", threshold=0.5, policy="reset"):
 
 def _at(state, step, window=0.0):
   return state.replace(step=jnp.int32(step), step_events={
-      "window_accuracy": jnp.float32(window), "events": state.step_events["events"]})
+      **state.step_events, "window_accuracy": jnp.float32(window)})
 
 
 @pytest.mark.parametrize("name,hparams", [("full", {}), ("shrink_perturb", {"shrink": 0.6,
@@ -124,6 +124,7 @@ def test_engine_counts_every_nth_step_and_compiles_once(tmp_path, every):
   with open(tmp_path / "run" / "metrics.jsonl") as f:
     last = [json.loads(line) for line in f if '"split": "train"' in line][-2:]
   assert [r["step_events"] for r in last] == [6 // every] * 2
+  assert all("units_reset" not in r for r in last)  # not a unit-level method
   assert run.compiled.train_call._cache_size() == 1
 
 
@@ -225,11 +226,15 @@ def test_report_reads_the_last_features_of_each_seed():
             "effective_rank": srank - 1}
 
   records = [rec(0, 5, 0.9, 1.0), rec(0, 10, 0.2, 7.0), rec(1, 10, 0.4, 9.0), rec(1, 5, 0.0, 2.0),
-             {"split": "train", "seed": 0, "step": 10, "step_events": 4},
-             {"split": "train", "seed": 1, "step": 10, "step_events": 6}]
+             {"split": "train", "seed": 0, "step": 10, "step_events": 4, "units_reset": 8},
+             {"split": "train", "seed": 1, "step": 10, "step_events": 6, "units_reset": 30}]
   run = RunInfo("p", {}, {}, records, [])
   table = feature_report.features_table({("r", "m"): (run, False)})
-  assert "| r | m | 30.0 ± 10.0 | 15.0 ± 5.0 | 8.0 ± 1.0 | 7.0 ± 1.0 | 5 ± 1 |" in table
+  assert "| r | m | 30.0 ± 10.0 | 15.0 ± 5.0 | 8.0 ± 1.0 | 7.0 ± 1.0 | 5 ± 1 | 3.5 ± 1.5 |" in table
+  without_units = [{k: v for k, v in r.items() if k != "units_reset"} for r in records]
+  table = feature_report.features_table({("r", "m"): (RunInfo("p", {}, {}, without_units, []),
+                                                      False)})
+  assert "| 5 ± 1 | — |" in table
   assert feature_report.features_table({("r", "m"): (RunInfo("p", {}, {}, [], []), False)}) is None
 
 
@@ -269,6 +274,8 @@ def test_redo_as_a_step_event_resets_dormant_units_and_their_adam_moments():
     for m, c in zip(jax.tree.leaves(moments), jax.tree.leaves(changed)):
       assert np.all((np.asarray(m) == 0) == c)
   assert int(adam.count) == 1
+  assert int(out.step_events["units_reset"]) == sum(
+      int((a <= 0.1 * a.mean()).sum()) for a in hidden)
 
 
 def test_redo_runs_in_the_engine_and_is_refused_on_a_conv_model(tmp_path):
@@ -276,6 +283,9 @@ def test_redo_runs_in_the_engine_and_is_refused_on_a_conv_model(tmp_path):
                   hparams={"tau": 0.6}, feature_diagnostics=True)
   summary = train.run(c, str(tmp_path / "redo"))
   assert summary["params_digest"]
+  with open(tmp_path / "redo" / "metrics.jsonl") as f:
+    trains = [json.loads(line) for line in f if '"split": "train"' in line]
+  assert all(r["units_reset"] >= 0 for r in trains) and trains[-1]["units_reset"] > 0
   with pytest.raises(ValueError, match=r"^config\.reinit\.method='redo' is invalid.*chain"):
     train.validate(tiny_config(method="redo", every_steps=2, model__name="scnn_tiny",
                                dataset="fashion_mnist", batch_size=16))
@@ -328,6 +338,7 @@ def test_continual_backprop_across_step_events_matches_its_definition():
     want[f"dense{i + 1}"]["kernel"][replaced, :] = 0.0
     changed[f"dense{i + 1}"]["kernel"][replaced, :] = True
   np.testing.assert_allclose([float(d) for d in units.owed], [0.0, 0.5])
+  assert int(out.step_events["units_reset"]) == 3
   for got, ref in zip(jax.tree.leaves(new), jax.tree.leaves(want)):
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
   adam = out.opt_state[0]

@@ -4,7 +4,8 @@ step-level events (``reinit.every_steps``), read from each run's metrics.jsonl.
 The engine writes, at every evaluation, a record of split 'features' per run: the dormant fraction
 of every block's units at τ ∈ {0, 0.025, 0.1} (τ = 0: dead units; Sokar et al. 2023) and the
 effective rank and srank of the penultimate block's features (Kumar et al. 2021); the train
-records carry ``step_events``, the step-level events so far (reinit_jax/train/step.py).
+records carry ``step_events``, the step-level events so far, and for a unit-level method
+``units_reset``, the units they reset (reinit_jax/train/step.py).
 Every function takes the report's cells ``{(row, method): (RunInfo, chosen_on_test)}``.
 """
 
@@ -45,17 +46,20 @@ def features_table(cells) -> str | None:
     block = _penultimate(next(iter(last.values())))
     events = _last_by_seed(run.records, "train")
     counts = [r["step_events"] for r in events.values() if "step_events" in r]
+    units = [r["units_reset"] / max(r["step_events"], 1) for r in events.values()
+             if "units_reset" in r]
     rows.append(
       f"| {row} | {method} | {_cell([r[f'dormant_0.1_block{block}'] for r in last.values()], 100)} "
       f"| {_cell([r[f'dormant_0_block{block}'] for r in last.values()], 100)} "
       f"| {_cell([r['srank'] for r in last.values()])} "
       f"| {_cell([r['effective_rank'] for r in last.values()])} "
-      f"| {_cell(counts, digits=0) if counts else '—'} |")
+      f"| {_cell(counts, digits=0) if counts else '—'} "
+      f"| {_cell(units) if units else '—'} |")
   if not rows:
     return None
   head = ("| row | method | dormant τ=0.1 (penultimate block) % | dead % | srank | effective rank "
-          "| step-level events |")
-  return "\n".join([head, "| --- | --- |" + " ---: |" * 5, *rows])
+          "| step-level events | units reset per event |")
+  return "\n".join([head, "| --- | --- |" + " ---: |" * 6, *rows])
 
 
 def sections(cells) -> list[str]:
@@ -66,5 +70,5 @@ def sections(cells) -> list[str]:
   return ["## Features at the last evaluation (run.feature_diagnostics)", "", table, "",
           "Mean ± std over seeds, on the first 512 examples of the last stage's training view: the "
           "share of the penultimate block's units with ReDo score ≤ 0.1 and that never fire, the "
-          "srank (δ = 0.01) and effective rank of its features, and the step-level events of the "
-          "run (reinit.every_steps).", ""]
+          "srank (δ = 0.01) and effective rank of its features, the step-level events of the "
+          "run (reinit.every_steps) and the units a unit-level method reset per event.", ""]

@@ -392,8 +392,7 @@ class _Loop:
     self.outputs.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
                              "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
                              "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
-                             **({"step_events": int(m["step_events"][s])}
-                                if "step_events" in m else {}),
+                             **self._step_event_counts(m, s),
                              **self._who(s)} for s in runs])
     self.outputs.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
                                  float(np.mean(m["accuracy"])))
@@ -457,6 +456,15 @@ class _Loop:
     """Run s of the run axis in a record: its seed, and in a pack its point's index."""
     seeds, pack = self.built.inputs.seeds, self.built.pack
     return {"seed": seeds[s]} if pack is None else {"seed": seeds[s], "point": pack.point_of[s]}
+
+  def _step_event_counts(self, m, s) -> dict:
+    """Run ``s``'s step-level events so far and, for a unit-level method, the units they reset."""
+    if "step_events" not in m:
+      return {}
+    counts = {"step_events": int(m["step_events"][s])}
+    if self.built.parts.method.uses_activations:
+      counts["units_reset"] = int(m["units_reset"][s])
+    return counts
 
   def _run_name(self, s: int):
     """Run s for a message: its seed, in a pack '<point name>:<seed>'."""

@@ -27,6 +27,11 @@ def params_digest(params) -> str:
   return h.hexdigest()
 
 
+# The record fields written as TensorBoard scalars (besides every dormant_* fraction).
+_SCALARS = ("loss", "accuracy", "learning_rate", "param_norm", "step_events", "units_reset",
+            "effective_rank", "srank")
+
+
 def param_norm(params) -> jax.Array:
   """Global L2 norm of one seed's parameters ([Z] Fig. 3), in float32; jit- and vmap-able."""
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(params)))
@@ -69,9 +74,8 @@ class MetricsLog:
       from tensorboard.compat.proto.summary_pb2 import Summary
       for r in records:
         values = [Summary.Value(tag=f"seed{r['seed']}/{r['split']}/{k}", simple_value=float(v))
-                  for k, v in r.items() if (k in ("loss", "accuracy", "learning_rate", "param_norm",
-                                                       "step_events", "effective_rank", "srank")
-                                            or k.startswith("dormant_")) and v is not None]
+                  for k, v in r.items() if (k in _SCALARS or k.startswith("dormant_"))
+                  and v is not None]
         self._tb.add(Event(wall_time=time.time(), step=int(r["step"]),
                            summary=Summary(value=values)))
 

@@ -37,7 +37,9 @@ class TrainState:
       constants, so grid points that differ only in such values train in one compiled call.
     anchor: θ₀, the parameters of θ_1, when ``optim.l2_init`` > 0 (L2 Init), else None.
     step_events: with ``reinit.every_steps`` > 0, {'window_accuracy': the sum of batch accuracies
-      since the last N-th step (float32), 'events': step-level events so far (int32)}, else None.
+      since the last N-th step (float32), 'events': step-level events so far (int32),
+      'units_reset': the units a unit-level method (redo, continual_backprop) reset in them}, else
+      None.
   """
 
   variables: dict
@@ -91,8 +93,8 @@ def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool, *,
                      teacher=dict(variables) if distill else None, step=zero, step_in_stage=zero,
                      stage=zero + 1, key=base_key, seed=jnp.asarray(seed, jnp.int32),
                      anchor=jax.tree.map(jnp.copy, variables["params"]) if anchor else None,
-                     step_events=({"window_accuracy": jnp.zeros((), jnp.float32), "events": zero}
-                                  if step_events else None))
+                     step_events=({"window_accuracy": jnp.zeros((), jnp.float32), "events": zero,
+                                   "units_reset": zero} if step_events else None))
   return state if method is None else prepare_state(method, state)
 
 

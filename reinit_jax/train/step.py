@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec
 
-from reinit_jax import backends, events, plasticity
+from reinit_jax import backends, events, methods, plasticity
 from reinit_jax.train import loss as losses, multihost
 from reinit_jax.train.state import (EVENT_STREAM, STEP_EVENT_STREAM, STEP_STREAM, TrainState,
                                     fresh_variables, step_fresh_variables, stream_key)
@@ -147,6 +147,7 @@ def _summarize(state, loss, acc, lr):
          "step": state.step}
   if state.step_events is not None:  # step-level events so far (make_step_event)
     out["step_events"] = state.step_events["events"]
+    out["units_reset"] = state.step_events["units_reset"]
   return out
 
 
@@ -362,17 +363,22 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
       index = st.step_events["events"] + 1
       context = events.advance_context(method, model, st.variables,
                                        st.context.replace(select_impl=select_impl), x)
+      key = stream_key(st.key, STEP_EVENT_STREAM, st.step)
       variables, opt_state = events.apply_event(
           method, model, st.variables, step_fresh_variables(model, st.seed, st.step), st.opt_state,
-          tx, index, stream_key(st.key, STEP_EVENT_STREAM, st.step), context, x,
-          optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
-          idle_norm_policy=idle_norm_policy)
-      new = st.replace(variables=variables, opt_state=opt_state, context=_kept(context))
+          tx, index, key, context, x, optimizer_policy=optimizer_policy,
+          batch_stats_policy=batch_stats_policy, idle_norm_policy=idle_norm_policy)
+      units = st.step_events["units_reset"]
+      if method.uses_activations:  # a unit-level method: count the units it reset
+        units = units + methods.units_in_mask(model.blocks, method.reinit_mask(
+            st.variables["params"], index, key, context))
+      new = st.replace(variables=variables, opt_state=opt_state, context=_kept(context),
+                       step_events={**st.step_events, "units_reset": units})
       return jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, st)
 
     state = jax.lax.cond(_any_run(fire), apply, lambda st: st, state)
     return state.replace(step_events={
-        "window_accuracy": jnp.where(due, jnp.zeros_like(window), window),
+        **state.step_events, "window_accuracy": jnp.where(due, jnp.zeros_like(window), window),
         "events": counters["events"] + fire.astype(jnp.int32)})
 
   return after_step
