@@ -24,8 +24,8 @@ their pixels permuted, inside the step from an index array (no (examples, 784) c
 resets run under a ``lax.cond`` taken over all seeds, so a step where no seed resets a unit (all of
 ReDo's steps but one in 500, most of continual backprop's) skips the re-initialization and the
 optimizer-state edit, and continual backprop ranks its units only on steps where some layer owes a
-replacement (:func:`cbp_select`). Every key is a threefry key whose hash is emitted unrolled
-(:func:`fast_key`): the same bits as ``jax.random``'s threefry, whose XLA:CPU lowering is a loop 3×
+replacement (:func:`cbp_select`). On the CPU backend every key's threefry hash is emitted unrolled
+(``backends.draw_key``): the same bits as ``jax.random``'s, whose XLA:CPU lowering is a loop 3×
 slower (S&P's noise was most of its step). ``run`` splits the seeds over the local devices (XLA:CPU
 has one per core after ``backends.cpu_host.one_cpu_device_per_core``, as
 results/plasticity_stream.py sets), each running its share in ``shard_map``. With one device the
@@ -48,7 +48,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from reinit_jax import events, plasticity
+from reinit_jax import backends, events, plasticity
 from reinit_jax.data import streams
 from reinit_jax.train.step import over_runs
 
@@ -65,68 +65,6 @@ TAUS = plasticity.DORMANT_TAUS
 SETTINGS = {"l2init": {"strength": 1e-2}, "snp": {"shrink": 1 - 1e-4, "noise": 1e-4},
             "cbp": {"decay": 0.99, "maturity": 100, "rate": 1e-4},
             "redo": {"tau": 0.1, "every": 500}}
-
-
-# ----------------------------------------------------------------------------- threefry, unrolled
-
-
-def _rotate_left(v, d: int):
-  return (v << jnp.uint32(d)) | (v >> jnp.uint32(32 - d))
-
-
-def _threefry2x32(k1, k2, x1, x2):
-  """Threefry-2x32 with 20 rounds (Salmon et al. 2011), as jax's threefry computes it, unrolled."""
-  rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-  ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(0x1BD11BDA))
-  x1, x2 = x1 + ks[0], x2 + ks[1]
-  for i in range(5):
-    for r in rotations[i % 2]:
-      x1 = x1 + x2
-      x2 = x1 ^ _rotate_left(x2, r)
-    x1, x2 = x1 + ks[(i + 1) % 3], x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-  return x1, x2
-
-
-def _counts(shape):
-  """The 64-bit iota over ``shape`` as (high, low) uint32 words (jax's partitionable counters)."""
-  size = int(np.prod(shape, dtype=np.int64))
-  if size >= 2**32:
-    raise NotImplementedError(f"{size} counters: more than 2**32")
-  lo = jax.lax.iota(jnp.uint32, max(size, 1))[:size].reshape(shape)
-  return jnp.zeros_like(lo), lo
-
-
-def _split(key, shape):
-  hi, lo = _counts(shape)
-  a, b = _threefry2x32(key[0], key[1], hi, lo)
-  return jnp.stack([a, b], axis=a.ndim)
-
-
-def _random_bits(key, bit_width, shape):
-  if bit_width != 32:
-    return jax.extend.random.threefry_prng_impl.random_bits(key, bit_width, shape)
-  hi, lo = _counts(shape)
-  a, b = _threefry2x32(key[0], key[1], hi, lo)
-  return a ^ b
-
-
-@functools.cache
-def _unrolled_threefry():
-  base = jax.extend.random.threefry_prng_impl
-  return jax.extend.random.define_prng_impl(
-    key_shape=(2,), seed=base.seed, split=_split, random_bits=_random_bits,
-    fold_in=base.fold_in, name="threefry2x32_unrolled", tag="fry_u")
-
-
-def fast_key(key: jax.Array) -> jax.Array:
-  """``key`` (a threefry key) as a key of the same bits whose split and random bits are emitted
-  unrolled: every draw equals ``jax.random``'s with ``key`` (checked by tests/test_continual.py).
-  XLA:CPU runs jax's own threefry as a loop of five steps, 3× slower (results/README.md,
-  "(g) Plasticity on Fashion-MNIST task streams"). With ``jax_threefry_partitionable`` off (jax's
-  older counter layout) ``key`` is returned unchanged."""
-  if not jax.config.jax_threefry_partitionable:
-    return key
-  return jax.random.wrap_key_data(jax.random.key_data(key), impl=_unrolled_threefry())
 
 
 # ----------------------------------------------------------------------------- model, study point
@@ -355,7 +293,7 @@ def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = 
     seeded = shared = jax.sharding.SingleDeviceSharding(local[0])
 
   def start(seed):
-    key = fast_key(jax.random.key(seed))
+    key = backends.draw_key(jax.random.key(seed))
     params = model.init(key, jnp.zeros((1, x.shape[1]), jnp.float32))["params"]
     cbp = plasticity.ContinualBackprop.init(params, LAYERS)
     params_0 = jax.tree.map(jnp.copy, params)  # θ₀ for L2 Init; its own buffers (donation)

@@ -4,16 +4,18 @@ module of the package looking at the backend's name, and the launcher's import s
 JAX (XLA's device-count flag must be set before JAX starts)."""
 
 import ast
+import functools
 import os
 import subprocess
 import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from reinit_jax import backends, models, selection, train
-from reinit_jax.backends import cpu_host
+from reinit_jax import backends, models, plasticity, selection, train
+from reinit_jax.backends import cpu_host, cpu_random
 from reinit_jax.models import layers
 from reinit_jax.train import feed, step
 
@@ -117,3 +119,44 @@ def test_the_launchers_cpu_settings_import_no_jax():
   code = ("import sys; from reinit_jax.backends import cpu_host; "
           "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)")
   subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_the_unrolled_threefry_draws_the_bits_of_jax_random():
+  """cpu_random.fast_key: every draw jax.random makes from a threefry key, bit for bit."""
+  key = jax.random.key(7)
+  fast = cpu_random.fast_key(key)
+  assert jax.random.key_impl(fast) != jax.random.key_impl(key)
+  for shape in [(3,), (5, 7), (784, 100)]:
+    for draw in (jax.random.normal, jax.random.uniform, functools.partial(jax.random.bits,
+                                                                          dtype=jnp.uint32)):
+      np.testing.assert_array_equal(jax.jit(draw, static_argnums=1)(fast, shape),
+                                    jax.jit(draw, static_argnums=1)(key, shape))
+  for n in (2, 3, 6):
+    np.testing.assert_array_equal(jax.random.key_data(jax.random.split(fast, n)),
+                                  jax.random.key_data(jax.random.split(key, n)))
+  np.testing.assert_array_equal(jax.random.permutation(jax.random.fold_in(fast, 3), 100),
+                                jax.random.permutation(jax.random.fold_in(key, 3), 100))
+  keys = jax.random.split(jax.random.key(1), 4)
+  params = {"a": jnp.ones((4, 6, 5)), "b": jnp.ones((4, 5))}
+  snp = jax.vmap(lambda p, k: plasticity.shrink_perturb_step(p, k, 0.9, 0.1))
+  for a, b in zip(jax.tree.leaves(jax.jit(snp)(params, jax.vmap(cpu_random.fast_key)(keys))),
+                  jax.tree.leaves(jax.jit(snp)(params, keys))):
+    np.testing.assert_array_equal(a, b)
+
+
+
+@pytest.mark.parametrize("family", ["mlp", "scnn_tiny", "resnet18_tiny", "mobilenet_v2_tiny"])
+def test_a_fresh_init_from_the_unrolled_key_is_the_same_draw(family):
+  """The engine's θ_init (model.init from a raw uint32 key, backends.draw_key on CPU): equal."""
+  model = models.create(family, 10)
+  raw = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0x1417), 3), 2)
+  fast = jax.jit(lambda k: model.init(cpu_random.fast_key(k)))(raw)
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(jax.jit(model.init)(raw))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_draw_key_is_the_unrolled_key_on_cpu_only(monkeypatch):
+  raw = jax.random.PRNGKey(3)
+  assert jax.random.key_impl(backends.draw_key(raw)) != jax.random.key_impl(jax.random.key(3))
+  monkeypatch.setattr(backends, "choices", lambda backend=None: backends.ACCELERATOR)
+  assert backends.draw_key(raw) is raw

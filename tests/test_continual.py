@@ -81,28 +81,6 @@ def test_the_stream_compiles_once_and_seeds_differ(monkeypatch):
   assert not np.array_equal(out["records"]["param_norm"][:, 0], out["records"]["param_norm"][:, 1])
 
 
-def test_the_unrolled_threefry_draws_the_bits_of_jax_random():
-  key = jax.random.key(7)
-  fast = continual.fast_key(key)
-  assert jax.random.key_impl(fast) != jax.random.key_impl(key)
-  for shape in [(3,), (5, 7), (784, 100)]:
-    for draw in (jax.random.normal, jax.random.uniform, functools.partial(jax.random.bits,
-                                                                          dtype=jnp.uint32)):
-      np.testing.assert_array_equal(jax.jit(draw, static_argnums=1)(fast, shape),
-                                    jax.jit(draw, static_argnums=1)(key, shape))
-  for n in (2, 3, 6):
-    np.testing.assert_array_equal(jax.random.key_data(jax.random.split(fast, n)),
-                                  jax.random.key_data(jax.random.split(key, n)))
-  np.testing.assert_array_equal(jax.random.permutation(jax.random.fold_in(fast, 3), 100),
-                                jax.random.permutation(jax.random.fold_in(key, 3), 100))
-  keys = jax.random.split(jax.random.key(1), 4)
-  params = {"a": jnp.ones((4, 6, 5)), "b": jnp.ones((4, 5))}
-  snp = jax.vmap(lambda p, k: plasticity.shrink_perturb_step(p, k, 0.9, 0.1))
-  for a, b in zip(jax.tree.leaves(jax.jit(snp)(params, jax.vmap(continual.fast_key)(keys))),
-                  jax.tree.leaves(jax.jit(snp)(params, keys))):
-    np.testing.assert_array_equal(a, b)
-
-
 @pytest.mark.parametrize("owed", [(0.2, 0.2, 0.2, 0.2), (0.2, 0.995, 0.2, 0.995)])
 def test_cbp_select_skips_the_ranking_only_where_select_resets_nothing(owed):
   """4 seeds of continual-backprop state, two layers (the first mature, the second not): with

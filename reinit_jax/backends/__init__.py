@@ -9,11 +9,11 @@ accelerator path then reads without CPU code in it. None of the choices changes 
 path is tested bitwise (or to float32 rounding, the convolutions) against the accelerator one.
 
 The CPU-only code itself lives beside this module: ``cpu_conv.py`` (narrow-conv taps and
-forward-form conv gradients, ``conv_impl='im2col'``) and ``cpu_host.py`` (the malloc tuning and
-XLA:CPU's device count, set before JAX starts). The k-smallest 'bracket' selection stays in
+forward-form conv gradients, ``conv_impl='im2col'``), ``cpu_random.py`` (threefry unrolled) and
+``cpu_host.py`` (the malloc tuning and XLA:CPU's device count, set before JAX starts). The k-smallest 'bracket' selection stays in
 ``reinit_jax/selection.py``, an algorithm beside the others it must agree with.
 
-No module here imports JAX at module level (``cpu_conv.py`` aside), so ``launch.py`` can set
+No module here imports JAX at module level (``cpu_conv.py`` and ``cpu_random.py`` aside), so ``launch.py`` can set
 XLA's flags through ``cpu_host`` before JAX starts; nothing here imports the engine (train/,
 launch/), so models/ and selection.py can import it.
 """
@@ -34,6 +34,8 @@ class Choices:
   rare_compile_options: XLA options, as (name, value) pairs, of the functions a run calls a few
     times (init, prepare, events; ``train/build.py``); empty: the defaults.
   tune_allocator: whether ``run.tune_cpu_allocator`` applies (``cpu_host.tune_cpu_allocator``).
+  unrolled_threefry: whether :func:`draw_key` hands out keys whose threefry hash is emitted
+    unrolled (``cpu_random.py``; the same bits).
   """
 
   conv_impl: str
@@ -42,6 +44,7 @@ class Choices:
   mesh: str
   rare_compile_options: tuple = ()
   tune_allocator: bool = False
+  unrolled_threefry: bool = False
 
   def compile_options(self) -> dict | None:
     """``rare_compile_options`` as ``jax.jit``'s ``compiler_options`` (None: XLA's defaults)."""
@@ -65,7 +68,10 @@ CPU = Choices(
   # for the same bits (checked by the digest tests); the train step and evaluation keep them.
   rare_compile_options=(("xla_llvm_disable_expensive_passes", True),),
   # Every jitted call allocates its temporaries afresh: keeping freed pages saves 20-25% of a step.
-  tune_allocator=True)
+  tune_allocator=True,
+  # XLA:CPU runs jax's threefry hash as a loop, 2-3x slower than its rounds written out: a fresh
+  # θ_init of scnn in 6 instead of 14 ms, the same bits ("Event time ÷ step time").
+  unrolled_threefry=True)
 
 # GPUs and TPUs: XLA's own conv, one sort, vmapped seeds, batches split over the devices.
 ACCELERATOR = Choices(conv_impl="xla", select_impl="sort", seed_axis="vmap", mesh="data")
@@ -81,3 +87,13 @@ def choices(backend: str | None = None) -> Choices:
     import jax  # here, not at the top: launch.py imports this package before anything imports JAX
     backend = jax.default_backend()
   return CPU if backend == "cpu" else ACCELERATOR
+
+
+def draw_key(key):
+  """``key`` (a threefry key, raw or typed) as the key to draw large random arrays from: on the
+  CPU backend one whose hash runs unrolled (``cpu_random.fast_key``, the same bits), elsewhere
+  ``key`` itself. Read at trace time."""
+  if not choices().unrolled_threefry:
+    return key
+  from reinit_jax.backends import cpu_random  # imports JAX: not at the top (see the docstring)
+  return cpu_random.fast_key(key)

@@ -4,6 +4,8 @@ Several seeds of one config train in one process on the run axis (docs/launching
 seeds"): every leaf of a :class:`TrainState` has a leading axis of size S = len(config.seeds). PRNG
 streams are derived from the seed's base key by ``fold_in`` of (stream, position), so every draw is
 a function of where the run is, and a resumed run draws exactly what an uninterrupted one would.
+Large draws (θ_init, an event's masks) take their key through ``backends.draw_key``: the same bits,
+drawn faster on the CPU backend.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from reinit_jax import events, methods
+from reinit_jax import backends, events, methods
 
 # fold_in streams of a seed's base key; the position folded in after is the stage or the step.
 INIT_STREAM, EVENT_STREAM, STEP_STREAM, STEP_EVENT_STREAM = 0, 1, 2, 3
@@ -68,13 +70,15 @@ STEP_INIT_ROOT = 0x5E7  # root of the θ_init of step-level events; the seed and
 def fresh_variables(model, seed, stage) -> dict:
   """``model.init`` keyed by (seed, stage) as ``events.fresh_variables`` ([Z] §3, [AA] §4): stage 0 draws
   θ_1, stage t ≥ 1 the θ_init of the event after stage t. ``seed``/``stage`` may be traced."""
-  return dict(events.fresh_variables(model, jax.random.PRNGKey(INIT_ROOT), seed, stage))
+  return dict(events.fresh_variables(model, backends.draw_key(jax.random.PRNGKey(INIT_ROOT)), seed,
+                                     stage))
 
 
 def step_fresh_variables(model, seed, step) -> dict:
   """The θ_init of a step-level event after step ``step`` (traced): ``model.init`` keyed by
   (seed, step) from a root of its own, so it never repeats a stage event's draw."""
-  return dict(events.fresh_variables(model, jax.random.PRNGKey(STEP_INIT_ROOT), seed, step))
+  return dict(events.fresh_variables(model, backends.draw_key(jax.random.PRNGKey(STEP_INIT_ROOT)),
+                                     seed, step))
 
 
 def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool, *,
@@ -101,7 +105,8 @@ def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool, *,
 def prepare_state(method, state: TrainState, select_impl: str | None = None) -> TrainState:
   """The method's once-before-training draw (e.g. WELS's fixed mask, [LW] §1.1) into the context;
   ``select_impl``: the selection it traces (``methods.Context.select_impl``; the state keeps None)."""
-  context = method.prepare(stream_key(state.key, EVENT_STREAM, 0), state.variables["params"],
+  context = method.prepare(backends.draw_key(stream_key(state.key, EVENT_STREAM, 0)),
+                           state.variables["params"],
                            state.context.replace(select_impl=select_impl))
   return state.replace(context=context.replace(select_impl=None))
 

@@ -363,7 +363,7 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
       index = st.step_events["events"] + 1
       context = events.advance_context(method, model, st.variables,
                                        st.context.replace(select_impl=select_impl), x)
-      key = stream_key(st.key, STEP_EVENT_STREAM, st.step)
+      key = backends.draw_key(stream_key(st.key, STEP_EVENT_STREAM, st.step))
       variables, opt_state = events.apply_event(
           method, model, st.variables, step_fresh_variables(model, st.seed, st.step), st.opt_state,
           tx, index, key, context, x, optimizer_policy=optimizer_policy,
@@ -413,7 +413,7 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
     method, tx = const if state.hyper is None else values(state.hyper)
     t = state.stage
     fresh = fresh_variables(model, state.seed, t)
-    ek = stream_key(state.key, EVENT_STREAM, t)
+    ek = backends.draw_key(stream_key(state.key, EVENT_STREAM, t))
     nk = jax.random.fold_in(ek, 0x4E)
     ix = jax.random.randint(nk, (norm_batch_size,), 0, n_current)
     norm_batch = augment(nk, x_all[ix], False)
