@@ -184,8 +184,12 @@ class ContinualBackprop(NamedTuple):
       due = debt + rate * mature.sum()
       count = jnp.floor(due).astype(jnp.int32)
       key = jnp.where(mature, u, jnp.inf)
-      rank = jnp.argsort(jnp.argsort(key, stable=True), stable=True)
-      mask = (rank < count) & mature
+
+      def ranked(key=key, count=count, mature=mature):
+        return (jnp.argsort(jnp.argsort(key, stable=True), stable=True) < count) & mature
+
+      # Most steps owe no whole unit (ρ·n < 1): skip the two sorts there.
+      mask = jax.lax.cond(count > 0, ranked, lambda: jnp.zeros(u.shape, bool))
       masks.append(mask)
       utility.append(jnp.where(mask, 0.0, u))
       age.append(jnp.where(mask, 0, a))

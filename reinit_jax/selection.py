@@ -72,12 +72,20 @@ def exact_k(n: int, fraction: float) -> int:
 
 
 # Selection keys are int32 >= 0 whose float32 reading is a non-negative float (at most +inf): the
-# order of the ints is the order of the floats, so one top_k on the floats can finish a search.
+# order of the ints is the order of the floats, so a float top_k can rank a handful of them.
 _MAX_KEY = 0x7F800000  # +inf's bits
-_CAP = 1024  # a band of at most this many keys is finished by one top_k
+_CAP = 1024  # tensors of at most this many entries take one stable argsort
 _BRACKET_MIN = 1 << 14  # below this, the sample costs more than the passes it saves
 _SAMPLE = 4096
-_PROBES = 6  # interpolation probes before falling back to halving
+_PROBES = 8  # keys counted at this many probes per pass: one variadic reduce
+_BAND = 256  # a band of at most this many keys is finished from its rows (_finish)
+_ROW = 32  # row width of the finish: a band's keys lie in at most _BAND rows of _ROW entries
+_INTERPOLATED = 4  # interpolation rounds before the probes are spread evenly
+# Where the probes go, in the band's own spread: ±σ of the sample's ranks (the bracket), ±√B keys of
+# a band of B (the interpolation rounds). Dense in the middle, where the k-th key most likely lies.
+_SAMPLE_SPREAD = np.array([-4.5, -2.5, -1.2, -0.4, 0.4, 1.2, 2.5, 4.5])
+_BAND_SPREAD = np.array([-4.0, -1.6, -0.7, -0.25, 0.25, 0.7, 1.6, 4.0])
+assert len(_SAMPLE_SPREAD) == len(_BAND_SPREAD) == _PROBES
 
 
 def float_keys(scores: jax.Array) -> jax.Array:
@@ -90,71 +98,142 @@ def float_keys(scores: jax.Array) -> jax.Array:
   return jnp.where(jnp.isnan(f), jnp.int32(_MAX_KEY), jnp.maximum(bits, 0))
 
 
-def _count_le(keys, v):
-  return jnp.sum(keys <= v, dtype=jnp.int32)
+def _count_le_each(keys, probes):
+  """(P,) int32: how many keys are <= each of the P probes, in one pass over ``keys``.
+
+  One variadic reduce: XLA:CPU runs it as one vectorized loop, 2-8 counts in about the time that a
+  lone ``jnp.sum(keys <= v)`` takes (its single-operand reduce loop is the slower one).
+  """
+  hits = tuple((keys <= probes[j]).astype(jnp.int32) for j in range(probes.shape[0]))
+  add = lambda a, b: tuple(x + y for x, y in zip(a, b))
+  return jnp.stack(jax.lax.reduce(hits, (jnp.int32(0),) * len(hits), add, (0,)))
+
+
+def _tighten(band, probes, c, k):
+  """The band (lo, hi, #keys < lo, #keys <= hi) around the k-th key, after counts ``c`` at probes.
+
+  Invariant #keys < lo < k <= #keys <= hi: the k-th smallest key lies in [lo, hi]. Counts grow
+  with the probe, so the highest probe below k and the lowest at or above it are the new ends.
+  """
+  lo, hi, c_lo, c_hi = band
+  ok = c >= k
+  return (jnp.maximum(lo, jnp.max(jnp.where(ok, lo, probes + 1))),
+          jnp.minimum(hi, jnp.min(jnp.where(ok, probes, hi))),
+          jnp.maximum(c_lo, jnp.max(jnp.where(ok, c_lo, c))),
+          jnp.minimum(c_hi, jnp.min(jnp.where(ok, c, c_hi))))
 
 
 def _bracket(keys: jax.Array, k: int):
-  """(lo, hi, count(keys < lo), count(keys <= hi)) around the k-th smallest key, from a sample.
+  """The band around the k-th smallest key after one pass, its probes ranks of a sample.
 
-  The k-th smallest of n lies within ±4σ of the sample's (k·m/n)-th (binomial σ = √(m·q·(1−q))),
-  so two exact counts usually confirm a band of ≈ 5% of the entries. The sample is a fixed
-  multiplicative-hash spread of positions (a plain stride would read one column of a matrix). When
-  the band misses, the side of it that holds the answer is the bracket instead.
+  The k-th smallest of n lies near the sample's (k·m/n)-th (binomial σ = √(m·q·(1−q)) ranks), so
+  _PROBES ranks spread over ±4.5σ usually leave a band of ≈ 1/(4σ) of the sample's span (≈ 0.7% of
+  scnn's fc1 kernel at p = 0.2). The sample is a fixed multiplicative-hash spread of positions (a
+  plain stride would read one column of a matrix). A band that misses is still a band: the side
+  of the probes that holds the answer.
   """
   n, m = keys.size, _SAMPLE
   pos = (np.arange(m, dtype=np.int64) * 2654435761) % n
   sample = jnp.sort(keys[jnp.asarray(pos, jnp.int32)])
   q = k / n
-  margin = int(4 * np.sqrt(m * q * (1 - q))) + 2
-  a, b = int(q * m) - margin, int(q * m) + margin
-  lo = sample[a] if a >= 0 else jnp.int32(0)
-  hi = sample[b] if b < m else jnp.int32(_MAX_KEY)
-  c1, c2 = jnp.sum(keys < lo, dtype=jnp.int32), _count_le(keys, hi)
-  below, above = c1 >= k, c2 < k
-  pick = lambda b_, a_, mid: jnp.where(below, b_, jnp.where(above, a_, mid))
-  return (pick(0, hi + 1, lo), pick(lo - 1, _MAX_KEY, hi), pick(0, c2, c1), pick(c1, n, c2))
+  ranks = np.clip(np.round(q * m + _SAMPLE_SPREAD * (np.sqrt(m * q * (1 - q)) + 1)), 0, m - 1)
+  probes = sample[jnp.asarray(ranks, jnp.int32)]
+  whole = (jnp.int32(0), jnp.int32(_MAX_KEY), jnp.int32(0), jnp.int32(n))
+  return _tighten(whole, probes, _count_le_each(keys, probes), k)
 
 
-def _narrow(keys, k, lo, hi, c_lo, c_hi):
-  """Shrink [lo, hi] (invariant c_lo = #keys < lo < k <= c_hi = #keys <= hi) to <= _CAP keys.
+def _probes_in(band, k, round_):
+  """_PROBES keys in [lo, hi − 1]: around the interpolated k-th key, or evenly spread.
 
-  Each pass counts at one probe: the linear interpolation of the count between lo and hi, moved
-  3·√B (the empirical CDF's typical wobble over a band of B keys) towards the farther end, so each
-  pass cuts the far side off just beyond the answer. On scnn's 2.1 M-entry fc1 kernel (|θ| or
-  random keys, p = 0.2 or 0.5) three passes suffice, e.g. 114 k → 26 k → 1.7 k → 551 keys. After
-  _PROBES passes it halves instead, so adversarial data costs at most 31 more passes. Under vmap
-  the loop runs the most passes any member needs.
+  Interpolating the count linearly over the key range puts the k-th key within a few √B of its
+  estimate (the empirical CDF's wobble over a band of B keys), so the probes at ±0.25..4 √B cut a
+  band to ≈ √B keys. After _INTERPOLATED rounds (data that interpolation misjudges) the probes
+  spread evenly: each pass then divides the key range by _PROBES + 1, at most 10 more passes.
   """
-  def cond(s):
-    lo, hi, c_lo, c_hi, _ = s
-    return (c_hi - c_lo > _CAP) & (lo < hi)
+  lo, hi, c_lo, c_hi = band
+  width = (hi - lo).astype(jnp.float32)
+  keys_in = (c_hi - c_lo).astype(jnp.float32)
+  estimate = (k - c_lo - 0.5).astype(jnp.float32) / keys_in * (width + 1.0)
+  around = estimate + jnp.asarray(_BAND_SPREAD, jnp.float32) * (width + 1.0) / jnp.sqrt(keys_in)
+  even = width * jnp.arange(1, _PROBES + 1, dtype=jnp.float32) / (_PROBES + 1)
+  offsets = jnp.where(round_ < _INTERPOLATED, around, even)
+  return lo + jnp.clip(jnp.floor(jnp.clip(offsets, 0.0, width)).astype(jnp.int32), 0, hi - lo - 1)
 
-  def body(s):
-    lo, hi, c_lo, c_hi, i = s
-    width = (hi - lo).astype(jnp.float32)
-    band = (c_hi - c_lo).astype(jnp.float32)
-    est = (k - c_lo - 0.5).astype(jnp.float32) / band * width
-    delta = jnp.maximum(3.0 * width / jnp.sqrt(band), 1.0)
-    probe = jnp.where(est < width - est, est + delta, est - delta)
-    probe = jnp.where(i < _PROBES, probe, 0.5 * width)
-    g = lo + jnp.clip(jnp.floor(jnp.clip(probe, 0.0, width)).astype(jnp.int32), 0, hi - lo - 1)
-    c = _count_le(keys, g)
-    ok = c >= k
-    return (jnp.where(ok, lo, g + 1), jnp.where(ok, g, hi), jnp.where(ok, c_lo, c),
-            jnp.where(ok, c, c_hi), i + 1)
 
-  return jax.lax.while_loop(cond, body, (lo, hi, c_lo, c_hi, jnp.int32(0)))[:3]
+def _narrow(keys, k, band):
+  """Shrink the band until it holds <= _BAND keys or one key value: a pass of _PROBES counts each.
+
+  On scnn's 2.1 M-entry fc1 kernel (|θ| or random keys, p = 0.2 or 0.5) the bracket's ≈ 15 k keys
+  take one or two passes. Under vmap the loop runs the most passes any member needs.
+  """
+  def cond(state):
+    lo, hi, c_lo, c_hi = state[0]
+    return (c_hi - c_lo > _BAND) & (lo < hi)
+
+  def body(state):
+    band, round_ = state
+    probes = _probes_in(band, k, round_)
+    return _tighten(band, probes, _count_le_each(keys, probes), k), round_ + 1
+
+  return jax.lax.while_loop(cond, body, (band, jnp.int32(0)))[0]
+
+
+def _finish_small_band(keys, r, lo, row_counts):
+  """(t, p) of a band of <= _BAND keys in [lo, hi]: its r-th smallest (key, position).
+
+  Its keys lie in at most _BAND rows; those rows, gathered in position order, hold _BAND·_ROW keys,
+  and a float top_k of them ranks the band (equal keys: the lower index, i.e. position, first).
+  The key read as a float is shifted down by one when lo > 0, so that no band key reads as +inf and
+  every key left out (read as +inf) ranks after the band.
+  """
+  n, rows = keys.size, row_counts.shape[0]
+  slot = jnp.where(row_counts > 0, jnp.arange(rows, dtype=jnp.float32), float(rows))
+  picked = jax.lax.top_k(-slot, min(_BAND, rows))[1]  # the rows holding the band, ascending
+  pos = (picked[:, None] * _ROW + jnp.arange(_ROW, dtype=jnp.int32)).reshape(-1)
+  key = keys[jnp.minimum(pos, n - 1)]
+  # Keys above the band rank after it, so only those below it (and the padding) are left out.
+  in_band = (key >= lo) & (pos < n)
+  shifted = jnp.where(in_band, key - (lo > 0).astype(jnp.int32), _MAX_KEY)
+  # −float by flipping the sign bit: no float arithmetic, so subnormal keys stay apart
+  negated = jax.lax.bitcast_convert_type(shifted | jnp.int32(-2**31), jnp.float32)
+  order = jax.lax.top_k(negated, _BAND)[1]
+  j = order[r - 1]
+  return key[j], pos[j]
+
+
+def _finish_ties(keys, r, t, row_counts):
+  """p of the r-th key equal to t in position order, from the rows' counts of t (any number)."""
+  n = keys.size
+  before = jnp.cumsum(row_counts) - row_counts  # keys equal to t in the rows before each row
+  row = jnp.sum(before < r, dtype=jnp.int32) - 1  # the last row with fewer than r before it
+  pos = row * _ROW + jnp.arange(_ROW, dtype=jnp.int32)
+  hit = (keys[jnp.minimum(pos, n - 1)] == t) & (pos < n)
+  col = jnp.sum(jnp.cumsum(hit) < r - before[row], dtype=jnp.int32)
+  return row * _ROW + col
+
+
+def _finish(keys, k, band):
+  """(t, p): the k-th smallest key t and the position p of the last key equal to t that is in."""
+  lo, hi, c_lo, _ = band
+  n = keys.size
+  rows = -(-n // _ROW)
+  in_band = jnp.pad((keys >= lo) & (keys <= hi), (0, rows * _ROW - n)).reshape(rows, _ROW)
+  row_counts = jnp.sum(in_band, axis=1, dtype=jnp.int32)  # the one more pass
+  r = k - c_lo  # the k-th key is the band's r-th
+  # A band of one key value may hold any number of copies; else it holds <= _BAND keys.
+  return jax.lax.cond(lo == hi, lambda: (lo, _finish_ties(keys, r, lo, row_counts)),
+                      lambda: _finish_small_band(keys, r, lo, row_counts))
 
 
 def lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
   """Boolean mask of ``shape``: exactly the ``k`` smallest of the flat int32 ``keys``, ties by position.
 
   Equals ranking by a stable argsort (tests/test_masks.py), but a full sort per tensor made an event
-  cost several train steps, and 32 bisection passes plus a cumsum still cost more than a step at
-  batch 16. Instead: a sampled bracket, a few interpolation passes, and one top_k on the ≤ _CAP keys
-  left give the k-th smallest key t; every key below t is in, and of those equal to t the first by
-  position (a bisection over positions, which runs only when the ties do not all fit).
+  cost several train steps on XLA:CPU. Instead, passes that each count the keys at _PROBES probes
+  (a sampled bracket, then interpolation) narrow a band around the k-th smallest key t to at most
+  _BAND keys or to t alone; one pass more counts the band's keys per row, and the few rows holding
+  them give t and, of the keys equal to t, the position p of the last one in. On scnn's fc1 kernel:
+  3-4 passes over the keys and a last one that writes the mask.
   """
   n = keys.size
   if k <= 0:
@@ -165,29 +244,12 @@ def lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
     ranks = jnp.zeros((n,), jnp.int32).at[jnp.argsort(keys, stable=True)].set(
         jnp.arange(n, dtype=jnp.int32))
     return (ranks < k).reshape(shape)
-  lo, hi, c_lo, c_hi = jnp.int32(0), jnp.int32(_MAX_KEY), jnp.int32(0), jnp.int32(n)
+  band = (jnp.int32(0), jnp.int32(_MAX_KEY), jnp.int32(0), jnp.int32(n))
   if n >= _BRACKET_MIN:
-    lo, hi, c_lo, c_hi = _bracket(keys, k)
-  lo, hi, c_lo = _narrow(keys, k, lo, hi, c_lo, c_hi)
-  in_band = (keys >= lo) & (keys <= hi)
-  band = jax.lax.bitcast_convert_type(jnp.where(in_band, keys, _MAX_KEY), jnp.float32)
-  smallest = -jax.lax.top_k(-band, _CAP)[0]  # ascending
-  kth = jax.lax.bitcast_convert_type(smallest[jnp.clip(k - c_lo - 1, 0, _CAP - 1)], jnp.int32)
-  t = jnp.where(lo == hi, lo, kth)  # a band wider than _CAP is left only when lo == hi
-  start = jnp.where(_count_le(keys, t) == k, n - 1, 0)
-
-  def first(p):  # keys below t, and those equal to t at positions <= p
-    # The iota is built where it is used, so it fuses instead of being a 2 M-entry loop operand.
-    return (keys < t) | ((keys == t) & (jax.lax.iota(jnp.int32, n) <= p))
-
-  def body(lo_hi):  # the smallest p with #first(p) >= k
-    lo, hi = lo_hi
-    mid = lo + (hi - lo) // 2
-    ok = jnp.sum(first(mid), dtype=jnp.int32) >= k
-    return jnp.where(ok, lo, mid + 1), jnp.where(ok, mid, hi)
-
-  last = jax.lax.while_loop(lambda s: s[0] < s[1], body, (start, jnp.int32(n - 1)))[0]
-  return first(last).reshape(shape)
+    band = _bracket(keys, k)
+  t, p = _finish(keys, k, _narrow(keys, k, band))
+  # The iota is built where it is used, so it fuses into the mask's one pass.
+  return ((keys < t) | ((keys == t) & (jax.lax.iota(jnp.int32, n) <= p))).reshape(shape)
 
 
 def _sorted_rows(keys: jax.Array, ks) -> jax.Array:

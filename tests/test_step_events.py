@@ -319,8 +319,10 @@ def test_continual_backprop_across_step_events_matches_its_definition():
     for u, c in zip(units.utility, contribution):
       np.testing.assert_allclose(u, (1 - 0.9 ** n) * c, rtol=1e-5)
     assert [np.asarray(a).tolist() for a in units.age] == [[n] * 8, [n] * 6]
-    for leaf, ref in zip(jax.tree.leaves(state.variables["params"]), jax.tree.leaves(params)):
-      np.testing.assert_array_equal(leaf, ref)  # nothing mature yet: nothing replaced
+    # nothing mature yet: nothing replaced, no moment touched (the event skipped its edits)
+    for leaf, ref in zip(jax.tree.leaves((state.variables["params"], state.opt_state)),
+                         jax.tree.leaves((params, opt_state))):
+      np.testing.assert_array_equal(leaf, ref)
   out = after(_at(state, 3), jnp.float32(1.0), X)
   new, fresh = out.variables["params"], step_fresh_variables(model, 0, 3)["params"]
   units = out.context.carry["units"]
@@ -346,6 +348,26 @@ def test_continual_backprop_across_step_events_matches_its_definition():
     for m, c in zip(jax.tree.leaves(moments), jax.tree.leaves(changed)):
       assert np.all((np.asarray(m) == 0) == c)
   assert int(adam.count) == 1
+
+
+def test_a_unit_event_that_resets_nothing_still_applies_the_reset_policy():
+  """Skipping an event that resets no unit is an optimization: with optimizer_policy='reset' the
+  optimizer state is still re-created, as the stage event would."""
+  model = models.create("mlp", 3, input_shape=(5,), widths=(8,))
+  tx = optax.adam(1e-2)
+  state = init_state(model, None, tx, jax.random.PRNGKey(0), 0, False, step_events=True)
+  params = state.variables["params"]
+  params["dense1"]["bias"] = params["dense1"]["bias"] + 5.0  # every unit active: none dormant
+  _, moved = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  state = state.replace(variables={**state.variables, "params": params}, opt_state=moved)
+  for policy, want in (("reset", tx.init(params)), ("mask", moved), ("keep", moved)):
+    after = step_fns.make_step_event(model, methods.get("redo", tau=0.0), tx, every=1,
+                                     trigger="every", threshold=1.0, optimizer_policy=policy,
+                                     batch_stats_policy="reset")
+    out = after(_at(state, 1), jnp.float32(1.0), X)
+    assert int(out.step_events["events"]) == 1 and int(out.step_events["units_reset"]) == 0
+    for got, ref in zip(jax.tree.leaves(out.opt_state), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(got, ref, err_msg=policy)
 
 
 def test_continual_backprop_needs_its_carry_advanced():
@@ -377,3 +399,29 @@ def test_continual_backprop_in_the_engine_resumes_bitwise_and_is_refused_without
     train.validate(tiny_config(method="continual_backprop"))
   with pytest.raises(ValueError, match=r"^config\.reinit\.method='continual_backprop'.*chain"):
     train.validate(tiny_config(method="continual_backprop", every_steps=1, model__num_blocks=2))
+
+
+def test_unit_events_on_the_vmapped_run_axis_equal_each_run_alone():
+  """ReDo as a step event on 3 runs, some with dead units and one without: under the engine's vmap
+  (the skip-cond taken when any run resets) every run gets what it gets alone (lax.map)."""
+  model = models.create("mlp", 3, input_shape=(5,), widths=(8, 6))
+  tx = optax.adam(1e-2)
+  runs = []
+  for seed, shift in ((0, -50.0), (1, 5.0), (2, 5.0)):  # -50: three more dead units
+    st = init_state(model, None, tx, jax.random.PRNGKey(seed), seed, False, step_events=True)
+    params = st.variables["params"]
+    params["dense1"]["bias"] = params["dense1"]["bias"].at[:3].add(shift)
+    params["dense2"]["bias"] = params["dense2"]["bias"] + 5.0
+    _, opt_state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    runs.append(_at(st.replace(variables={**st.variables, "params": params}, opt_state=opt_state),
+                    2))
+  batched = jax.tree.map(lambda *a: jnp.stack(a), *runs)
+  after = step_fns.make_step_event(model, methods.get("redo", tau=0.0), tx, every=2,
+                                   trigger="every", threshold=1.0, optimizer_policy="mask",
+                                   batch_stats_policy="reset")
+  together = step_fns.over_runs(after, (0, None, None), "vmap")(batched, jnp.float32(1.0), X)
+  alone = step_fns.over_runs(after, (0, None, None), "map")(batched, jnp.float32(1.0), X)
+  counts = together.step_events["units_reset"].tolist()
+  assert counts[0] >= 3 and 0 in counts, counts  # runs that reset units beside one that does not
+  for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(alone)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

@@ -50,6 +50,15 @@ def _any_run(flag):
     return flag
 
 
+def _batched_runs() -> bool:
+  """Whether the code is traced inside the vmapped run axis (where a cond serves every run)."""
+  try:
+    jax.lax.axis_index(RUN_AXIS)
+    return True
+  except NameError:
+    return False
+
+
 def over_runs(fn, in_axes, seed_axis: str = "auto"):
   """``fn`` (written for one run) over the run axis of the arguments whose ``in_axes`` is 0.
 
@@ -364,16 +373,34 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
       context = events.advance_context(method, model, st.variables,
                                        st.context.replace(select_impl=select_impl), x)
       key = backends.draw_key(stream_key(st.key, STEP_EVENT_STREAM, st.step))
-      variables, opt_state = events.apply_event(
-          method, model, st.variables, step_fresh_variables(model, st.seed, st.step), st.opt_state,
-          tx, index, key, context, x, optimizer_policy=optimizer_policy,
-          batch_stats_policy=batch_stats_policy, idle_norm_policy=idle_norm_policy)
+
+      def reset(st):
+        variables, opt_state = events.apply_event(
+            method, model, st.variables, step_fresh_variables(model, st.seed, st.step),
+            st.opt_state, tx, index, key, context, x, optimizer_policy=optimizer_policy,
+            batch_stats_policy=batch_stats_policy, idle_norm_policy=idle_norm_policy)
+        return st.replace(variables=variables, opt_state=opt_state)
+
       units = st.step_events["units_reset"]
-      if method.uses_activations:  # a unit-level method: count the units it reset
-        units = units + methods.units_in_mask(model.blocks, method.reinit_mask(
+      if not method.uses_activations:
+        new = reset(st)
+      else:  # a unit-level method: count the units it resets
+        count = methods.units_in_mask(model.blocks, method.reinit_mask(
             st.variables["params"], index, key, context))
-      new = st.replace(variables=variables, opt_state=opt_state, context=_kept(context),
-                       step_events={**st.step_events, "units_reset": units})
+        units = units + count
+        # An event that resets no unit changes nothing but the method's carry (unless it re-creates
+        # the optimizer state): skip the fresh draw and the edits, as most of continual backprop's
+        # per-step events and ReDo's on a healthy network do.
+        new = (reset(st) if optimizer_policy == "reset"
+               else jax.lax.cond(_any_run(count > 0), reset, lambda st: st, st))
+      new = new.replace(context=_kept(context),
+                        step_events={**st.step_events, "units_reset": units})
+      if method.uses_activations and not _batched_runs():
+        # Taken only when this run fires, so nothing to select; and a unit-level event mostly
+        # changes only its carry, where the select would copy the whole state (CBP every step:
+        # 0.05 instead of 0.17 ms on the stream MLP, XLA:CPU). An event that always changes the
+        # state keeps the select: XLA:CPU fuses the event's edits into it (2× faster for `full`).
+        return new
       return jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, st)
 
     state = jax.lax.cond(_any_run(fire), apply, lambda st: st, state)
