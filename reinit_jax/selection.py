@@ -4,8 +4,10 @@
 tensor's entries by an int32 key (|θ|'s float bits, or random bits) and select the round(p·n)
 smallest, ties by position. ``select_impl`` chooses how (bench/README.md, "Events per backend"):
 
-* ``'bracket'``: a sampled bracket, a few counting passes and one small ``top_k`` per tensor.
-  XLA:CPU sorts slowly, and a handful of passes over memory is what a CPU does fast.
+* ``'bracket'``: per tensor, a few passes that each count the keys at four probes (a sampled
+  bracket, then interpolation), one pass counting the last band's keys per row, small ``top_k``\ s
+  over the rows that hold them, and the pass that writes the mask. XLA:CPU sorts slowly, and a
+  handful of passes over memory is what a CPU does fast.
 * ``'sort'``: one stable sort of (key, position) pairs per tensor, the tensors of <= 1,024 entries
   padded into one sort. Accelerators sort fast and pay for every small kernel that a loop of
   counting passes launches. One tensor per sort is what XLA:GPU hands to CUB's device-wide radix
@@ -75,16 +77,16 @@ def exact_k(n: int, fraction: float) -> int:
 # order of the ints is the order of the floats, so a float top_k can rank a handful of them.
 _MAX_KEY = 0x7F800000  # +inf's bits
 _CAP = 1024  # tensors of at most this many entries take one stable argsort
-_BRACKET_MIN = 1 << 14  # below this, the sample costs more than the passes it saves
+_BRACKET_MIN = 1 << 16  # below this, the sample costs more than the passes it saves
 _SAMPLE = 4096
-_PROBES = 8  # keys counted at this many probes per pass: one variadic reduce
-_BAND = 256  # a band of at most this many keys is finished from its rows (_finish)
+_PROBES = 4  # keys counted at this many probes per pass: one variadic reduce
+_BAND = 256  # a band of at most this many keys is finished from its rows (_cut_in_band)
 _ROW = 32  # row width of the finish: a band's keys lie in at most _BAND rows of _ROW entries
 _INTERPOLATED = 4  # interpolation rounds before the probes are spread evenly
 # Where the probes go, in the band's own spread: ±σ of the sample's ranks (the bracket), ±√B keys of
 # a band of B (the interpolation rounds). Dense in the middle, where the k-th key most likely lies.
-_SAMPLE_SPREAD = np.array([-4.5, -2.5, -1.2, -0.4, 0.4, 1.2, 2.5, 4.5])
-_BAND_SPREAD = np.array([-4.0, -1.6, -0.7, -0.25, 0.25, 0.7, 1.6, 4.0])
+_SAMPLE_SPREAD = np.array([-3.0, -0.8, 0.8, 3.0])
+_BAND_SPREAD = np.array([-2.0, -0.5, 0.5, 2.0])
 assert len(_SAMPLE_SPREAD) == len(_BAND_SPREAD) == _PROBES
 
 
@@ -101,8 +103,8 @@ def float_keys(scores: jax.Array) -> jax.Array:
 def _count_le_each(keys, probes):
   """(P,) int32: how many keys are <= each of the P probes, in one pass over ``keys``.
 
-  One variadic reduce: XLA:CPU runs it as one vectorized loop, 2-8 counts in about the time that a
-  lone ``jnp.sum(keys <= v)`` takes (its single-operand reduce loop is the slower one).
+  One variadic reduce: XLA:CPU runs it as one loop, and 2-4 counts take less time than a lone
+  ``jnp.sum(keys <= v)`` (0.44 against 0.6-0.9 ms over scnn's 2.1 M-entry fc1 kernel; 8: 0.7 ms).
   """
   hits = tuple((keys <= probes[j]).astype(jnp.int32) for j in range(probes.shape[0]))
   add = lambda a, b: tuple(x + y for x, y in zip(a, b))
@@ -110,10 +112,11 @@ def _count_le_each(keys, probes):
 
 
 def _tighten(band, probes, c, k):
-  """The band (lo, hi, #keys < lo, #keys <= hi) around the k-th key, after counts ``c`` at probes.
+  """The band (lo, hi, c_lo, c_hi) around the k-th key, after counts ``c`` (#keys <= probe).
 
-  Invariant #keys < lo < k <= #keys <= hi: the k-th smallest key lies in [lo, hi]. Counts grow
-  with the probe, so the highest probe below k and the lowest at or above it are the new ends.
+  Invariant: c_lo = #keys < lo, c_hi = #keys <= hi and c_lo < k <= c_hi, i.e. the k-th smallest
+  key lies in [lo, hi]. Counts grow with the probe, so the highest probe holding fewer than k keys
+  and the lowest holding at least k are the new ends.
   """
   lo, hi, c_lo, c_hi = band
   ok = c >= k
@@ -123,32 +126,30 @@ def _tighten(band, probes, c, k):
           jnp.minimum(c_hi, jnp.min(jnp.where(ok, c, c_hi))))
 
 
-def _bracket(keys: jax.Array, k: int):
-  """The band around the k-th smallest key after one pass, its probes ranks of a sample.
+def _sample_probes(keys: jax.Array, k: int) -> jax.Array:
+  """_PROBES keys of a sample around the k-th smallest: the first pass's probes (a bracket).
 
   The k-th smallest of n lies near the sample's (k·m/n)-th (binomial σ = √(m·q·(1−q)) ranks), so
-  _PROBES ranks spread over ±4.5σ usually leave a band of ≈ 1/(4σ) of the sample's span (≈ 0.7% of
-  scnn's fc1 kernel at p = 0.2). The sample is a fixed multiplicative-hash spread of positions (a
-  plain stride would read one column of a matrix). A band that misses is still a band: the side
-  of the probes that holds the answer.
+  the ranks at ±0.8σ and ±3σ usually leave a band of 1.6-2.2σ ranks (1-1.4% of the entries, 20-30 k
+  keys of scnn's fc1 kernel at p = 0.2). The sample is a fixed multiplicative-hash spread of
+  positions (a plain stride would read one column of a matrix). A band that misses is still a
+  band: the side of the probes that holds the answer.
   """
   n, m = keys.size, _SAMPLE
   pos = (np.arange(m, dtype=np.int64) * 2654435761) % n
   sample = jnp.sort(keys[jnp.asarray(pos, jnp.int32)])
   q = k / n
   ranks = np.clip(np.round(q * m + _SAMPLE_SPREAD * (np.sqrt(m * q * (1 - q)) + 1)), 0, m - 1)
-  probes = sample[jnp.asarray(ranks, jnp.int32)]
-  whole = (jnp.int32(0), jnp.int32(_MAX_KEY), jnp.int32(0), jnp.int32(n))
-  return _tighten(whole, probes, _count_le_each(keys, probes), k)
+  return sample[jnp.asarray(ranks, jnp.int32)]
 
 
 def _probes_in(band, k, round_):
   """_PROBES keys in [lo, hi − 1]: around the interpolated k-th key, or evenly spread.
 
-  Interpolating the count linearly over the key range puts the k-th key within a few √B of its
-  estimate (the empirical CDF's wobble over a band of B keys), so the probes at ±0.25..4 √B cut a
-  band to ≈ √B keys. After _INTERPOLATED rounds (data that interpolation misjudges) the probes
-  spread evenly: each pass then divides the key range by _PROBES + 1, at most 10 more passes.
+  Interpolating the count linearly over the key range puts the k-th key within about √B/2 of its
+  estimate (the empirical CDF's wobble over a band of B keys), so the probes at ±0.5 and ±2 √B cut
+  a band to √B-1.5√B keys. After _INTERPOLATED rounds (data that interpolation misjudges) the probes
+  spread evenly: each pass then divides the key range by _PROBES + 1, at most 14 more passes.
   """
   lo, hi, c_lo, c_hi = band
   width = (hi - lo).astype(jnp.float32)
@@ -160,69 +161,85 @@ def _probes_in(band, k, round_):
   return lo + jnp.clip(jnp.floor(jnp.clip(offsets, 0.0, width)).astype(jnp.int32), 0, hi - lo - 1)
 
 
-def _narrow(keys, k, band):
-  """Shrink the band until it holds <= _BAND keys or one key value: a pass of _PROBES counts each.
+def _narrow(keys, k, first_probes=None):
+  """A band around the k-th smallest key holding <= _BAND keys or one key value (see _tighten).
 
-  On scnn's 2.1 M-entry fc1 kernel (|θ| or random keys, p = 0.2 or 0.5) the bracket's ≈ 15 k keys
-  take one or two passes. Under vmap the loop runs the most passes any member needs.
+  Each pass counts the keys at _PROBES probes: the sample's (``first_probes``, if given), then
+  interpolated ones. On scnn's 2.1 M-entry fc1 kernel (|θ| or random keys, p = 0.2 or 0.5) two
+  passes usually leave 10-250 keys. Under vmap the loop runs the most passes any member needs.
   """
+  n = keys.size
+  whole = (jnp.int32(0), jnp.int32(_MAX_KEY), jnp.int32(0), jnp.int32(n))
+  sampled = first_probes is not None
+
   def cond(state):
-    lo, hi, c_lo, c_hi = state[0]
-    return (c_hi - c_lo > _BAND) & (lo < hi)
+    (lo, hi, c_lo, c_hi), round_ = state
+    return ((c_hi - c_lo > _BAND) & (lo < hi)) | (sampled & (round_ == 0))
 
   def body(state):
     band, round_ = state
-    probes = _probes_in(band, k, round_)
+    probes = _probes_in(band, k, round_ - sampled)
+    if sampled:
+      probes = jnp.where(round_ == 0, first_probes, probes)
     return _tighten(band, probes, _count_le_each(keys, probes), k), round_ + 1
 
-  return jax.lax.while_loop(cond, body, (band, jnp.int32(0)))[0]
+  return jax.lax.while_loop(cond, body, (whole, jnp.int32(0)))[0]
 
 
-def _finish_small_band(keys, r, lo, row_counts):
-  """(t, p) of a band of <= _BAND keys in [lo, hi]: its r-th smallest (key, position).
+def _cut_in_band(keys, r, lo, row_counts):
+  """(t, p) of a band of <= _BAND keys from lo up: its r-th smallest (key, position).
 
   Its keys lie in at most _BAND rows; those rows, gathered in position order, hold _BAND·_ROW keys,
   and a float top_k of them ranks the band (equal keys: the lower index, i.e. position, first).
-  The key read as a float is shifted down by one when lo > 0, so that no band key reads as +inf and
+  Keys above the band rank after it, so only those below it (and the padding) are left out. The
+  key read as a float is shifted down by one when lo > 0, so that no band key reads as +inf and
   every key left out (read as +inf) ranks after the band.
   """
   n, rows = keys.size, row_counts.shape[0]
-  slot = jnp.where(row_counts > 0, jnp.arange(rows, dtype=jnp.float32), float(rows))
-  picked = jax.lax.top_k(-slot, min(_BAND, rows))[1]  # the rows holding the band, ascending
+  # The rows holding the band, ascending: top_k ranks equal values by index, so the 1.0s come first.
+  picked = jax.lax.top_k((row_counts > 0).astype(jnp.float32), min(_BAND, rows))[1]
   pos = (picked[:, None] * _ROW + jnp.arange(_ROW, dtype=jnp.int32)).reshape(-1)
   key = keys[jnp.minimum(pos, n - 1)]
-  # Keys above the band rank after it, so only those below it (and the padding) are left out.
-  in_band = (key >= lo) & (pos < n)
-  shifted = jnp.where(in_band, key - (lo > 0).astype(jnp.int32), _MAX_KEY)
+  shifted = jnp.where((key >= lo) & (pos < n), key - (lo > 0).astype(jnp.int32), _MAX_KEY)
   # −float by flipping the sign bit: no float arithmetic, so subnormal keys stay apart
   negated = jax.lax.bitcast_convert_type(shifted | jnp.int32(-2**31), jnp.float32)
-  order = jax.lax.top_k(negated, _BAND)[1]
-  j = order[r - 1]
+  j = jax.lax.top_k(negated, _BAND)[1][r - 1]
   return key[j], pos[j]
 
 
-def _finish_ties(keys, r, t, row_counts):
-  """p of the r-th key equal to t in position order, from the rows' counts of t (any number)."""
+def _cut_in_ties(keys, r, t, row_counts):
+  """(t, p): p the position of the r-th key equal to t (a band of any number of copies of t)."""
   n = keys.size
   before = jnp.cumsum(row_counts) - row_counts  # keys equal to t in the rows before each row
   row = jnp.sum(before < r, dtype=jnp.int32) - 1  # the last row with fewer than r before it
   pos = row * _ROW + jnp.arange(_ROW, dtype=jnp.int32)
   hit = (keys[jnp.minimum(pos, n - 1)] == t) & (pos < n)
-  col = jnp.sum(jnp.cumsum(hit) < r - before[row], dtype=jnp.int32)
-  return row * _ROW + col
+  return t, row * _ROW + jnp.sum(jnp.cumsum(hit) < r - before[row], dtype=jnp.int32)
 
 
-def _finish(keys, k, band):
-  """(t, p): the k-th smallest key t and the position p of the last key equal to t that is in."""
+def _mask_from_band(keys, k, band):
+  """The mask of the k smallest keys from a band of <= _BAND keys or of one key value (_narrow).
+
+  One pass counts the band's keys per row of _ROW; the rows give the cut: the k-th smallest key t
+  and the position p of the last key equal to t that is in; a last pass writes the mask. Both run
+  inside a ``lax.cond`` (the band of one value may hold any number of copies: its own branch),
+  whose operand is the keys as computed once: outside a loop or branch, XLA:CPU would fuse their
+  producer (random_subset's 20-round hash) into each of the two passes and recompute it in each.
+  """
   lo, hi, c_lo, _ = band
   n = keys.size
   rows = -(-n // _ROW)
-  in_band = jnp.pad((keys >= lo) & (keys <= hi), (0, rows * _ROW - n)).reshape(rows, _ROW)
-  row_counts = jnp.sum(in_band, axis=1, dtype=jnp.int32)  # the one more pass
-  r = k - c_lo  # the k-th key is the band's r-th
-  # A band of one key value may hold any number of copies; else it holds <= _BAND keys.
-  return jax.lax.cond(lo == hi, lambda: (lo, _finish_ties(keys, r, lo, row_counts)),
-                      lambda: _finish_small_band(keys, r, lo, row_counts))
+
+  def mask_by(cut):
+    def branch(keys, lo, hi, r):
+      in_band = jnp.pad((keys >= lo) & (keys <= hi), (0, rows * _ROW - n)).reshape(rows, _ROW)
+      t, p = cut(keys, r, lo, jnp.sum(in_band, axis=1, dtype=jnp.int32))
+      # The iota is built where it is used, so it fuses into the mask's one pass.
+      return (keys < t) | ((keys == t) & (jax.lax.iota(jnp.int32, n) <= p))
+    return branch
+
+  return jax.lax.cond(lo == hi, mask_by(_cut_in_ties), mask_by(_cut_in_band),
+                      keys, lo, hi, k - c_lo)
 
 
 def lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
@@ -232,8 +249,9 @@ def lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
   cost several train steps on XLA:CPU. Instead, passes that each count the keys at _PROBES probes
   (a sampled bracket, then interpolation) narrow a band around the k-th smallest key t to at most
   _BAND keys or to t alone; one pass more counts the band's keys per row, and the few rows holding
-  them give t and, of the keys equal to t, the position p of the last one in. On scnn's fc1 kernel:
-  3-4 passes over the keys and a last one that writes the mask.
+  them give t and, of the keys equal to t, the position p of the last one in. On scnn's fc1 kernel
+  (2.1 M entries): usually two counting passes, the row pass and the pass writing the mask, 2 ms
+  (bench/README.md, "Event time ÷ step time").
   """
   n = keys.size
   if k <= 0:
@@ -244,12 +262,8 @@ def lowest_k(keys: jax.Array, k: int, shape) -> jax.Array:
     ranks = jnp.zeros((n,), jnp.int32).at[jnp.argsort(keys, stable=True)].set(
         jnp.arange(n, dtype=jnp.int32))
     return (ranks < k).reshape(shape)
-  band = (jnp.int32(0), jnp.int32(_MAX_KEY), jnp.int32(0), jnp.int32(n))
-  if n >= _BRACKET_MIN:
-    band = _bracket(keys, k)
-  t, p = _finish(keys, k, _narrow(keys, k, band))
-  # The iota is built where it is used, so it fuses into the mask's one pass.
-  return ((keys < t) | ((keys == t) & (jax.lax.iota(jnp.int32, n) <= p))).reshape(shape)
+  band = _narrow(keys, k, _sample_probes(keys, k) if n >= _BRACKET_MIN else None)
+  return _mask_from_band(keys, k, band).reshape(shape)
 
 
 def _sorted_rows(keys: jax.Array, ks) -> jax.Array:

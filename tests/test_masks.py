@@ -130,7 +130,8 @@ def test_selection_equals_a_stable_argsort_ranking_with_ties(impl, values, fract
 def _large_cases():
   # Sizes past selection._BRACKET_MIN, so the sampled bracket and the interpolation passes run.
   rng = np.random.default_rng(0)
-  n = 40_000
+  n = 80_000
+  assert n >= selection._BRACKET_MIN
   pos = (np.arange(selection._SAMPLE, dtype=np.int64) * 2654435761) % n  # the bracket's sample
   huge_sample = np.abs(rng.standard_normal(n)).astype(np.float32)
   huge_sample[pos] = 1e6 + np.arange(pos.size)  # the bracket misses: the answer lies below it
@@ -140,7 +141,7 @@ def _large_cases():
       "normal": rng.standard_normal(n),
       "ties_at_the_cut": np.round(rng.standard_normal(n) * 10) / 10,
       "half_zeros": np.where(rng.random(n) < 0.5, 0.0, rng.standard_normal(n)),
-      "heavy_tailed": np.exp(rng.standard_normal(n) * 10),  # interpolation is poor: halving takes over
+      "heavy_tailed": np.exp(rng.standard_normal(n) * 10),  # poor interpolation: even probes
       "sorted": np.sort(np.abs(rng.standard_normal(n))),
       "huge_sample": huge_sample,
       "zero_sample": zero_sample,

@@ -277,3 +277,62 @@ def test_random_fraction_equals_a_stable_argsort_of_its_keys(seed):
 @functools.lru_cache(maxsize=None)
 def _random_fraction(impl, fraction):
   return jax.jit(lambda k, p: masks.random_fraction(k, p, fraction, select_impl=impl))
+
+
+# ----------------------------------------------------------------------------- the 'bracket' finish
+# selection.lowest_k on int32 keys directly: the band (_narrow) ends either with <= _BAND keys,
+# ranked from the rows that hold them (_cut_in_band), or at one key value with any number of copies,
+# located by the rows' counts (_cut_in_ties); the mask is written inside that branch.
+FINISH_SIZES = (CAP + 1, selection._BRACKET_MIN + 37, 1 << 21)  # no sample; sample + padded rows;
+# scnn's fc1 kernel
+
+
+def _finish_layouts(n, rng):
+  """int32 keys (0 <= key <= +inf's bits) whose cut falls on each branch of the finish."""
+  zeros_first = rng.integers(1, 2**30, n)
+  zeros_first[rng.permutation(n)[:n // 5 - 3]] = 0  # the band starts at key 0 (no shift)
+  return {
+      "magnitudes": np.asarray(selection.float_keys(jnp.asarray(np.abs(rng.standard_normal(n)),
+                                                                jnp.float32))),
+      "random_30_bits": rng.integers(0, 2**30, n),
+      "ties_beyond_the_band": rng.integers(0, 7, n) * 1000,  # n/7 copies of each: one key left
+      "ties_within_the_band": rng.integers(0, n // 3, n),  # about three copies of each key
+      "zeros_first": zeros_first,
+      "near_inf": INF_KEY - rng.integers(0, 50, n),  # +inf's bits in the band (shifted by one)
+      "all_equal": np.full(n, 12345),
+      "ascending": np.sort(rng.integers(0, 2**31 - 2**23, n)),  # the band in a few adjacent rows
+      "descending": np.sort(rng.integers(0, 100, n))[::-1],
+  }
+
+
+@pytest.mark.parametrize("n", FINISH_SIZES)
+def test_bracket_finish_branches_equal_a_stable_argsort(n):
+  rng = np.random.default_rng(n)
+  layouts = {name: jnp.asarray(keys, jnp.int32) for name, keys in _finish_layouts(n, rng).items()}
+  for k in (1, n // 5, n // 2, n - 1):
+    select = jax.jit(lambda keys: selection.lowest_k(keys, k, (n,)))
+    for name, keys in layouts.items():
+      ref = np.zeros(n, bool)
+      ref[np.argsort(np.asarray(keys), kind="stable")[:k]] = True
+      np.testing.assert_array_equal(np.asarray(select(keys)), ref, err_msg=f"{name}, n={n}, k={k}")
+
+
+def test_bracket_under_vmap_equals_each_member():
+  """vmap batches the loop (the most passes any member needs) and the branch (both, a select)."""
+  n, k = selection._BRACKET_MIN + 37, 20_000
+  layouts = _finish_layouts(n, np.random.default_rng(3))
+  stack = jnp.asarray(np.stack([layouts[name] for name in ("magnitudes", "ties_beyond_the_band",
+                                                           "ties_within_the_band", "near_inf")]),
+                      jnp.int32)
+  got = np.asarray(jax.jit(jax.vmap(lambda keys: selection.lowest_k(keys, k, (n,))))(stack))
+  for row, keys in zip(got, np.asarray(stack)):
+    ref = np.zeros(n, bool)
+    ref[np.argsort(keys, kind="stable")[:k]] = True
+    np.testing.assert_array_equal(row, ref)
+
+
+def test_one_pass_counts_every_probe():
+  keys = np.random.default_rng(0).integers(0, 1000, 5000).astype(np.int32)
+  probes = np.array([-1, 0, 499, 999, 1000], np.int32)
+  got = np.asarray(selection._count_le_each(jnp.asarray(keys), jnp.asarray(probes)))
+  np.testing.assert_array_equal(got, [(keys <= p).sum() for p in probes])

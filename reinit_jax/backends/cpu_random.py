@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.extend  # noqa: F401  (jax.extend.random: not loaded by `import jax`)
 import jax.numpy as jnp
 import numpy as np
 
