@@ -1,11 +1,16 @@
-"""Re-initialization event time ÷ one train step's time, for every method, on scnn and ResNet-18.
+"""Re-initialization event time ÷ one train step's time, for every method, on scnn and ResNet-18,
+and for the unit-level methods (redo, continual_backprop) on the plasticity streams' MLP.
 
 The event is the engine's own (``train.step.make_event``: draw θ_init from the model's init keyed by
 (seed, stage), apply R, reset optimizer/batch statistics, and for ``layerwise`` measure the new
 normalization on ``norm_batch_size`` training inputs), jitted and vmapped over one seed as in a run.
 The step is the engine's scanned train call (K steps per call, time per step), timed side by side.
 A step-level event (``train.step.make_step_event``, ``reinit.every_steps``) is timed as the same
-call with an event after every step, less the plain call, per event (``--step-methods``).
+call with an event after every step, less the plain call, per event (``--step-methods``). The
+unit-level methods need a chain of dense layers: they are timed on the MLP 784-100-100-10 with Adam
+at batch 16 (the streams of results/README.md (g)) as step-level events with
+``optimizer_policy='mask'``, as the papers run them; ``--model mlp --methods ...`` also times stage
+events there.
 Goal: every ratio < 1 (an event costs less than one gradient step); on a GPU (ResNet-18 width 1,
 batch 512, bf16) every ratio <= 0.3 (issue 14).
 
@@ -50,10 +55,23 @@ def identity(k, x, train):
   return x
 
 
+# The unit-level methods (redo, continual_backprop) need a chain of dense layers: the plasticity
+# streams' MLP 784-100-100-10 with Adam, their events zeroing the reset weights' moments ('mask').
+STREAM_MLP = "mlp_stream"
+
+
+def _setup(name, width, dtype):
+  """(model, optimizer, optimizer_policy) of a benchmarked configuration."""
+  if name == STREAM_MLP:
+    model = models.create("mlp", 10, input_shape=(784,), widths=(100, 100))  # float32 only
+    return model, schedules.make_optimizer("adam", 0.0, 0.9), "mask"
+  return models.create(name, 10, width=width, dtype=dtype), schedules.make_optimizer(
+      "sgd", 0.0, 0.9), "reset"
+
+
 def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="float32",
                 impls=("auto",), step_methods=()):
-  model = models.create(name, 10, width=width, dtype=dtype)
-  tx = schedules.make_optimizer("sgd", 0.0, 0.9)
+  model, tx, policy = _setup(name, width, dtype)
   rng = np.random.default_rng(0)
   n = batch * k
   x = jnp.asarray(rng.standard_normal((n, *model.input_shape), np.float32))
@@ -80,12 +98,13 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
   warm = [train_k]  # first calls: compilations, run on a thread per core below
   for mname in step_methods:  # the same call with a step-level event after every step
     after = train_step.make_step_event(model, methods.get(mname), tx, every=1, trigger="every",
-                                       threshold=1.0, optimizer_policy="reset",
+                                       threshold=1.0, optimizer_policy=policy,
                                        batch_stats_policy="reset")
     every_step = train_step.make_train_call(train_step.make_step(
         model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0,
         after_step=after), cached=False)
-    init = jax.vmap(lambda kk, s: init_state(model, None, tx, kk, s, False, step_events=True))
+    init = jax.vmap(lambda kk, s, m=methods.get(mname): init_state(model, m, tx, kk, s, False,
+                                                                   step_events=True))
     ebox = [init(base_keys([0]), jnp.zeros((1,), jnp.int32))]
 
     def train_k_with_events(call=every_step, ebox=ebox):
@@ -101,8 +120,9 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
       label = mname if len(impls) == 1 or mname not in SELECTING else f"{mname}@{impl}"
       # A new jitted event per implementation: jit reuses a trace for the same argument shapes,
       # and the implementation is read at trace time.
-      ev = train_step.make_event(model, method, tx, identity, norm_batch_size=norm_batch, distill=False,
-                        optimizer_policy="reset", batch_stats_policy="reset", select_impl=impl)
+      ev = train_step.make_event(model, method, tx, identity, norm_batch_size=norm_batch,
+                                 distill=False, optimizer_policy=policy,
+                                 batch_stats_policy="reset", select_impl=impl)
       box = [state_for(method), None]
       lowered = ev.lower(box[0], x, n_now)
       if mname in SELECTING:  # each implementation must be its own program
@@ -163,7 +183,8 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   common.add_size_flags(p, "b16: scnn, every method but standard; ResNet-18 w0.125, layerwise")
   p.add_argument("--rounds", type=int, default=None)
-  p.add_argument("--model", choices=("scnn", "resnet18", "both"), default="both")
+  p.add_argument("--model", choices=("scnn", "resnet18", "mlp", "both"), default="both",
+                 help="both: scnn, ResNet-18 and the streams' MLP (the unit-level methods)")
   p.add_argument("--batch", type=int, default=None, help="train batch (default 16 quick, else "
                  "scnn 128 / resnet18 64)")
   p.add_argument("--methods", default=None, help="comma list (default: every method but standard; "
@@ -182,25 +203,31 @@ def main():
   for impl in impls:
     masks.resolve_select_impl(impl)  # a one-line error for a bad name
   rounds = a.rounds or (1 if a.smoke else 3 if a.quick else 7)
-  # Every method but standard; redo (unit resets) needs a chain of dense layers, not these CNNs.
-  names = [m for m in methods.names() if m != "standard" and not methods.get(m).uses_activations]
+  # Every method but standard on the CNNs; the unit-level ones (redo, continual_backprop) need a
+  # chain of dense layers: they run on the streams' MLP, as stage and as step-level events.
+  unit_level = [m for m in methods.names() if methods.get(m).uses_activations]
+  names = [m for m in methods.names() if m != "standard" and m not in unit_level]
   figs = {"env": common.env_line(), "quick": a.quick, "smoke": a.smoke}
   if a.smoke:  # scnn_tiny at batch 4: a selecting method and one that is not (cheap to compile)
-    cfgs = (("scnn_tiny", 1.0, 4),)
+    cfgs = (("scnn_tiny", 1.0, 4), (STREAM_MLP, 1.0, 4))
     names = ["magnitude", "full"]
   elif a.quick:
-    cfgs = (("scnn", 1.0, 16), ("resnet18", a.width or 0.125, 16))
+    cfgs = (("scnn", 1.0, 16), ("resnet18", a.width or 0.125, 16), (STREAM_MLP, 1.0, 16))
   else:
-    cfgs = (("scnn", 1.0, 128), ("resnet18", a.width or 0.5, 64))
+    cfgs = (("scnn", 1.0, 128), ("resnet18", a.width or 0.5, 64), (STREAM_MLP, 1.0, 16))
   cfgs = tuple((n, w, a.batch or b) for n, w, b in cfgs
-               if a.smoke or a.model in ("both", n))
+               if a.smoke or a.model in ("both", n) or (n == STREAM_MLP and a.model == "mlp"))
   for name, width, batch in cfgs:
     # --quick: every method on scnn; on ResNet-18 the one with the most work (a full fresh draw plus
     # the layer-wise measuring pass): each method is one more compilation (≈ 25 s there).
     todo = names if name != "resnet18" or not a.quick else ["layerwise"]
-    todo = a.methods.split(",") if a.methods else todo
+    # On the MLP the unit-level methods are timed as they run, step-level events; its stage
+    # events only on request (--model mlp --methods ...: a fresh draw alone costs about a step).
+    todo = [] if name == STREAM_MLP else todo
+    todo = a.methods.split(",") if a.methods and (name != STREAM_MLP or a.model == "mlp") else todo
     norm_batch = a.norm_batch or (batch if a.quick or a.smoke else 256)
     step_methods = [m for m in a.step_methods.split(",") if m] if name != "resnet18" else []
+    step_methods = unit_level if name == STREAM_MLP else step_methods
     figs[name] = bench_model(name, width, batch, 4, norm_batch, rounds, todo, a.dtype, impls,
                              step_methods[:1] if a.smoke else step_methods)
   figs["goal_met"] = {i: all(figs[n]["goal_met"][i] for n, _, _ in cfgs) for i in impls}

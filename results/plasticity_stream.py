@@ -22,10 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # One XLA:CPU device per core, before JAX starts: continual.run splits the seeds over them.
-try:
-  from reinit_jax.backends import cpu_host  # noqa: E402  (imports no JAX)
-except ImportError:  # the older layout
-  from reinit_jax.launch import devices as cpu_host  # noqa: E402
+from reinit_jax.backends import cpu_host  # noqa: E402  (imports no JAX)
 cpu_host.one_cpu_device_per_core()
 
 import numpy as np  # noqa: E402
