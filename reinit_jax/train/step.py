@@ -41,15 +41,6 @@ def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
 RUN_AXIS = "vmapped_runs"  # the name of the run axis inside over_runs(..., 'vmap')
 
 
-def _any_run(flag):
-  """Whether ``flag`` holds for any run of the vmapped run axis (unbatched, so ``lax.cond`` on it
-  stays a branch); ``flag`` itself where runs go one by one (``lax.map``) or alone."""
-  try:
-    return jax.lax.pmax(flag.astype(jnp.int32), RUN_AXIS) > 0
-  except NameError:  # no vmapped run axis here
-    return flag
-
-
 def _batched_runs() -> bool:
   """Whether the code is traced inside the vmapped run axis (where a cond serves every run)."""
   try:
@@ -57,6 +48,14 @@ def _batched_runs() -> bool:
     return True
   except NameError:
     return False
+
+
+def _any_run(flag):
+  """Whether ``flag`` holds for any run of the vmapped run axis (unbatched, so ``lax.cond`` on it
+  stays a branch); ``flag`` itself where runs go one by one (``lax.map``) or alone."""
+  if not _batched_runs():
+    return flag
+  return jax.lax.pmax(flag.astype(jnp.int32), RUN_AXIS) > 0
 
 
 def over_runs(fn, in_axes, seed_axis: str = "auto"):
