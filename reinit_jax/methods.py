@@ -56,9 +56,8 @@ import jax.numpy as jnp
 
 from reinit_jax import masks, plasticity
 from reinit_jax.method_registry import (Carry, Context, Declaration, Hparam, Method,  # noqa: F401
-                                        get,
-                                        import_modules, is_unit, names, positive_int, register,
-                                        unit_interval)
+                                        get, import_modules, is_unit, names, positive_int,
+                                        register, unit_interval)
 
 PyTree = Any
 

@@ -72,7 +72,8 @@ def unit_scores(activations: jax.Array) -> jax.Array:
   return jnp.where(mean > 0, a / jnp.where(mean > 0, mean, 1.0), jnp.zeros_like(a))
 
 
-DORMANT_TAUS = (0.0, 0.025, 0.1)  # the thresholds reported (τ = 0: dead; Sokar et al. 2023: 0.025, 0.1)
+# The thresholds reported (τ = 0: dead units; Sokar et al. 2023 use 0.025 and 0.1).
+DORMANT_TAUS = (0.0, 0.025, 0.1)
 
 
 def dormant_fraction(activations: jax.Array, tau: float) -> jax.Array:

@@ -91,7 +91,8 @@ HPARAMS = {  # several settings per method where the setting changes which entri
     # every unit mature at once: ⌊0.25·n⌋ of each hidden layer's n units replaced at the event
     "continual_backprop": [dict(replacement_rate=0.25, maturity=0)],
 }
-UNIT_METHODS = ("redo", "continual_backprop")  # unit resets: models whose blocks are single layers in a chain (mlp)
+# Unit resets: models whose blocks are single layers in a chain (mlp).
+UNIT_METHODS = ("redo", "continual_backprop")
 SELECTION = ("random_subset", "magnitude", "fixed_subset")  # compile the k-smallest selection
 
 # Every family of the model registry, at its tiny variant; every CNN with BatchNorm.

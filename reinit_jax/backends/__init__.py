@@ -10,12 +10,13 @@ path is tested bitwise (or to float32 rounding, the convolutions) against the ac
 
 The CPU-only code itself lives beside this module: ``cpu_conv.py`` (narrow-conv taps and
 forward-form conv gradients, ``conv_impl='im2col'``), ``cpu_random.py`` (threefry unrolled) and
-``cpu_host.py`` (the malloc tuning and XLA:CPU's device count, set before JAX starts). The k-smallest 'bracket' selection stays in
-``reinit_jax/selection.py``, an algorithm beside the others it must agree with.
+``cpu_host.py`` (the malloc tuning and XLA:CPU's device count, set before JAX starts). The
+k-smallest 'bracket' selection stays in ``reinit_jax/selection.py``, an algorithm beside the others
+it must agree with.
 
-No module here imports JAX at module level (``cpu_conv.py`` and ``cpu_random.py`` aside), so ``launch.py`` can set
-XLA's flags through ``cpu_host`` before JAX starts; nothing here imports the engine (train/,
-launch/), so models/ and selection.py can import it.
+No module here imports JAX at module level (``cpu_conv.py`` and ``cpu_random.py`` aside), so
+``launch.py`` can set XLA's flags through ``cpu_host`` before JAX starts; nothing here imports the
+engine (train/, launch/), so models/ and selection.py can import it.
 """
 
 from __future__ import annotations

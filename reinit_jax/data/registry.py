@@ -69,8 +69,10 @@ def names() -> tuple[str, ...]:
 # and checks, and the training config's ``data`` section is these fields (train/config.py).
 FIELDS: dict[str, schema.Field] = {
   "dataset": schema.one_of("synthetic", names(), "data set name (reinit_jax.data.names())"),
-  "data_dir": schema.host(schema.optional(str, lambda v: isinstance(v, str), "a path", "TFDS data_dir")),
-  "manual_dir": schema.host(schema.optional(str, lambda v: isinstance(v, str), "a path", "TFDS manual_dir")),
+  "data_dir": schema.host(schema.optional(str, lambda v: isinstance(v, str), "a path",
+                                          "TFDS data_dir")),
+  "manual_dir": schema.host(schema.optional(str, lambda v: isinstance(v, str), "a path",
+                                            "TFDS manual_dir")),
   "validation_fraction": schema.host(schema.optional(
     float, lambda v: schema.is_number(v) and 0 <= v < 1, "a number in [0, 1)",
     "held out of train for model selection (None: 0 for the synthetic task, else 0.1)")),
@@ -78,22 +80,26 @@ FIELDS: dict[str, schema.Field] = {
                                 "+ pad-4 crop ([Z]); 'lw224': [LW]'s resize and crop"),
   "image_size": schema.optional(int, lambda v: schema.is_int(v) and v >= 1, "an integer >= 1",
                                 "resize images to this side"),
-  "label_noise": schema.host(schema.Field(0.0, lambda v: schema.is_number(v) and 0 <= v < 1,
-                              "a number in [0, 1)",
-                              "fraction q of training labels redrawn uniformly ([Z] §6)")),
-  "chunks": schema.host(schema.integer(1, 1, "online learning when > 1: stage t trains on chunks 1..t ([AA] "
-                           "§3)")),
-  "train_subset": schema.host(schema.optional(int, lambda v: schema.is_int(v) and v >= 1, "an integer >= 1",
-                                  "use the first n training examples (after the hold-out)")),
-  "in_memory": schema.host(schema.optional(bool, lambda v: isinstance(v, bool), "True or False",
-                               "None: per data set; False streams through tf.data")),
-  "download": schema.host(schema.flag(False, "let TFDS download a data set that is not prepared (or set "
-                          f"{DOWNLOAD_ENV}=1); offline, an unprepared data set fails in seconds")),
-  "seed": schema.host(schema.optional(int, lambda v: schema.is_int(v) and v >= 0, "an integer >= 0",
-                          "seed of the shared data set (hold-out, subset, noise); None: the "
-                          "training config's first run seed (0 for data.build alone)")),
+  "label_noise": schema.host(schema.Field(
+    0.0, lambda v: schema.is_number(v) and 0 <= v < 1, "a number in [0, 1)",
+    "fraction q of training labels redrawn uniformly ([Z] §6)")),
+  "chunks": schema.host(schema.integer(
+    1, 1, "online learning when > 1: stage t trains on chunks 1..t ([AA] §3)")),
+  "train_subset": schema.host(schema.optional(
+    int, lambda v: schema.is_int(v) and v >= 1, "an integer >= 1",
+    "use the first n training examples (after the hold-out)")),
+  "in_memory": schema.host(schema.optional(
+    bool, lambda v: isinstance(v, bool), "True or False",
+    "None: per data set; False streams through tf.data")),
+  "download": schema.host(schema.flag(
+    False, f"let TFDS download a data set that is not prepared (or set {DOWNLOAD_ENV}=1); "
+    "offline, an unprepared data set fails in seconds")),
+  "seed": schema.host(schema.optional(
+    int, lambda v: schema.is_int(v) and v >= 0, "an integer >= 0",
+    "seed of the shared data set (hold-out, subset, noise); None: the training config's first "
+    "run seed (0 for data.build alone)")),
   "synthetic_alpha": schema.host(schema.Field(1.0, schema.is_number, "a finite number",
-                                  "signal strength α ([LW] §1.1)")),
+                                              "signal strength α ([LW] §1.1)")),
   "synthetic_train": schema.host(schema.integer(256, 1, "synthetic training examples")),
   "synthetic_test": schema.host(schema.integer(10000, 1, "synthetic test examples")),
 }

@@ -42,8 +42,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
   "data": {
     **DATA_FIELDS,
     "batch_size": integer(0, 0, "global batch; 0: full batch (gradient descent, [LW] §1.1)"),
-    "per_seed": host(flag(False, "True: every seed draws its own data set from its seed (synthetic "
-                     "task)")),
+    "per_seed": host(flag(
+      False, "True: every seed draws its own data set from its seed (synthetic task)")),
   },
   "model": {
     "name": text("mlp", "model name (reinit_jax.models.names())"),
@@ -66,10 +66,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
                      "L2 Init (Kumar et al. 2023): λ of λ‖θ − θ₀‖² added to the loss, θ₀ the "
                      "run's first initialization; 0: off"),
     "epochs": integer(1800, 1, "budget N in epochs (full batch: steps), split into the stages"),
-    "setting": host(one_of("", ("", "none", "D", "DC", "DCW"),
-                       "[Z] §4 preset: '' keeps the fields; none | D | DC | DCW")),
-    "setting_weight_decay": host(Field(5e-4, lambda v: is_number(v) and v >= 0, "a finite number >= 0",
-                                  "the W of DCW")),
+    "setting": host(one_of(
+      "", ("", "none", "D", "DC", "DCW"),
+      "[Z] §4 preset: '' keeps the fields; none | D | DC | DCW")),
+    "setting_weight_decay": host(Field(
+      5e-4, lambda v: is_number(v) and v >= 0, "a finite number >= 0", "the W of DCW")),
     "setting_augmentation": host(text("cifar", "the D of D/DC/DCW")),
   },
   "reinit": {
@@ -104,48 +105,58 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "distill_live": flag(False, "teacher forward on the augmented batch (False: cached per stage)"),
   },
   "run": {
-    "seeds": host(Field((0,), _seeds, "a non-empty tuple of distinct integers >= 0",
-                   "seeds trained together on the run axis")),
+    "seeds": host(Field(
+      (0,), _seeds, "a non-empty tuple of distinct integers >= 0",
+      "seeds trained together on the run axis")),
     "eval_every_epochs": host(integer(0, 0, "0: evaluate at the end of every stage only")),
     "eval_batch_size": host(integer(1000, 1, "evaluation batch")),
-    "eval_train": host(one_of("off", ("off", "stage", "eval", "call"),
-                          "also evaluate the stage's training view (train_fit; with label noise "
-                          "train_noisy, train_noisy_clean, train_clean; [Z] §6): at the end of "
-                          "every stage | at every evaluation | after every train call "
-                          "(train/train_set_eval.py)")),
-    "fit_threshold": host(Field(0.99, lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]",
-                           "training accuracy counted as fitting a stage (summary epochs_to_fit "
-                           "with eval_train='eval' or 'call'; [AA] §4: 99%)")),
-    "feature_diagnostics": host(flag(False, "at every evaluation, on the first 512 examples of the "
-                                "stage's training view: dormant fraction at τ ∈ {0, 0.025, 0.1} of "
-                                "every block's units, effective rank and srank of the penultimate "
-                                "block's features (docs/methods.md)")),
+    "eval_train": host(one_of(
+      "off", ("off", "stage", "eval", "call"),
+      "also evaluate the stage's training view (train_fit; with label noise train_noisy, "
+      "train_noisy_clean, train_clean; [Z] §6): at the end of every stage | at every evaluation "
+      "| after every train call (train/train_set_eval.py)")),
+    "fit_threshold": host(Field(
+      0.99, lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]",
+      "training accuracy counted as fitting a stage (summary epochs_to_fit with "
+      "eval_train='eval' or 'call'; [AA] §4: 99%)")),
+    "feature_diagnostics": host(flag(
+      False,
+      "at every evaluation, on the first 512 examples of the stage's training view: dormant "
+      "fraction at τ ∈ {0, 0.025, 0.1} of every block's units, effective rank and srank of the "
+      "penultimate block's features (docs/methods.md)")),
     "max_steps_per_call": integer(256, 1, "steps per jitted call (a scan over whole epochs)"),
-    "checkpoint_every": host(integer(0, 0, "steps between checkpoints; 0: end of every stage only")),
+    "checkpoint_every": host(integer(
+      0, 0, "steps between checkpoints; 0: end of every stage only")),
     # Two at least: a corrupt newest checkpoint falls back to the one before it.
-    "keep_checkpoints": host(integer(2, 2, "checkpoints kept (a corrupt newest falls back to the previous)")),
+    "keep_checkpoints": host(integer(
+      2, 2, "checkpoints kept (a corrupt newest falls back to the previous)")),
     "progress": host(one_of("auto", ("auto", "bar", "log", "off"), "progress display")),
     "distributed": host(flag(False, "call jax.distributed.initialize() (multi-process / TPU pod)")),
-    "stop_after_steps": host(integer(0, 0, "stop (after a checkpoint) once this many steps ran; 0: never")),
+    "stop_after_steps": host(integer(
+      0, 0, "stop (after a checkpoint) once this many steps ran; 0: never")),
     "nan_policy": one_of("stop", ("stop", "skip"), "a NaN/inf step: stop (last good checkpoint "
                           "kept) | skip its update"),
     "restart": host(flag(False, "discard the workdir's previous outputs and start over")),
-    "mesh": host(one_of("auto", ("auto", "data", "runs"), "devices: 'data' splits batches over all "
-                    "devices; 'runs' splits the seeds (whole batches per device); 'auto': 'runs' "
-                    "on the CPU backend, 'data' elsewhere")),
-    "pack": host(one_of("auto", ("auto", "off"), "--sweep=all: grid points that differ only in "
-                    "values (learning rate, weight decay, β, S&P's λ and γ, per-seed data such as "
-                    "the synthetic α) train together on the run axis, one compiled call for all "
-                    "(train/pack.py) | every point alone")),
-    "pack_max_runs": host(integer(300, 1, "the most runs (points × seeds) in one pack: a pack holds its "
-                        "per-run data sets together (300 synthetic-task runs: 3.7 GB on CPU)")),
-    "tune_cpu_allocator": host(flag(True, "CPU backend only: malloc keeps freed pages "
-                               "(backends/cpu_host.py)")),
-    "compilation_cache": host(Field("auto", lambda v: isinstance(v, str) and v != "",
-                               "a directory, 'auto' or 'off'",
-                               "launch.py: directory of JAX's persistent compilation cache, "
-                               "shared by every process (a grid's --sweep=<i> points, re-runs); "
-                               "'auto': $REINIT_JAX_CACHE or ~/.cache/reinit_jax/xla; 'off': none")),
+    "mesh": host(one_of(
+      "auto", ("auto", "data", "runs"),
+      "devices: 'data' splits batches over all devices; 'runs' splits the seeds (whole batches "
+      "per device); 'auto': 'runs' on the CPU backend, 'data' elsewhere")),
+    "pack": host(one_of(
+      "auto", ("auto", "off"),
+      "--sweep=all: grid points that differ only in values (learning rate, weight decay, β, "
+      "S&P's λ and γ, per-seed data such as the synthetic α) train together on the run axis, "
+      "one compiled call for all (train/pack.py) | every point alone")),
+    "pack_max_runs": host(integer(
+      300, 1,
+      "the most runs (points × seeds) in one pack: a pack holds its per-run data sets together "
+      "(300 synthetic-task runs: 3.7 GB on CPU)")),
+    "tune_cpu_allocator": host(flag(
+      True, "CPU backend only: malloc keeps freed pages (backends/cpu_host.py)")),
+    "compilation_cache": host(Field(
+      "auto", lambda v: isinstance(v, str) and v != "", "a directory, 'auto' or 'off'",
+      "launch.py: directory of JAX's persistent compilation cache, shared by every process (a "
+      "grid's --sweep=<i> points, re-runs); 'auto': $REINIT_JAX_CACHE or "
+      "~/.cache/reinit_jax/xla; 'off': none")),
     "modules": Field((), lambda v: isinstance(v, (tuple, list)) and all(isinstance(m, str)
                                                                         for m in v),
                      "a tuple of module names or .py paths",
