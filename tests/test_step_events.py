@@ -238,6 +238,27 @@ def test_report_reads_the_last_features_of_each_seed():
   assert feature_report.features_table({("r", "m"): (RunInfo("p", {}, {}, [], []), False)}) is None
 
 
+def _expect_units_reset(want, changed, fresh, layer, units):
+  """In the numpy expectation: dense<layer>'s ``units`` take fresh incoming weights and bias and
+  zero outgoing weights; ``changed`` marks every weight that moves."""
+  for leaf in ("kernel", "bias"):
+    want[f"dense{layer}"][leaf][..., units] = np.asarray(fresh[f"dense{layer}"][leaf])[..., units]
+    changed[f"dense{layer}"][leaf][..., units] = True
+  want[f"dense{layer + 1}"]["kernel"][units, :] = 0.0
+  changed[f"dense{layer + 1}"]["kernel"][units, :] = True
+
+
+def _assert_params_and_adam_moments(out, want, changed):
+  """The event's parameters equal ``want``; Adam's moments zero exactly on ``changed``, count kept."""
+  for got, ref in zip(jax.tree.leaves(out.variables["params"]), jax.tree.leaves(want)):
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+  adam = out.opt_state[0]
+  for moments in (adam.mu, adam.nu):  # zero exactly on the changed weights, kept elsewhere
+    for m, c in zip(jax.tree.leaves(moments), jax.tree.leaves(changed)):
+      assert np.all((np.asarray(m) == 0) == c)
+  assert int(adam.count) == 1
+
+
 def test_redo_as_a_step_event_resets_dormant_units_and_their_adam_moments():
   """ReDo from the registry inside the step: the dead units' incoming weights fresh, outgoing 0,
   and with optimizer_policy='mask' exactly those weights' Adam moments zero (count kept)."""
@@ -253,7 +274,7 @@ def test_redo_as_a_step_event_resets_dormant_units_and_their_adam_moments():
                                    threshold=1.0, optimizer_policy="mask",
                                    batch_stats_policy="reset")
   out = after(_at(state, 4), jnp.float32(1.0), X)
-  new, fresh = out.variables["params"], step_fresh_variables(model, 0, 4)["params"]
+  fresh = step_fresh_variables(model, 0, 4)["params"]
   # Expected, in numpy: dormant = mean|h| ≤ 0.1 × the layer's mean, layer by layer.
   hidden = [np.abs(np.asarray(h)).mean(0) for h in model.block_outputs(state.variables, X)[:-1]]
   want = jax.tree.map(lambda p: np.asarray(p, np.float64).copy(), params)
@@ -262,18 +283,8 @@ def test_redo_as_a_step_event_resets_dormant_units_and_their_adam_moments():
     d = a <= 0.1 * a.mean()
     assert d[:3].all() if i == 1 else True, d  # dense1's dead units
     assert d.any() and not d.all(), (i, d)  # each layer: some units reset, some kept
-    for leaf in ("kernel", "bias"):
-      want[f"dense{i}"][leaf][..., d] = np.asarray(fresh[f"dense{i}"][leaf])[..., d]
-      changed[f"dense{i}"][leaf][..., d] = True
-    want[f"dense{i + 1}"]["kernel"][d, :] = 0.0
-    changed[f"dense{i + 1}"]["kernel"][d, :] = True
-  for got, ref in zip(jax.tree.leaves(new), jax.tree.leaves(want)):
-    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
-  adam = out.opt_state[0]
-  for moments in (adam.mu, adam.nu):  # zero exactly on the changed weights, kept elsewhere
-    for m, c in zip(jax.tree.leaves(moments), jax.tree.leaves(changed)):
-      assert np.all((np.asarray(m) == 0) == c)
-  assert int(adam.count) == 1
+    _expect_units_reset(want, changed, fresh, i, d)
+  _assert_params_and_adam_moments(out, want, changed)
   assert int(out.step_events["units_reset"]) == sum(
       int((a <= 0.1 * a.mean()).sum()) for a in hidden)
 
@@ -324,7 +335,7 @@ def test_continual_backprop_across_step_events_matches_its_definition():
                          jax.tree.leaves((params, opt_state))):
       np.testing.assert_array_equal(leaf, ref)
   out = after(_at(state, 3), jnp.float32(1.0), X)
-  new, fresh = out.variables["params"], step_fresh_variables(model, 0, 3)["params"]
+  fresh = step_fresh_variables(model, 0, 3)["params"]
   units = out.context.carry["units"]
   want = jax.tree.map(lambda p: np.asarray(p, np.float64).copy(), params)
   changed = jax.tree.map(lambda p: np.zeros(p.shape, bool), params)
@@ -334,20 +345,10 @@ def test_continual_backprop_across_step_events_matches_its_definition():
     assert np.asarray(out.context.carry["replaced"][i - 1]).tolist() == replaced.tolist()
     np.testing.assert_array_equal(np.asarray(units.age[i - 1]) == 0, replaced)
     np.testing.assert_array_equal(np.asarray(units.utility[i - 1]) == 0, replaced)
-    for leaf in ("kernel", "bias"):
-      want[f"dense{i}"][leaf][..., replaced] = np.asarray(fresh[f"dense{i}"][leaf])[..., replaced]
-      changed[f"dense{i}"][leaf][..., replaced] = True
-    want[f"dense{i + 1}"]["kernel"][replaced, :] = 0.0
-    changed[f"dense{i + 1}"]["kernel"][replaced, :] = True
+    _expect_units_reset(want, changed, fresh, i, replaced)
   np.testing.assert_allclose([float(d) for d in units.owed], [0.0, 0.5])
   assert int(out.step_events["units_reset"]) == 3
-  for got, ref in zip(jax.tree.leaves(new), jax.tree.leaves(want)):
-    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
-  adam = out.opt_state[0]
-  for moments in (adam.mu, adam.nu):  # zero exactly on the changed weights, kept elsewhere
-    for m, c in zip(jax.tree.leaves(moments), jax.tree.leaves(changed)):
-      assert np.all((np.asarray(m) == 0) == c)
-  assert int(adam.count) == 1
+  _assert_params_and_adam_moments(out, want, changed)
 
 
 def test_a_unit_event_that_resets_nothing_still_applies_the_reset_policy():
