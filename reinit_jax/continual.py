@@ -26,12 +26,14 @@ ReDo's steps but one in 500, most of continual backprop's) skips the re-initiali
 optimizer-state edit, and continual backprop ranks its units only on steps where some layer owes a
 replacement (:func:`cbp_select`). On the CPU backend every key's threefry hash is emitted unrolled
 (``backends.draw_key``): the same bits as ``jax.random``'s, whose XLA:CPU lowering is a loop 3×
-slower (S&P's noise was most of its step). ``run`` splits the seeds over the local devices (XLA:CPU
-has one per core after ``backends.cpu_host.one_cpu_device_per_core``, as
-results/plasticity_stream.py sets), each running its share in ``shard_map``. With one device the
-records are bitwise those of the earlier per-seed vmap of the whole task; over two, online accuracy,
-resets and dormant fractions are too, norms and ranks agree to float32 rounding
-(tests/test_continual.py).
+slower (S&P's noise was most of its step). ``run`` splits
+the seeds over the local devices (XLA:CPU has one per core after
+``backends.cpu_host.one_cpu_device_per_core``, as results/plasticity_stream.py sets), each running
+its share in ``shard_map``; ``run_together`` trains several points side by side, one device each,
+which is faster still for this MLP (a batch-16 step does not fill a core). With one device the
+records are bitwise those of the earlier per-seed vmap of the whole task; side by side, too; with
+the seeds split over two, online accuracy, resets and dormant fractions are too, norms and ranks
+agree to float32 rounding (tests/test_continual.py).
 """
 
 from __future__ import annotations
@@ -267,30 +269,35 @@ def load_fashion_mnist(examples: int = 10000) -> tuple[np.ndarray, np.ndarray]:
   return np.asarray(split.x, np.float32).reshape(len(split.x), -1) / 255.0, np.asarray(split.y)
 
 
-def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = None,
-        seed_axis: str = "vmap", devices: int | None = None) -> dict:
-  """Trains ``spec`` on images ``x`` (N, D) float32 and labels ``y`` (N,) int32; returns
-  ``{"records": {name: (tasks, seeds) array}, "seconds": float, "spec": dict}``.
+@dataclasses.dataclass
+class _Placed:
+  """One study point on its devices: its compiled task call, its seeds' carry, its inputs, and the
+  records of the tasks trained so far."""
 
-  ``seed_axis``: how a device goes over its seeds (``train.step.over_runs``: 'vmap', 'map' or
-  'auto'). ``devices``: how many local devices share the seeds (None: all, at most one per seed);
-  with more than one the seeds are padded to a multiple of it by repeating the last seed (its
-  copies are computed and dropped) and each device runs its share in ``shard_map``. One jitted call
-  per task, compiled once for the whole stream.
-  """
+  spec: Stream
+  call: Callable
+  carry: tuple
+  seeds: jax.Array
+  x: jax.Array
+  y: jax.Array
+  records: list
+
+
+def _place(spec: Stream, x: np.ndarray, y: np.ndarray, devices: list, seed_axis: str) -> _Placed:
+  """``spec``'s seeds on ``devices``: over one, vmapped (or mapped); over several, padded to a
+  multiple of their number by repeating the last seed (its copies are computed and dropped) and
+  each device's share run in ``shard_map``."""
   model, tx = MLP(classes=int(y.max()) + 1), optax.adam(spec.learning_rate)
-  n_seeds = len(spec.seeds)
-  local = jax.local_devices()
-  runs = min(len(local) if devices is None else devices, n_seeds, len(local))
-  seeds = np.asarray(tuple(spec.seeds) + (spec.seeds[-1],) * (-n_seeds % runs), np.int32)
+  seeds = np.asarray(tuple(spec.seeds) + (spec.seeds[-1],) * (-len(spec.seeds) % len(devices)),
+                     np.int32)
   task = _task_fn(spec, model, tx, seed_axis)
-  if runs > 1:
-    mesh = Mesh(np.array(local[:runs]), ("runs",))
+  if len(devices) > 1:
+    mesh = Mesh(np.array(devices), ("runs",))
     task = jax.shard_map(task, mesh=mesh, in_specs=(P("runs"), P("runs"), P(), P(), P()),
                          out_specs=P("runs"), check_vma=False)
     seeded, shared = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
   else:
-    seeded = shared = jax.sharding.SingleDeviceSharding(local[0])
+    seeded = shared = jax.sharding.SingleDeviceSharding(devices[0])
 
   def start(seed):
     key = backends.draw_key(jax.random.key(seed))
@@ -299,20 +306,64 @@ def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = 
     params_0 = jax.tree.map(jnp.copy, params)  # θ₀ for L2 Init; its own buffers (donation)
     return (params, tx.init(params), cbp, params_0, key, jnp.zeros((), jnp.int32))
 
-  call = jax.jit(task, donate_argnums=0)
+  seeds = jax.device_put(seeds, seeded)
+  return _Placed(spec=spec, call=jax.jit(task, donate_argnums=0),
+                 carry=jax.jit(jax.vmap(start), out_shardings=seeded)(seeds), seeds=seeds,
+                 x=jax.device_put(np.asarray(x, np.float32), shared),
+                 y=jax.device_put(np.asarray(y, np.int32), shared), records=[])
+
+
+def _train(points: list, progress: Callable | None) -> list:
+  """Trains every point's tasks, task k of each point before task k + 1 of any: the calls are
+  dispatched without waiting, so points on different devices train at the same time. Returns each
+  point's ``{"records", "seconds", "spec", "side_by_side"}`` (the seconds of the whole loop)."""
   # The ranks' SVD (a LAPACK call) runs on one device, in its own call: two XLA:CPU devices calling
   # LAPACK at once from one program were seen to hang.
-  ranks = jax.jit(jax.vmap(_ranks))
-  xs = jax.device_put(np.asarray(x, np.float32), shared)
-  ys = jax.device_put(np.asarray(y, np.int32), shared)
-  seeds = jax.device_put(seeds, seeded)
-  carry = jax.jit(jax.vmap(start), out_shardings=seeded)(seeds)
-  records, t0 = [], time.time()
-  for k in range(spec.tasks):
-    carry, record, features = call(carry, seeds, np.int32(k), xs, ys)
-    records.append({**record, **ranks(jax.device_put(features, local[0]))})
-    if progress is not None and (k + 1) % 20 == 0:
-      progress(k + 1, float(jnp.mean(record["online_accuracy"][:n_seeds])))
-  stacked = {name: np.stack([np.asarray(r[name])[:n_seeds] for r in records])
-             for name in records[0]}
-  return {"records": stacked, "seconds": time.time() - t0, "spec": dataclasses.asdict(spec)}
+  ranks, rank_device = jax.jit(jax.vmap(_ranks)), jax.local_devices()[0]
+  t0 = time.time()
+  for k in range(max(point.spec.tasks for point in points)):
+    for point in points:
+      if k < point.spec.tasks:
+        point.carry, record, features = point.call(point.carry, point.seeds, np.int32(k),
+                                                   point.x, point.y)
+        point.records.append({**record, **ranks(jax.device_put(features, rank_device))})
+        if progress is not None and (k + 1) % 20 == 0:
+          n_seeds = len(point.spec.seeds)
+          progress(point.spec, k + 1, float(jnp.mean(record["online_accuracy"][:n_seeds])))
+  jax.block_until_ready([point.carry for point in points])
+  seconds = time.time() - t0
+  return [{"records": {name: np.stack([np.asarray(r[name])[:len(point.spec.seeds)]
+                                       for r in point.records]) for name in point.records[0]},
+           "seconds": seconds, "spec": dataclasses.asdict(point.spec), "side_by_side": len(points)}
+          for point in points]
+
+
+def run(spec: Stream, x: np.ndarray, y: np.ndarray, progress: Callable | None = None,
+        seed_axis: str = "vmap", devices: int | None = None) -> dict:
+  """Trains ``spec`` on images ``x`` (N, D) float32 and labels ``y`` (N,) int32; returns
+  ``{"records": {name: (tasks, seeds) array}, "seconds": float, "spec": dict, "side_by_side": 1}``.
+
+  ``seed_axis``: how a device goes over its seeds (``train.step.over_runs``: 'vmap', 'map' or
+  'auto'). ``devices``: how many local devices share the seeds (None: all, at most one per seed;
+  see :func:`_place`). ``progress(spec, tasks_done, online_accuracy)`` every 20 tasks. One jitted
+  call per task, compiled once for the whole stream.
+  """
+  local = jax.local_devices()
+  share = min(len(local) if devices is None else devices, len(spec.seeds), len(local))
+  return _train([_place(spec, x, y, local[:share], seed_axis)], progress)[0]
+
+
+def run_together(specs: list, x: np.ndarray, y: np.ndarray, progress: Callable | None = None,
+                 seed_axis: str = "vmap") -> list:
+  """Trains several study points (``run``'s results, in order). With at least as many local devices
+  as points, side by side: point i's seeds on device i, the points' tasks dispatched in turn so the
+  devices train at once — on XLA:CPU with one device per core, two streams side by side take 0.67 s
+  a task against 1.1 s for the two one after the other, each split over both cores (this MLP's
+  batch-16 steps do not fill a core, and splitting a point's seeds pads 5 to 6). With fewer
+  devices, one point after the other, each as ``run``. Every point's records are those it gets
+  alone on one device (tests/test_continual.py)."""
+  local = jax.local_devices()
+  if len(specs) < 2 or len(specs) > len(local):
+    return [run(spec, x, y, progress, seed_axis) for spec in specs]
+  return _train([_place(spec, x, y, [device], seed_axis) for spec, device in zip(specs, local)],
+                progress)

@@ -115,6 +115,11 @@ for method in ("snp", "redo"):
   r = continual.run(continual.Stream(method=method, seeds=(0, 1, 2), tasks=3, examples=64,
                                      passes=2), x, y)
   out[method] = {{k: v.tolist() for k, v in r["records"].items()}}
+together = continual.run_together(
+  [continual.Stream(stream=s, method=m, seeds=(0, 1, 2), tasks=t, examples=64, passes=2)
+   for s, m, t in (("permuted", "snp", 3), ("random_labels", "redo", 2))], x, y)
+out["together"] = [{{k: v.tolist() for k, v in r["records"].items()}} for r in together]
+out["side_by_side"] = [r["side_by_side"] for r in together]
 print(json.dumps(out))
 """
 
@@ -122,7 +127,8 @@ print(json.dumps(out))
 def test_seeds_split_over_two_devices_or_mapped_give_the_same_records(monkeypatch):
   """Three seeds over two XLA:CPU devices (padded to four; a subprocess, since the device count is
   fixed when JAX starts) and one seed at a time ('map') against one device, vmapped: the training
-  records bitwise, norms and ranks to float32 rounding."""
+  records bitwise, norms and ranks to float32 rounding; two streams side by side on the two
+  devices (``run_together``) against each alone on one."""
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   p = subprocess.run([sys.executable, "-c", _TWO_DEVICES.format(root=ROOT)], env=env,
                      capture_output=True, text=True, timeout=300)
@@ -144,6 +150,17 @@ def test_seeds_split_over_two_devices_or_mapped_give_the_same_records(monkeypatc
       else:  # online accuracy, units reset, dormant fractions
         np.testing.assert_array_equal(got, want, err_msg=f"{method} {name}")
       np.testing.assert_allclose(mapped[name], want, rtol=1e-5, err_msg=f"map: {method} {name}")
+  # Side by side (run_together: a stream per device, tasks of unequal streams dispatched in turn),
+  # each point's records are those it gets alone on one device.
+  assert split["side_by_side"] == [2, 2]
+  for (stream, method, tasks), got in zip((("permuted", "snp", 3), ("random_labels", "redo", 2)),
+                                          split["together"]):
+    alone = continual.run(continual.Stream(stream=stream, method=method, seeds=(0, 1, 2),
+                                           tasks=tasks, examples=64, passes=2), x, y)["records"]
+    assert set(got) == set(alone)
+    for name, want in alone.items():
+      np.testing.assert_array_equal(np.asarray(got[name]), want,
+                                    err_msg=f"together: {stream} {method} {name}")
 
 
 def test_redo_resets_dormant_units_at_its_period():
