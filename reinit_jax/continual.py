@@ -317,20 +317,26 @@ def _train(points: list, progress: Callable | None) -> list:
   """Trains every point's tasks, task k of each point before task k + 1 of any: the calls are
   dispatched without waiting, so points on different devices train at the same time. Returns each
   point's ``{"records", "seconds", "spec", "side_by_side"}`` (the seconds of the whole loop)."""
-  # The ranks' SVD (a LAPACK call) runs on one device, in its own call: two XLA:CPU devices calling
-  # LAPACK at once from one program were seen to hang.
-  ranks, rank_device = jax.jit(jax.vmap(_ranks)), jax.local_devices()[0]
+  features = [[] for _ in points]  # per point, every task's probe features, ranked at the end
   t0 = time.time()
   for k in range(max(point.spec.tasks for point in points)):
-    for point in points:
+    for point, kept in zip(points, features):
       if k < point.spec.tasks:
-        point.carry, record, features = point.call(point.carry, point.seeds, np.int32(k),
-                                                   point.x, point.y)
-        point.records.append({**record, **ranks(jax.device_put(features, rank_device))})
+        point.carry, record, probe_features = point.call(point.carry, point.seeds, np.int32(k),
+                                                         point.x, point.y)
+        point.records.append(record)
+        kept.append(probe_features)
         if progress is not None and (k + 1) % 20 == 0:
           n_seeds = len(point.spec.seeds)
           progress(point.spec, k + 1, float(jnp.mean(record["online_accuracy"][:n_seeds])))
-  jax.block_until_ready([point.carry for point in points])
+  # The ranks' SVD (a LAPACK call) runs on one device, in its own call: two XLA:CPU devices calling
+  # LAPACK at once from one program were seen to hang. After the stream, not per task: a call on
+  # one device that waits on another's task would hold both devices in step.
+  ranks, rank_device = jax.jit(jax.vmap(_ranks)), jax.local_devices()[0]
+  for point, kept in zip(points, features):
+    for record, probe_features in zip(point.records, kept):
+      record.update(ranks(jax.device_put(probe_features, rank_device)))
+  jax.block_until_ready([point.records for point in points])
   seconds = time.time() - t0
   return [{"records": {name: np.stack([np.asarray(r[name])[:len(point.spec.seeds)]
                                        for r in point.records]) for name in point.records[0]},
