@@ -102,8 +102,8 @@ def main():
     a.epochs, a.train, a.batch, a.steps_per_call = 2, min(a.train, 200), min(a.batch, 20), 5
   elif a.quick:
     a.epochs, a.train = 2, min(a.train, 2000)
-  c = validation.validate(make_config(a))
-  r = Built(c)
+  checked = validation.check(make_config(a))
+  c, r = checked.config, Built(checked)
   sec_step = step_rate(r, calls=1 if a.smoke else 3 if a.quick else 6)
   with tempfile.TemporaryDirectory() as wd:
     s = loop.run(c, wd)

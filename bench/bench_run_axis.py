@@ -50,12 +50,13 @@ def build(runs: int, split: bool, steps: int = 200):
   c.reinit.stages = 9
   c.run.seeds = tuple(range(runs))
   c.run.max_steps_per_call = steps
-  c = validation.validate(c)
+  checked = validation.check(c)
+  c = checked.config
   orig = feed.placement
   feed.placement = (lambda policy, s, streaming=False: orig("auto", s) if split
                     else feed.Placement(1, jax.devices()[:1]))
   try:
-    r = Built(c)
+    r = Built(checked)
   finally:
     feed.placement = orig
   inputs, geometry = r.inputs, r.geometry

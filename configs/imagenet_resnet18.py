@@ -19,7 +19,6 @@ def get_config(arg=None):
   c.data.batch_size = 256
   c.data.validation_fraction = 0.01
   c.model.name = "resnet18"
-  c.model.options = {"input_shape": (224, 224, 3)}
   c.optim.epochs = 90
   c.optim.learning_rate = 0.1
   c.optim.schedule = "cosine_per_stage"

@@ -41,8 +41,8 @@ def _config(arg):
   c.run.eval_every_epochs = 1
   c.run.eval_batch_size = 256
   k = launch.apply(c, arg, dropout=0.0, initializer="he_normal", grid="main")
-  c.model.options = {"input_shape": (224, 224, 3), "dropout": float(k["dropout"]),
-                     "initializer": k["initializer"]}
+  # The input shape is the data's after lw224: 224 × 224 × 3, or × 1 for the grey data sets.
+  c.model.options = {"dropout": float(k["dropout"]), "initializer": k["initializer"]}
   return c, k
 
 

@@ -23,7 +23,6 @@ def get_config(arg=None):
   c.data.dataset = "tiny_imagenet"
   c.data.batch_size = 128
   c.model.name = "preact_resnet18"
-  c.model.options = {"input_shape": (64, 64, 3)}
   c.optim.epochs = 200
   c.optim.learning_rate = 0.1
   c.optim.setting = "DCW"

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from reinit_jax.data import augment as aug
+from reinit_jax.data import registry
 
 MEAN3, STD3 = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
@@ -71,7 +72,7 @@ def test_tf_path_equals_device_path_for_same_decisions(preset, shape, image_size
   host = np.stack([aug.tf_apply(tf.constant(x[i]), tf.constant(bool(flip[i])),
                                 tf.constant(np.asarray(off[i])), preset=preset, train=train,
                                 image_size=image_size).numpy() for i in range(3)])
-  assert dev.shape == host.shape == (3,) + aug.output_shape(preset, shape, image_size)
+  assert dev.shape == host.shape == (3,) + registry.output_shape(preset, shape, image_size)
   np.testing.assert_allclose(dev, host, atol=1e-4)
 
 
@@ -89,3 +90,21 @@ def test_tf_decisions_have_device_distribution(preset, top):
   # Same (seed, index) → same decision: the streaming path is reproducible.
   again = aug.tf_draw(tf.constant([3, 5], tf.int64), preset)
   assert bool(again[0]) == flips[5] and np.array_equal(again[1].numpy(), offs[5])
+
+
+@pytest.mark.parametrize("dataset,preset,image_size", [
+  ("synthetic", "none", None), ("fashion_mnist", "none", None), ("fashion_mnist", "flip", None),
+  ("fashion_mnist", "cifar", None), ("fashion_mnist", "lw224", None),
+  ("fashion_mnist", "none", 16)])
+def test_example_shape_from_the_config_is_the_built_datas(dataset, preset, image_size):
+  """Validation builds the model from ``registry.example_shape`` before any data is read; the data
+  built from the same config has those classes and that input shape."""
+  from reinit_jax import data
+  from reinit_jax.data import fashion_mnist
+  if dataset == "fashion_mnist" and not fashion_mnist.has_files(None):
+    pytest.skip("apt-get install dataset-fashion-mnist")
+  view = {"dataset": dataset, "augmentation": preset, "image_size": image_size, "seed": 0,
+          "train_subset": 64}
+  meta = data.build(view).meta
+  assert registry.example_shape(registry.options(view)) == (meta.num_classes,
+                                                            tuple(meta.input_shape))

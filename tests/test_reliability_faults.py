@@ -98,7 +98,7 @@ def _leaves(tree):
 def _like(tmp_path):
   from reinit_jax.train import validation
   from reinit_jax.train.build import Built
-  return Built(validation.validate(tiny_config(learning_rate=1e30, **KW))).init()
+  return Built(validation.check(tiny_config(learning_rate=1e30, **KW))).init()
 
 
 def test_skip_policy_drops_the_bad_update(monkeypatch, tmp_path, caplog):

@@ -245,8 +245,8 @@ def test_streamed_training_view_and_noise_refused(request, tmp_path):
 def test_seed_axis_map_and_vmap_agree():
   """The accelerator path (seeds vmapped) gives the CPU path's numbers (seeds one after another)."""
   from reinit_jax.train import build
-  c = validation.validate(tiny_config(label_noise=0.4, seeds=(0, 1), eval_batch_size=24))
-  r = build.Built(c)
+  checked = validation.check(tiny_config(label_noise=0.4, seeds=(0, 1), eval_batch_size=24))
+  c, r = checked.config, build.Built(checked)
   state = r.init()
   fit = train_set_eval.TrainFit(r, _with(c, "stage"))
   x, _ = r.inputs.arrays(lambda d: d.train(1))

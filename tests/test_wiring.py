@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from reinit_jax import train
-from reinit_jax.train import feed, loop, build
+from reinit_jax.train import feed, loop, build, validation
 from reinit_jax.train.loss import distill_kl, objective
 from reinit_jax.train.state import fresh_variables
 from train_helpers import tiny_config
@@ -31,7 +31,7 @@ def tiny(**overrides):
 
 def built(c):
   """The built run (data, model, jitted pieces) of config ``c``, no training."""
-  return build.Built(train.validate(c))
+  return build.Built(validation.check(c))
 
 
 def run_recording(c, workdir, monkeypatch):
@@ -234,3 +234,44 @@ def train_rows(workdir):
   """The training rows of ``workdir``'s metrics.jsonl."""
   with open(workdir / "metrics.jsonl") as f:
     return [row for row in map(json.loads, f) if row["split"] == "train"]
+
+
+@pytest.mark.parametrize("entry,overrides,methods_built", [
+  ("run", {}, 1),  # the default method as stage events (an MLP on the synthetic task)
+  ("run", {"method": "redo", "every_steps": 2, "optimizer": "adam"}, 1),
+  ("study", {"method": ("standard", "shrink_perturb")}, 2),  # launch.py's path: a study
+], ids=["stage_events", "step_level_redo", "study_of_two"])
+def test_model_method_and_optimizer_are_built_once(tmp_path, monkeypatch, entry, overrides,
+                                                   methods_built):
+  """Validation builds them from the config (the input shape from the data registry, before any
+  data is read) and the runs use those: one model and one optimizer per run or study, one build
+  of each method."""
+  from reinit_jax import methods, models
+  from reinit_jax.launch import study
+  from reinit_jax.train import schedules
+  calls = {"model": 0, "method": 0, "optimizer": 0}
+
+  def counting(name, build_fn):
+    def wrapped(*args, **kwargs):
+      calls[name] += 1
+      return build_fn(*args, **kwargs)
+    return wrapped
+
+  monkeypatch.setattr(models, "create", counting("model", models.create))
+  monkeypatch.setattr(methods, "get", counting("method", methods.get))
+  monkeypatch.setattr(schedules, "make_optimizer", counting("optimizer", schedules.make_optimizer))
+  if entry == "run":
+    summaries = [train.run(tiny(**overrides), str(tmp_path))]
+  else:
+    summaries = list(study.run_study(tiny(**overrides), str(tmp_path)).values())
+  assert len(summaries) == methods_built and all(s["steps"] > 0 for s in summaries)
+  assert calls == {"model": 1, "method": methods_built, "optimizer": 1}
+
+
+def test_model_input_shape_must_agree_with_the_data():
+  """The model is built before the data is read, with the shape the data registry gives: an
+  input_shape option that disagrees fails in one line naming the field."""
+  with pytest.raises(ValueError, match=r"config\.model\.options=.*input_shape left out or \(128,\)"):
+    validation.check(tiny(model__options={"input_shape": (64,)}))
+  checked = validation.check(tiny(model__options={"input_shape": (128,)}))
+  assert tuple(checked.model.input_shape) == (128,)

@@ -47,15 +47,6 @@ def max_offset(preset: str) -> int:
   return {"none": 0, "flip": 0, "cifar": 2 * CIFAR_PAD, "lw224": LW_RESIZE - LW_SIZE}[preset]
 
 
-def output_shape(preset: str, shape: tuple[int, int, int], image_size: int | None):
-  """Image shape after the preset: ``(H, W, C)``; lw224 → ``(224, 224, C)`` whatever the input."""
-  if preset == "lw224":
-    return (LW_SIZE, LW_SIZE, shape[-1])
-  if image_size:
-    return (int(image_size), int(image_size), shape[-1])
-  return tuple(shape)
-
-
 def draw(key, batch: int, preset: str):
   """Per-example decisions: ``flip`` bool ``(B,)``, ``offset`` int32 ``(B, 2)`` (see module doc).
 
@@ -84,7 +75,7 @@ def apply(x, flip, offset, *, preset: str, train: bool, image_size: int | None =
   """Applies given decisions to a raw batch and normalizes (pure jax, jit-able).
 
   Shapes: ``x`` uint8 or float in [0, 255], ``(B, H, W, C)``; ``flip`` ``(B,)``; ``offset``
-  ``(B, 2)``. Returns float32 ``(B, *output_shape(preset, (H, W, C), image_size))``.
+  ``(B, 2)``. Returns float32 ``(B, *registry.output_shape(preset, (H, W, C), image_size))``.
   """
   x = jnp.asarray(x).astype(jnp.float32) / 255.0
   if preset == "lw224":

@@ -185,7 +185,8 @@ def _in_memory(opts, x, y, test, num_classes, image: bool) -> Data:
   x_train, y_clean = x[train_idx], np.asarray(y[train_idx], np.int32)
   y_train, noisy = splits.label_noise(opts.seed, y_clean, opts.label_noise, num_classes)
   ends = splits.chunk_ends(len(y_train), opts.chunks)
-  shape = aug.output_shape(opts.augmentation, x.shape[1:], opts.image_size) if image else x.shape[1:]
+  shape = (registry.output_shape(opts.augmentation, x.shape[1:], opts.image_size) if image
+           else x.shape[1:])
   meta = Meta(opts.dataset, num_classes, tuple(shape), len(y_train), len(val_idx), len(test[1]), True)
   return Data(
     meta=meta, validation=Split(x[val_idx], np.asarray(y[val_idx], np.int32)),
@@ -207,7 +208,7 @@ def _streaming(opts, spec, builder) -> Data:
     labels[idx] = new
   ends = splits.chunk_ends(n_train, opts.chunks)
   channels = 1 if spec.shape and spec.shape[-1] == 1 else 3
-  shape = aug.output_shape(opts.augmentation, spec.shape or (0, 0, channels), opts.image_size)
+  shape = registry.output_shape(opts.augmentation, spec.shape or (0, 0, channels), opts.image_size)
   n_test = builder.info.splits[spec.test_split].num_examples
   common = dict(builder=builder, labels=None, preset=opts.augmentation,
                 image_size=opts.image_size, channels=channels)

@@ -22,6 +22,7 @@ import os
 from typing import NamedTuple
 
 from reinit_jax import schema
+from reinit_jax.data import synthetic
 
 AUGMENTATIONS = ("none", "flip", "cifar", "lw224")
 LW_SIZE, LW_RESIZE = 224, 248  # [LW]: resize to 224; train: resize 248, random 224 crop.
@@ -146,6 +147,28 @@ def in_memory(opts: Options) -> bool:
   if opts.dataset == SYNTHETIC:
     return True
   return DATASETS[opts.dataset].in_memory if opts.in_memory is None else bool(opts.in_memory)
+
+
+def output_shape(preset: str, shape: tuple[int, int, int], image_size: int | None):
+  """Image shape after the preset: ``(H, W, C)``; lw224 → ``(224, 224, C)`` whatever the input."""
+  if preset == "lw224":
+    return (LW_SIZE, LW_SIZE, shape[-1])
+  if image_size:
+    return (int(image_size), int(image_size), shape[-1])
+  return tuple(shape)
+
+
+def example_shape(opts: Options) -> tuple[int, tuple[int, ...]]:
+  """``(classes, input shape)``: the class count and one example's shape as the model sees it
+  (after the augmentation preset), known from the config alone, so validation builds the model
+  before any data is read (the built data's ``Meta`` must agree: train/build.py checks). A data
+  set of varying image size is resized (``options`` requires image_size or lw224); its channels
+  are 3."""
+  if opts.dataset == SYNTHETIC:
+    return synthetic.NUM_CLASSES, (synthetic.DIM,)
+  spec = DATASETS[opts.dataset]
+  native = spec.shape or (0, 0, 3)
+  return spec.num_classes, tuple(output_shape(opts.augmentation, native, opts.image_size))
 
 
 def options(cfg) -> Options:

@@ -18,11 +18,12 @@ from reinit_jax.launch import study, sweep
 def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
   """Runs every point of ``get_sweep`` of the config file ``path_arg`` (``file.py:arg``) with the
   ``--config.*`` values applied; returns {point name: summary}. Every point is validated first."""
-  from reinit_jax.train import faults, validate, workdir as workdirs
-  configs = {}
+  from reinit_jax.train import faults, validation, workdir as workdirs
+  checked = {}
   for name, config in sweep.point_configs(path_arg):
     sweep.set_overrides(config, flag_values)
-    configs[name] = validate(config)
+    checked[name] = validation.check(config)
+  configs = {name: point.config for name, point in checked.items()}
   where = {name: os.path.join(workdir, name) for name in configs}
   # Finished points (of this grid or of --sweep=<i> runs) are not trained again.
   finished = {n for n, c in configs.items() if workdirs.finished_summary(where[n], c) is not None}
@@ -30,12 +31,14 @@ def run_grid(path_arg: str, flag_values: dict, workdir: str) -> dict[str, dict]:
     logging.getLogger("reinit_jax").warning("%s: already finished (summary.json kept as it was)",
                                             where[n])
   with faults.StopFlag() as stop:  # a stop during a point's run ends the grid (faults.py)
-    return _run_points(configs, where, finished, workdir, stop)
+    return _run_points(checked, where, finished, workdir, stop)
 
 
-def _run_points(configs, where, finished, workdir, stop):
-  """The packs, then the points that train alone; ``stop`` is checked before each."""
+def _run_points(checked, where, finished, workdir, stop):
+  """The packs, then the points that train alone (with what validation built for them: the
+  ``train.validation.Checked`` of each point); ``stop`` is checked before each."""
   from reinit_jax.train import pack as packing, run, workdir as workdirs
+  configs = {name: point.config for name, point in checked.items()}
   packed, out = set(), {}
   stop_here = lambda what: stop.stop_here(
     f"stopped the grid before {what} ({len(packed | finished | set(out))} of {len(configs)} "
@@ -70,7 +73,7 @@ def _run_points(configs, where, finished, workdir, stop):
       out[name] = workdirs.finished_summary(where[name], config)
       continue
     stop_here(f"point {name}")
-    for method, summary in study.run_study(config, where[name]).items():
+    for method, summary in study.run_study(checked[name], where[name]).items():
       out[name if isinstance(config.reinit.method, str) else f"{name}/{method}"] = summary
   return out
 

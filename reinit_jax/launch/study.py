@@ -16,24 +16,19 @@ def run_study(config, workdir: str) -> dict[str, dict]:
   """Runs ``config`` once per method of ``config.reinit.method`` (a name, or a tuple of names).
 
   In a study each method takes the hyperparameters of ``reinit.hparams`` it declares. Returns
-  {method: summary}; every config is validated before the first run.
+  {method: summary}; the study is checked (every name and hyperparameter; the model, methods and
+  optimizer built once) before the first run. ``config``: a config, or one that
+  ``train.validation.check`` returned (a grid checks its points first).
   """
-  from reinit_jax.train import faults, run, validate  # the engine (JAX) only when it runs
-  from reinit_jax.train.config import method_names, with_method
-  from reinit_jax.train.validation import method_hparams
-  validate(config)  # the study as a whole: every name and hyperparameter
-  names = method_names(config)
-  configs = {}
-  for m in names:
-    c = with_method(config, m)
-    c.reinit.hparams = method_hparams(config, m)
-    configs[m] = validate(c)
+  from reinit_jax.train import faults, run, validation  # the engine (JAX) only when it runs
+  study = config if isinstance(config, validation.Checked) else validation.check(config)
+  runs = {m: validation.for_method(study, m) for m in study.methods}
   out = {}
   with faults.StopFlag() as stop:  # a stop during one method's run ends the study (faults.py)
-    for m, c in configs.items():
+    for m, checked in runs.items():
       done = f" ({', '.join(out)} finished)" if out else ""
       stop.stop_here(f"stopped the study before {m}{done}")
-      out[m] = run(c, os.path.join(workdir, m) if len(names) > 1 else workdir)
+      out[m] = run(checked, os.path.join(workdir, m) if len(runs) > 1 else workdir)
   return out
 
 

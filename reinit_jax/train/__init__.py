@@ -1,11 +1,11 @@
 """Staged training with re-initialization events ([AA] §4, [LW] §3, [Z] §3): ``run(config, workdir)``.
 
-Read top-down: ``config`` (every field, defined once) → ``validation`` (checks, [Z] §4 presets) →
-``build`` (data, model, method, optimizer and jitted functions, built once) → ``loop`` (the stage
-loop: train, evaluate, checkpoint, event) → ``step`` (the jitted step, evaluation, event) with
-``state``, ``loss``, ``schedules``, ``feed``/``stream`` (data on the devices) → ``outputs`` (metrics,
-progress, summary) and ``workdir`` (config.json, resumability, atomic writes). ``faults`` holds
-what a run survives or reports in one line.
+Read top-down: ``config`` (every field, defined once) → ``validation`` (checks, [Z] §4 presets;
+the model, method and optimizer, built once) → ``build`` (data and jitted functions) → ``loop``
+(the stage loop: train, evaluate, checkpoint, event) → ``step`` (the jitted step, evaluation,
+event) with ``state``, ``loss``, ``schedules``, ``feed``/``stream`` (data on the devices) →
+``outputs`` (metrics, progress, summary) and ``workdir`` (config.json, resumability, atomic
+writes). ``faults`` holds what a run survives or reports in one line.
 
 Words, one meaning each: a *run* is one seed of one config, a slot of the run axis; a *point* is
 one config of a grid (its seeds are its runs); a *pack* is several points' runs on one run axis

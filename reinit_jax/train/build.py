@@ -1,13 +1,15 @@
-"""What training builds once, before its first step: data, model, method, optimizer, jitted pieces.
+"""What training builds once, before its first step: data, geometry, schedule, jitted pieces.
 
-:class:`Built` takes a validated config (``validation.validate``) and builds each component from its
-own section; the stage loop (``loop.py``) only calls what is built here. Data is built from the data
-seed and shared by the seeds of the run axis (their init, batch order, augmentation, dropout and
-events differ); with ``data.per_seed`` every seed draws its own data set (the synthetic task).
+:class:`Built` takes what validation checked and built (``validation.check``: the resolved config,
+the model, method and optimizer) and builds the rest, each component from its own section; the
+stage loop (``loop.py``) only calls what is built here. Data is built from the data seed and
+shared by the seeds of the run axis (their init, batch order, augmentation, dropout and events
+differ); with ``data.per_seed`` every seed draws its own data set (the synthetic task).
 
 What a run builds is grouped by what it is: :class:`Inputs` (seeds, data, device placement),
-:class:`Geometry` (stages, epochs, batches, steps), :class:`Parts` (model, method, optimizer,
-schedule) and :class:`Compiled` (the jitted functions), each built by its own function below.
+:class:`Geometry` (stages, epochs, batches, steps), :class:`Parts` (validation's model, method
+and optimizer; the schedule) and :class:`Compiled` (the jitted functions), each built by its own
+function below.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinit_jax import data as data_
-from reinit_jax import backends, methods, models
+from reinit_jax import backends
 from reinit_jax.train import compiled, faults, feed, multihost, outputs, schedules
 from reinit_jax.train import step as step_
 from reinit_jax.train import validation
@@ -117,12 +119,13 @@ class Built:
   compiled functions' key, ``train/compiled.py``) and ``compiled`` (:class:`Compiled`);
   :meth:`init` gives the initial state."""
 
-  def __init__(self, config, pack=None):
+  def __init__(self, checked: validation.Checked, pack=None):
+    config = checked.config
     self.config, self.pack = config, pack
     inputs = _inputs(config, pack)
-    model, method = _model(config, inputs.data.meta), _method(config)
+    _check_meta(checked.model, inputs.data.meta)
     self.geometry = _geometry(config, inputs)
-    self.parts = _parts(config, pack, model, method, self.geometry)
+    self.parts = _parts(config, pack, checked, self.geometry)
     self.derived = _derived(inputs, self.geometry, self.parts)
     self.compiled = _compile(config, inputs, self.geometry, self.parts, self.derived)
     self.inputs = dataclasses.replace(inputs, eval_sets=_eval_sets(config, inputs))
@@ -163,17 +166,14 @@ def _inputs(config, pack) -> Inputs:
   return Inputs(seeds, data, run_data, per_run, streaming, place)
 
 
-def _model(config, meta):
-  """The model of ``config.model`` for the built data's classes and input shape."""
-  options = config.model.options.to_dict()
-  options.setdefault("input_shape", tuple(meta.input_shape))
-  return models.create(config.model.name, meta.num_classes, num_blocks=config.model.num_blocks,
-                       **options)
-
-
-def _method(config):
-  """The re-initialization method of ``config.reinit`` with its hyperparameters."""
-  return methods.get(config.reinit.method, **config.reinit.hparams.to_dict())
+def _check_meta(model, meta) -> None:
+  """The built data agrees with the model that validation built from the config alone
+  (``data.registry.example_shape``); a disagreement is a bug of the registry or the pipeline."""
+  if (model.num_classes, tuple(model.input_shape)) != (meta.num_classes, tuple(meta.input_shape)):
+    raise RuntimeError(
+      f"the data set {meta.name} was read with {meta.num_classes} classes of shape "
+      f"{tuple(meta.input_shape)}, but its registry entry gives the model {model.num_classes} of "
+      f"{tuple(model.input_shape)} (data/registry.py example_shape)")
 
 
 def _geometry(config, inputs: Inputs) -> Geometry:
@@ -189,13 +189,12 @@ def _geometry(config, inputs: Inputs) -> Geometry:
                   sum(steps_per_epoch) * epochs_per_stage)
 
 
-def _parts(config, pack, model, method, geometry: Geometry) -> Parts:
-  """The optimizer and the schedule beside ``model`` and ``method``; a pack's per-run values."""
+def _parts(config, pack, checked: validation.Checked, geometry: Geometry) -> Parts:
+  """The model, method and optimizer that validation built; the schedule; a pack's per-run
+  values."""
   optim = config.optim
   hyper = dict(pack.hyper) if pack is not None else {}
-  tx = schedules.make_optimizer(optim.optimizer, optim.weight_decay, optim.momentum,
-                                optim.options.to_dict(),
-                                decay=True if "weight_decay" in hyper else None)
+  model, method, tx = checked.model, checked.methods[config.reinit.method], checked.tx
   stage_steps = geometry.stage_steps
   lr_fn = schedules.make_schedule(optim.schedule, optim.learning_rate, stage_steps,
                                   geometry.total_steps)

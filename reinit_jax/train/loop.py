@@ -37,6 +37,8 @@ log_ = logging.getLogger("reinit_jax")
 def run(config, workdir: str, pack=None) -> dict:
   """Trains ``config`` in ``workdir``; resumes from its latest checkpoint if there is one.
 
+  ``config``: a config, or what ``validation.check`` returned for it (then not checked again).
+
   Returns the summary (also written to ``workdir/summary.json``): test_accuracy {mean, std,
   per_seed} at the best validation accuracy, best_validation_accuracy, per-stage final metrics,
   wall_time_s, a time breakdown (``times``), steps_per_second, params_digest, events, steps; with
@@ -51,7 +53,12 @@ def run(config, workdir: str, pack=None) -> dict:
   """
   t_start = time.time()
   with faults.StopFlag() as stop:  # from here on Ctrl-C waits for a safe point
-    c = validation.validate(config)
+    checked = config  # validated and built by the caller (a study, a grid)
+    if pack is not None or not isinstance(config, validation.Checked):
+      # A pack's per-run values (train/pack.py) may change the optimizer's chain.
+      raw = config.config if isinstance(config, validation.Checked) else config
+      checked = validation.check(raw, traced=tuple(pack.hyper) if pack is not None else ())
+    c = checked.config
     if c.run.distributed:
       multihost.initialize()  # before anything touches a JAX backend
     # Several processes share the workdir: process 0 locks and prepares it (restart clears it), the
@@ -75,7 +82,7 @@ def run(config, workdir: str, pack=None) -> dict:
               "call compiles; a later run loads it from the compilation cache)", flush=True)
       with outputs.CompileTimer() as compile_timer:
         try:
-          built = Built(c, pack)  # data, model, functions: where missing data or a bad setting shows
+          built = Built(checked, pack)  # data, functions: where missing data or a bad setting shows
         except Exception:
           if multihost.is_primary():
             workdir_.restore(workdir, found)

@@ -9,6 +9,7 @@ data sets) check their own names and options.
 from __future__ import annotations
 
 import difflib
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -72,20 +73,48 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Checks every field of ``config`` and the constraints between them; returns it resolved.
+class Checked(NamedTuple):
+  """A validated config and the parts validation built from it, each built once for the run:
+  ``config`` (resolved), ``model`` (for the data set's classes and input shape, which the config
+  decides: ``data.registry.example_shape``), ``methods`` ({name: method with its hyperparameters}
+  of every method named; a study's several) and ``tx`` (the optimizer)."""
+
+  config: ml_collections.ConfigDict
+  model: Any
+  methods: dict
+  tx: Any
+
+
+def check(config: ml_collections.ConfigDict, traced: tuple = ()) -> Checked:
+  """Checks every field of ``config`` and the constraints between them; returns it resolved, with
+  the model, methods and optimizer that the checks built.
 
   Checked: types and ranges (the schema), method / model / data set names against their
   registries, the method's hyperparameters, stages ≤ epochs and a multiple of layerwise's M,
   online chunks = stages, batch size a multiple of the device count, optimizer options. Imports
-  ``run.modules`` first, so a user's registered method is known.
+  ``run.modules`` first, so a user's registered method is known. ``traced``: the values a grid's
+  pack gives each run (train/pack.py); with ``weight_decay`` among them the optimizer keeps its
+  weight-decay stage whatever this config's value.
   """
   check_fields(config)
   c = resolve(config)
   names = _check_names(c)
   _check_constraints(c, config, names)
-  _check_builds(c, names)
-  return c
+  return _build(c, names, traced)
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """:func:`check`'s resolved config, for callers that build nothing."""
+  return check(config).config
+
+
+def for_method(study: Checked, name: str) -> Checked:
+  """Method ``name``'s run of a checked study (``reinit.method`` a tuple of names): its config
+  (that method, the hyperparameters of ``reinit.hparams`` it declares) with the study's model and
+  optimizer, built once for all its methods, and its own built method."""
+  c = with_method(study.config, name)
+  c.reinit.hparams = method_hparams(study.config, name)
+  return Checked(c, study.model, {name: study.methods[name]}, study.tx)
 
 
 def _check_names(c) -> list:
@@ -139,45 +168,57 @@ def _check_constraints(c, config, names: list) -> None:
          "set from its seed)")
 
 
-def _check_builds(c, names: list) -> None:
-  """What the registries check when they build: the methods' hyperparameters, the data set's,
-  model's and optimizer's options."""
-  from reinit_jax import methods, models
+def _build(c, names: list, traced: tuple) -> Checked:
+  """Builds the methods, the model and the optimizer with the registries' own checks (one line
+  naming the field on a failure), and the checks between them and the config."""
+  from reinit_jax import methods as methods_registry
+  from reinit_jax import models
   from reinit_jax.data import registry
   from reinit_jax.train import schedules
-  if len(names) > 1:  # a study: every key of hparams taken by at least one of its methods
-    for key in c.reinit.hparams:
-      if not any(key in methods.get(m).declaration.hparams for m in names):
-        fail("reinit.hparams", c.reinit.hparams.to_dict(),
-             f"hyperparameters of {', '.join(names)}; none of them declares {key!r}")
-  for name in names:
-    method = _checked("reinit.hparams", c.reinit.hparams,
-                      lambda: methods.get(name, **method_hparams(c, name)))
-    m = getattr(method, "events_per_block", None)
-    if m and c.reinit.stages % m:
-      fail("reinit.stages", c.reinit.stages, f"a multiple of layerwise events_per_block M={m}")
+  built = {name: _checked("reinit.hparams", c.reinit.hparams,
+                          lambda: methods_registry.get(name, **method_hparams(c, name)))
+           for name in names}
+  _check_methods(c, built)
   # The data package's own checks (augmentation, label_noise, ...) name their field.
   data_options = _checked("data", c.data.dataset, lambda: registry.options(data_view(c)))
   if not registry.in_memory(data_options):
     _check_streamed(c)
-  num_classes = 8 if c.data.dataset == "synthetic" else registry.DATASETS[c.data.dataset].num_classes
-  # Building the module is cheap (no parameters drawn) and checks the model's own options.
+  num_classes, input_shape = registry.example_shape(data_options)
+  options = c.model.options.to_dict()
+  given = options.setdefault("input_shape", input_shape)
+  if not isinstance(given, (tuple, list)) or tuple(given) != input_shape:
+    fail("model.options", c.model.options, f"input_shape left out or {input_shape} (the data's "
+         "examples after the augmentation preset)")
   model = _checked("model.options", c.model.options, lambda: models.create(
-    c.model.name, num_classes, num_blocks=c.model.num_blocks, **c.model.options.to_dict()))
-  for name in names:
-    if methods.get(name).carries_state and not c.reinit.every_steps:
-      fail("reinit.every_steps", 0, f">= 1 with method {name!r} (it keeps per-unit state from "
-           "step to step; 1: the paper's every step)")
-  unit_level = [name for name in names if methods.get(name).uses_activations]
+    c.model.name, num_classes, num_blocks=c.model.num_blocks, **options))
+  unit_level = [name for name, method in built.items() if method.uses_activations]
   if unit_level:
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))["params"]
     for name in unit_level:
-      _checked("reinit.method", name, lambda: methods.layer_chain(model.blocks, shapes))
+      _checked("reinit.method", name, lambda: methods_registry.layer_chain(model.blocks, shapes))
   if c.run.feature_diagnostics and len(model.blocks) < 2:
     fail("run.feature_diagnostics", True, "False for a model of one block (no penultimate "
          "features; set model.num_blocks >= 2)")
-  _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
-    c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict()))
+  tx = _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
+    c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict(),
+    decay=True if "weight_decay" in traced else None))
+  return Checked(c, model, built, tx)
+
+
+def _check_methods(c, built: dict) -> None:
+  """A study's hyperparameters (each taken by some method), layerwise's M, a carry's step events."""
+  if len(built) > 1:  # a study: every key of hparams taken by at least one of its methods
+    for key in c.reinit.hparams:
+      if not any(key in method.declaration.hparams for method in built.values()):
+        fail("reinit.hparams", c.reinit.hparams.to_dict(),
+             f"hyperparameters of {', '.join(built)}; none of them declares {key!r}")
+  for name, method in built.items():
+    m = getattr(method, "events_per_block", None)
+    if m and c.reinit.stages % m:
+      fail("reinit.stages", c.reinit.stages, f"a multiple of layerwise events_per_block M={m}")
+    if method.carries_state and not c.reinit.every_steps:
+      fail("reinit.every_steps", 0, f">= 1 with method {name!r} (it keeps per-unit state from "
+           "step to step; 1: the paper's every step)")
 
 
 def _check_streamed(c) -> None:
