@@ -84,12 +84,17 @@ def unit_interval(default: float) -> Hparam:
   return Hparam(default, "in [0, 1]", is_unit)
 
 
-def positive_int(default: int) -> Hparam:
-  """An integer ≥ 1, stored as a Python int."""
+def integer(default: int, low: int) -> Hparam:
+  """An integer ≥ ``low`` (a Python or numpy integer, not a bool), stored as a Python int."""
   def valid(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
-        and value >= 1
-  return Hparam(default, "an integer >= 1", valid, int)
+        and value >= low
+  return Hparam(default, f"an integer >= {low}", valid, int)
+
+
+def positive_int(default: int) -> Hparam:
+  """An integer ≥ 1, stored as a Python int."""
+  return integer(default, 1)
 
 
 # ----------------------------------------------------------------------------- Method, registry

@@ -23,9 +23,9 @@ Every method, built-in or yours, is declared the same way, with :func:`register`
 A declaration has, besides R itself (each part optional):
 
 * ``hparams``: ``{name: Hparam}``, each with its default and the values it allows
-  (:func:`unit_interval`, :func:`positive_int`, or your own :class:`Hparam`). :func:`get` rejects
-  an unknown name and a value out of range with one line. Without ``hparams``, R's keyword defaults
-  are the hyperparameters and any value passes.
+  (:func:`unit_interval`, :func:`positive_int`, :func:`integer`, or your own :class:`Hparam`).
+  :func:`get` rejects an unknown name and a value out of range with one line. Without
+  ``hparams``, R's keyword defaults are the hyperparameters and any value passes.
 * ``mask(params, stage, key, context, **hparams) -> mask``: where θ_init gets weight at this event
   (the optimizer's 'mask' policy and BatchNorm resets follow it). Without it, the mask is found by
   calling R a second time with θ_init = θ + 1 and taking every entry R changed: exact for blends,
@@ -56,8 +56,8 @@ import jax.numpy as jnp
 
 from reinit_jax import masks, plasticity
 from reinit_jax.method_registry import (Carry, Context, Declaration, Hparam, Method,  # noqa: F401
-                                        get, import_modules, is_unit, names, positive_int,
-                                        register, unit_interval)
+                                        get, import_modules, integer, is_unit, names,
+                                        positive_int, register, unit_interval)
 
 PyTree = Any
 
@@ -336,8 +336,7 @@ def _cbp_mask(params, stage, key, context, **_):
 @register("continual_backprop", mask=_cbp_mask, activations=True,
           carry=Carry(_cbp_init, _cbp_update),
           hparams={"replacement_rate": unit_interval(1e-4), "decay": unit_interval(0.99),
-                   "maturity": Hparam(100, "an integer >= 0", lambda v: isinstance(v, int)
-                                      and not isinstance(v, bool) and v >= 0)})
+                   "maturity": integer(100, 0)})
 def continual_backprop(params, fresh, stage, key, context, replacement_rate, decay, maturity):
   """Continual backprop (Dohare et al. 2024, Methods): each unit's contribution utility
   u_i ← η u_i + (1 − η) E|h_i| Σ_k |w_ik| (η = ``decay``, w_ik its outgoing weights) and its age

@@ -30,6 +30,11 @@ def test_every_builtin_is_declared_with_its_mask_and_checked_hyperparameters():
   assert type(methods.get("layerwise", events_per_block=np.int64(3)).hparams["events_per_block"]) \
       is int
   assert methods.get("shrink_perturb").events_per_block is None
+  # Integer hyperparameters take Python and numpy integers, stored as int, and refuse the rest.
+  assert type(methods.get("continual_backprop", maturity=np.int32(0)).hparams["maturity"]) is int
+  for bad in (-1, 1.5, True, "3"):
+    with pytest.raises(ValueError, match=r"continual_backprop: maturity must be an integer >= 0"):
+      methods.get("continual_backprop", maturity=bad)
   assert [methods.get(n).uses_normalization for n in ("layerwise", "standard")] == [True, False]
   carried = [n for n in methods.names() if methods.get(n).carries_state]
   assert carried == ["continual_backprop"] and methods.get("continual_backprop").prepares
