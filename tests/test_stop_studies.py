@@ -28,13 +28,13 @@ def _runs_signalled_at(monkeypatch, signum, at: int):
   """Replaces train.run: run number ``at`` (0-based) gets ``signum`` while it trains and finishes."""
   calls = []
 
-  def fake_run(config, workdir, pack=None):
+  def fake_run(checked, workdir, pack=None):  # a study and a grid hand over what they checked
     with faults.StopFlag():
       if len(calls) == at:
         os.kill(os.getpid(), signum)
         time.sleep(0.05)  # the handler runs at the next bytecode boundary
       calls.append(workdir)
-    return {"workdir": workdir, "method": config.reinit.method}
+    return {"workdir": workdir, "method": checked.config.reinit.method}
 
   monkeypatch.setattr(train, "run", fake_run)
   return calls
