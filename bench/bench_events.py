@@ -9,8 +9,9 @@ A step-level event (``train.step.make_step_event``, ``reinit.every_steps``) is t
 call with an event after every step, less the plain call, per event (``--step-methods``). The
 unit-level methods need a chain of dense layers: they are timed on the MLP 784-100-100-10 with Adam
 at batch 16 (the streams of results/README.md (g)) as step-level events with
-``optimizer_policy='mask'``, as the papers run them; ``--model mlp --methods ...`` also times stage
-events there.
+``optimizer_policy='mask'``, as the papers run them (ReDo in two defined states: every unit reset
+at every event, the worst case, and none; :data:`STEP_VARIANTS`); ``--model mlp --methods ...``
+also times stage events there.
 Goal: every ratio < 1 (an event costs less than one gradient step); on a GPU (ResNet-18 width 1,
 batch 512, bf16) every ratio <= 0.3 (issue 14).
 
@@ -58,6 +59,10 @@ def identity(k, x, train):
 # The unit-level methods (redo, continual_backprop) need a chain of dense layers: the plasticity
 # streams' MLP 784-100-100-10 with Adam, their events zeroing the reset weights' moments ('mask').
 STREAM_MLP = "mlp_stream"
+# ReDo's step-level events on the MLP, each in a defined state: a τ above every score resets every
+# unit at every event (the worst case: a fresh draw and every edit), τ = 0 only dead units (none on
+# these inputs: the event measures, decides and skips the draw).
+STEP_VARIANTS = {"redo_every_unit": ("redo", {"tau": 1e9}), "redo_none": ("redo", {"tau": 0.0})}
 
 
 def _setup(name, width, dtype):
@@ -96,22 +101,23 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
 
   fns["step"] = train_k
   warm = [train_k]  # first calls: compilations, run on a thread per core below
-  for mname in step_methods:  # the same call with a step-level event after every step
-    after = train_step.make_step_event(model, methods.get(mname), tx, every=1, trigger="every",
-                                       threshold=1.0, optimizer_policy=policy,
+  for label in step_methods:  # the same call with a step-level event after every step
+    mname, hparams = STEP_VARIANTS.get(label, (label, {}))
+    after = train_step.make_step_event(model, methods.get(mname, **hparams), tx, every=1,
+                                       trigger="every", threshold=1.0, optimizer_policy=policy,
                                        batch_stats_policy="reset")
     every_step = train_step.make_train_call(train_step.make_step(
         model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0,
         after_step=after), cached=False)
-    init = jax.vmap(lambda kk, s, m=methods.get(mname): init_state(model, m, tx, kk, s, False,
-                                                                   step_events=True))
+    init = jax.vmap(lambda kk, s, m=methods.get(mname, **hparams): init_state(
+        model, m, tx, kk, s, False, step_events=True))
     ebox = [init(base_keys([0]), jnp.zeros((1,), jnp.int32))]
 
     def train_k_with_events(call=every_step, ebox=ebox):
       ebox[0], m = call(ebox[0], x, y, None, idx)
       jax.block_until_ready(m)
 
-    fns[f"step_event:{mname}"] = train_k_with_events
+    fns[f"step_event:{label}"] = train_k_with_events
     warm.append(train_k_with_events)
   programs = {}
   for mname in method_names:
@@ -148,7 +154,9 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
     list(pool.map(lambda f: f(), warm))
   t1 = time.perf_counter()
-  med = common.side_by_side(fns, rounds)
+  # The MLP's calls take a millisecond: many rounds of several calls each, for a stable median.
+  med = (common.side_by_side(fns, 30 * rounds, inner=5) if name == STREAM_MLP
+         else common.side_by_side(fns, rounds))
   print(f"{name}: warm-up (compilations) {t1 - t0:.0f} s, timing {time.perf_counter() - t1:.0f} s",
         flush=True)
   step_s = med.pop("step") / k
@@ -227,7 +235,8 @@ def main():
     todo = a.methods.split(",") if a.methods and (name != STREAM_MLP or a.model == "mlp") else todo
     norm_batch = a.norm_batch or (batch if a.quick or a.smoke else 256)
     step_methods = [m for m in a.step_methods.split(",") if m] if name != "resnet18" else []
-    step_methods = unit_level if name == STREAM_MLP else step_methods
+    step_methods = ([m for m in unit_level if m != "redo"] + list(STEP_VARIANTS)
+                    if name == STREAM_MLP else step_methods)
     figs[name] = bench_model(name, width, batch, 4, norm_batch, rounds, todo, a.dtype, impls,
                              step_methods[:1] if a.smoke else step_methods)
   figs["goal_met"] = {i: all(figs[n]["goal_met"][i] for n, _, _ in cfgs) for i in impls}
