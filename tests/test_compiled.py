@@ -3,12 +3,15 @@
 Two classes: (1) every schema field outside a kind's exclusion lists changes that kind's key (so
 the step, the event, ... are rebuilt for it); (2) every field a list excludes, changed between two
 runs of one process, gives the second run the result it gets alone (fresh cache), bit for bit on
-this machine. A field the step or the event reads but a list wrongly excludes fails (2).
+this machine. A field the step or the event reads but a list wrongly excludes fails (2). A host
+field without a hand-written case gets one from its schema entry (:func:`generated_cases`).
 """
+
+import ast
 
 import pytest
 
-from reinit_jax import train
+from reinit_jax import schema, train
 from reinit_jax.train import compiled
 from reinit_jax.train.config import base_config, fields
 from train_helpers import tiny_config
@@ -99,15 +102,54 @@ UNEXERCISED = {
 }
 
 
+def another_value(field):
+  """A valid value of schema ``field`` other than its default, from its entry alone (the other
+  flag, a listed choice, a nearby number), or None."""
+  default = field.default
+  candidates = [not default] if isinstance(default, bool) else []
+  try:
+    candidates += list(ast.literal_eval(f"[{field.allowed}]"))  # one_of's choices, as reprs
+  except (ValueError, SyntaxError):
+    pass
+  if schema.is_number(default):
+    candidates += [default + 1, default * 2, default / 2]
+  return next((v for v in candidates + [1, 2, 0.5] if v != default and field.check(v)), None)
+
+
+def generated_cases(excluded, unexercised):
+  """A case from the schema entry for every host field (read by no compiled function) that has
+  none in ``excluded`` and no reason in ``unexercised``: a new host field needs no test case when
+  a tiny run takes the value its entry gives (the run both ways below)."""
+  cased = {e[0] for e in excluded} | set(unexercised)
+  return [(name, {}, {name.replace(".", "__"): another_value(field)})
+          for name, field in fields().items() if not field.compiled and name not in cased]
+
+
+GENERATED = generated_cases(EXCLUDED, UNEXERCISED)
+
+
 def test_every_excluded_field_has_a_case():
   """The exclusions of the train step, the event, init and prepare (and the fields no function
   reads) are each run both ways below, or named with the reason they cannot be: a new exclusion
-  needs a case."""
+  needs a case, which a host field's schema entry gives when it can."""
   listed = set(compiled.NOT_COMPILED).union(
     *(compiled.NOT_READ[k] for k in ("train", "event", "init", "prepare")))
-  cased = {e[0] for e in EXCLUDED}
+  cased = {e[0] for e in EXCLUDED + GENERATED}
   assert listed == cased | set(UNEXERCISED), (listed - cased - set(UNEXERCISED),
                                                (cased | set(UNEXERCISED)) - listed)
+  no_value = [name for name, _, b in GENERATED if None in b.values()]
+  assert not no_value, f"give these a case in EXCLUDED (no other value in the schema): {no_value}"
+
+
+def test_a_host_field_without_a_case_gets_one_from_its_schema_entry():
+  """Dropping the hand-written case of each of three host fields (a number, a flag, a choice):
+  each gets one from its schema entry, a valid value other than the default."""
+  dropped = {"run.keep_checkpoints", "run.restart", "run.progress"}
+  got = {e[0]: e[2] for e in generated_cases([e for e in EXCLUDED if e[0] not in dropped],
+                                              UNEXERCISED)}
+  assert set(got) == dropped
+  assert got == {"run.keep_checkpoints": {"run__keep_checkpoints": 3},
+                 "run.restart": {"run__restart": True}, "run.progress": {"run__progress": "bar"}}
 
 
 def test_the_forward_pass_kinds_keep_model_and_input_fields():
@@ -126,7 +168,8 @@ def _digest(config, workdir):
 
 
 @pytest.mark.parametrize("name,a,b", [
-  pytest.param(*e, marks=() if e[0] in QUICK else pytest.mark.slow, id=e[0]) for e in EXCLUDED])
+  pytest.param(*e, marks=() if e[0] in QUICK else pytest.mark.slow, id=e[0])
+  for e in EXCLUDED + GENERATED])
 def test_an_excluded_field_never_changes_a_result(name, a, b, tmp_path):
   assert any(name in names for names in (compiled.NOT_COMPILED, *compiled.NOT_READ.values()))
   compiled.clear()
