@@ -182,3 +182,16 @@ def test_bad_names_are_one_line():
     continual.Stream(method="nope")
   with pytest.raises(ValueError, match="stream='x' is invalid"):
     continual.Stream(stream="x")
+
+
+def test_together_with_fewer_devices_than_streams_runs_them_one_after_the_other():
+  """One XLA:CPU device (this process) and two streams: each runs as ``run`` does, alone."""
+  x, y = _data()
+  specs = [continual.Stream(stream=s, method="l2init", seeds=(0, 1), tasks=2, examples=64,
+                            passes=1) for s in continual.STREAMS]
+  together = continual.run_together(specs, x, y)
+  assert [r["side_by_side"] for r in together] == [1, 1]
+  for spec, got in zip(specs, together):
+    alone = continual.run(spec, x, y)["records"]
+    for name, want in alone.items():
+      np.testing.assert_array_equal(got["records"][name], want, err_msg=f"{spec.stream} {name}")
