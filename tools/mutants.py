@@ -248,6 +248,14 @@ MUTANTS = (
   Mutant("streamed_check_inverted", "reinit_jax/train/validation.py",
          "if not registry.in_memory(data_options):", "if registry.in_memory(data_options):",
          ("tests/test_reliability_config.py",), "the streamed-data constraints checked in memory"),
+  Mutant("together_ranks_swapped", "reinit_jax/continual.py",
+         "for point, kept in zip(points, features):\n    for record, probe_features",
+         "for point, kept in zip(points, features[::-1]):\n    for record, probe_features",
+         ("tests/test_continual.py",),
+         "streams trained side by side: each records the other's feature ranks"),
+  Mutant("example_shape_ignores_native", "reinit_jax/data/registry.py",
+         "native = spec.shape or (0, 0, 3)", "native = (0, 0, 3)", ("tests/test_data_augment.py",),
+         "the model's input shape from the config forgets the data set's native image shape"),
 )
 
 
