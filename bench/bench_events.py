@@ -103,14 +103,15 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
   warm = [train_k]  # first calls: compilations, run on a thread per core below
   for label in step_methods:  # the same call with a step-level event after every step
     mname, hparams = STEP_VARIANTS.get(label, (label, {}))
-    after = train_step.make_step_event(model, methods.get(mname, **hparams), tx, every=1,
+    method = methods.get(mname, **hparams)
+    after = train_step.make_step_event(model, method, tx, every=1,
                                        trigger="every", threshold=1.0, optimizer_policy=policy,
                                        batch_stats_policy="reset")
     every_step = train_step.make_train_call(train_step.make_step(
         model, tx, lambda *a: jnp.float32(0.01), identity, distill="off", beta=0.0,
         after_step=after), cached=False)
-    init = jax.vmap(lambda kk, s, m=methods.get(mname, **hparams): init_state(
-        model, m, tx, kk, s, False, step_events=True))
+    init = jax.vmap(lambda kk, s, m=method: init_state(model, m, tx, kk, s, False,
+                                                       step_events=True))
     ebox = [init(base_keys([0]), jnp.zeros((1,), jnp.int32))]
 
     def train_k_with_events(call=every_step, ebox=ebox):

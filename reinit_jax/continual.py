@@ -26,10 +26,9 @@ ReDo's steps but one in 500, most of continual backprop's) skips the re-initiali
 optimizer-state edit, and continual backprop ranks its units only on steps where some layer owes a
 replacement (:func:`cbp_select`). On the CPU backend every key's threefry hash is emitted unrolled
 (``backends.draw_key``): the same bits as ``jax.random``'s, whose XLA:CPU lowering is a loop 3×
-slower (S&P's noise was most of its step). ``run`` splits
-the seeds over the local devices (XLA:CPU has one per core after
-``backends.cpu_host.one_cpu_device_per_core``, as results/plasticity_stream.py sets), each running
-its share in ``shard_map``; ``run_together`` trains several points side by side, one device each,
+slower (S&P's noise was most of its step). ``run`` splits the seeds over the local devices
+(XLA:CPU has one per core after ``backends.cpu_host.one_cpu_device_per_core``, as
+results/plasticity_stream.py sets), each running its share in ``shard_map``; ``run_together`` trains several points side by side, one device each,
 which is faster still for this MLP (a batch-16 step does not fill a core). With one device the
 records are bitwise those of the earlier per-seed vmap of the whole task; side by side, too; with
 the seeds split over two, online accuracy, resets and dormant fractions are too, norms and ranks

@@ -42,15 +42,13 @@ def run_all(args, x, y):
   path = lambda stream, method: os.path.join(args.runs, f"{stream}_{method}.npz")
   show = lambda spec, k, acc: print(f"  {spec.stream} {spec.method}: task {k}, online accuracy "
                                     f"{acc:.3f}", flush=True)
-  total = 0.0  # seconds of training in this call (side by side, a method's streams share theirs)
+  total = 0.0  # seconds of training in this call
   for method in continual.METHODS:
     specs = [continual.Stream(stream=stream, method=method, seeds=tuple(range(args.seeds)),
                               tasks=args.tasks)
              for stream in args.streams if not os.path.exists(path(stream, method))]
     results = continual.run_together(specs, x, y, progress=show)
-    if results:  # side by side the streams share one wall time; one after the other they add
-      together = results[0]["side_by_side"] > 1
-      total += results[0]["seconds"] if together else sum(got["seconds"] for got in results)
+    total += _method_seconds(results)
     for spec, got in zip(specs, results):
       name = path(spec.stream, method)
       np.savez(name + ".tmp.npz", seconds=got["seconds"], side_by_side=got["side_by_side"],
@@ -76,15 +74,18 @@ def _ms(values):
   return f"{values.mean():.2f} ± {values.std():.2f}"
 
 
+def _method_seconds(runs) -> float:
+  """The training seconds of one method's runs (results or saved records): runs trained side by
+  side share one wall time, runs trained one after the other add theirs."""
+  together = [float(r["seconds"]) for r in runs if int(r.get("side_by_side", 1)) > 1]
+  return max(together, default=0.0) + sum(float(r["seconds"]) for r in runs
+                                          if int(r.get("side_by_side", 1)) == 1)
+
+
 def _training_time(results) -> str:
-  """One line: the training seconds of the saved runs, a method's streams counted once where they
-  trained side by side (their runs share one wall time)."""
-  total = 0.0
-  for method in continual.METHODS:
-    runs = [r for (_, m), r in results.items() if m == method]
-    together = [float(r["seconds"]) for r in runs if int(r.get("side_by_side", 1)) > 1]
-    total += max(together, default=0.0) + sum(float(r["seconds"]) for r in runs
-                                              if int(r.get("side_by_side", 1)) == 1)
+  """One line: the training seconds of the saved runs (:func:`_method_seconds` per method)."""
+  total = sum(_method_seconds([r for (_, m), r in results.items() if m == method])
+              for method in continual.METHODS)
   return (f"Training time of these runs: {total:.0f} s (the seconds column: a (stream, method)'s "
           "wall time; a method's streams trained side by side, one device each, share theirs).")
 

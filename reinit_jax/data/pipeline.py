@@ -207,8 +207,8 @@ def _streaming(opts, spec, builder) -> Data:
     labels = np.full(n_train, -1, np.int32)
     labels[idx] = new
   ends = splits.chunk_ends(n_train, opts.chunks)
-  channels = 1 if spec.shape and spec.shape[-1] == 1 else 3
-  shape = registry.output_shape(opts.augmentation, spec.shape or (0, 0, channels), opts.image_size)
+  shape = registry.example_shape(opts)[1]
+  channels = shape[-1]
   n_test = builder.info.splits[spec.test_split].num_examples
   common = dict(builder=builder, labels=None, preset=opts.augmentation,
                 image_size=opts.image_size, channels=channels)

@@ -161,9 +161,9 @@ def output_shape(preset: str, shape: tuple[int, int, int], image_size: int | Non
 def example_shape(opts: Options) -> tuple[int, tuple[int, ...]]:
   """``(classes, input shape)``: the class count and one example's shape as the model sees it
   (after the augmentation preset), known from the config alone, so validation builds the model
-  before any data is read (the built data's ``Meta`` must agree: train/build.py checks). A data
-  set of varying image size is resized (``options`` requires image_size or lw224); its channels
-  are 3."""
+  before any data is read (a streamed data set's ``Meta`` takes it; an in-memory one's, read from
+  its arrays, must agree: train/build.py checks). A data set of varying image size is resized
+  (``options`` requires image_size or lw224); its channels are 3."""
   if opts.dataset == SYNTHETIC:
     return synthetic.NUM_CLASSES, (synthetic.DIM,)
   spec = DATASETS[opts.dataset]
