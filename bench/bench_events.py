@@ -8,7 +8,7 @@ The step is the engine's scanned train call (K steps per call, time per step), t
 A step-level event (``train.step.make_step_event``, ``reinit.every_steps``) is timed as the same
 call with an event after every step, less the plain call, per event (``--step-methods``). The
 unit-level methods need a chain of dense layers: they are timed on the MLP 784-100-100-10 with Adam
-at batch 16 (the streams of results/README.md (g)) as step-level events with
+at batch 16, initialized He uniform (the streams of results/README.md (g)) as step-level events with
 ``optimizer_policy='mask'``, as the papers run them (ReDo in two defined states: every unit reset
 at every event, the worst case, and none; :data:`STEP_VARIANTS`); ``--model mlp --methods ...``
 also times stage events there.
@@ -68,7 +68,9 @@ STEP_VARIANTS = {"redo_every_unit": ("redo", {"tau": 1e9}), "redo_none": ("redo"
 def _setup(name, width, dtype):
   """(model, optimizer, optimizer_policy) of a benchmarked configuration."""
   if name == STREAM_MLP:
-    model = models.create("mlp", 10, input_shape=(784,), widths=(100, 100))  # float32 only
+    # He uniform, as the streams draw their hidden layers (continual.HIDDEN_INIT); float32 only.
+    model = models.create("mlp", 10, input_shape=(784,), widths=(100, 100),
+                          initializer="he_uniform")
     return model, schedules.make_optimizer("adam", 0.0, 0.9), "mask"
   return models.create(name, 10, width=width, dtype=dtype), schedules.make_optimizer(
       "sgd", 0.0, 0.9), "reset"

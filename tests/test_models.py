@@ -166,10 +166,20 @@ def _kernel_stats(name, initializer):
   return float(jnp.var(kernel)), fan_in, kernel.shape[-1]
 
 
-def test_he_normal_variance_is_two_over_fan_in():
-  var, fan_in, _ = _kernel_stats("scnn", "he_normal")
-  # 36,864 draws: the variance estimate's relative std error is sqrt(2/n) ≈ 0.7%.
+@pytest.mark.parametrize("initializer", ["he_normal", "he_uniform"])
+def test_he_variance_is_two_over_fan_in(initializer):
+  var, fan_in, _ = _kernel_stats("scnn", initializer)
+  # 36,864 draws: the variance estimate's relative std error is sqrt(2/n) ≈ 0.7% (normal; less
+  # for the uniform).
   assert abs(var / (2.0 / fan_in) - 1) < 0.03
+
+
+def test_he_uniform_stays_in_its_bound():
+  # U(±b), b = √2·√(3/fan_in) (Dohare et al. 2024's kaiming bound): variance b²/3 = 2/fan_in.
+  model = models.create("mlp", 10, initializer="he_uniform", input_shape=(784,), widths=(100,))
+  kernel = np.asarray(_init(model)["params"]["dense1"]["kernel"])
+  bound = np.sqrt(2.0) * np.sqrt(3.0 / 784)
+  assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.99 * bound
 
 
 def test_xavier_uniform_variance_differs_from_he():
@@ -342,7 +352,9 @@ def test_kernel_init_draws_flax_values_bitwise(shape):
   # Drawn flat for XLA:CPU's compile time (base.kernel_init); the values must not move.
   from reinit_jax.models import base
   ref = {"he_normal": nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+         "he_uniform": nn.initializers.variance_scaling(2.0, "fan_in", "uniform"),
          "xavier_uniform": nn.initializers.xavier_uniform()}
+  assert set(ref) == set(base.INITIALIZERS)  # every initializer the models offer
   for name, init in ref.items():
     np.testing.assert_array_equal(base.kernel_init(name)(KEY, shape), init(KEY, shape))
   with pytest.raises(ValueError, match="initializer must be one of"):
