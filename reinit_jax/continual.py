@@ -1,7 +1,7 @@
 """Plasticity on a continual task stream: seeds trained together, resets decided inside the scan.
 
-The protocol of Kumar et al. 2023 scaled to Fashion-MNIST: an MLP 784-100-100-10 (ReLU), Adam
-(lr 1e-3), batch 16; task k permutes the pixels of the first 10,000 training images, one pass a
+The protocol of Kumar et al. 2023 scaled to Fashion-MNIST: an MLP 784-100-100-10 (ReLU; initialized
+as Dohare et al. 2024 draw theirs, :data:`HIDDEN_INIT`), Adam (lr 1e-3), batch 16; task k permutes the pixels of the first 10,000 training images, one pass a
 task (``permuted``), or redraws every label of the first 1,000, ten passes a task
 (``random_labels``; :data:`PASSES`; reinit_jax/data/streams.py). A task's *online accuracy* is the accuracy on each batch before its
 update, averaged over the task. One jitted call trains one task for every seed, so a stream of any
