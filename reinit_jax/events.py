@@ -144,8 +144,8 @@ def advance_context(method, model, variables: dict, context, batch: jax.Array | 
 def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state: PyTree,
                 tx: optax.GradientTransformation, stage, key: jax.Array, context,
                 norm_batch: jax.Array | None = None, *, optimizer_policy: str = "reset",
-                batch_stats_policy: str = "reset",
-                idle_norm_policy: str = "set") -> tuple[dict, PyTree]:
+                batch_stats_policy: str = "reset", idle_norm_policy: str = "set",
+                mask: PyTree | None = None) -> tuple[dict, PyTree]:
   """The whole event after stage ``stage`` ([Z] §3, [LW] §3): returns ``(variables, opt_state)``.
 
   Args:
@@ -163,6 +163,8 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
       normalization after block K anyway ([LW] §3 read literally: it then divides the logits by a
       fixed σ) and 'skip' leaves the normalizations as they are. Not fixed by [LW]; with strong
       L2 the literal reading collapses the synthetic MLP (results/README.md, (a)).
+    mask: ``method.reinit_mask`` of these arguments when the caller has it already (a step-level
+      event counts a unit-level method's resets with it); computed here otherwise.
   """
   if idle_norm_policy not in IDLE_NORM_POLICIES:
     raise ValueError(f"idle_norm_policy must be one of {IDLE_NORM_POLICIES}, got "
@@ -177,7 +179,7 @@ def apply_event(method, model, variables: dict, fresh_variables: dict, opt_state
                        "events.advance_context first and keep the context it returns")
     context = advance_context(method, model, variables, context, norm_batch)
   new_params = method(params, fresh, stage, key, context)
-  mask = method.reinit_mask(params, stage, key, context)
+  mask = method.reinit_mask(params, stage, key, context) if mask is None else mask
   out = dict(variables)
   out["params"] = new_params
   if "batch_stats" in variables:

@@ -90,6 +90,25 @@ def test_groups_and_values(cfg):
   assert pack.runs(1) == slice(2, 4)
 
 
+def test_runs_are_named_by_their_pack_and_a_point_alone_is_a_pack_of_one(cfg):
+  """The loop names runs (records, messages, progress) through its pack: with several points a run
+  carries its point; a point alone (``Pack.alone``) is a pack of one whose records and messages
+  name the seed only, with nothing to write but its own directory."""
+  configs = _configs(cfg)
+  names = list(configs)
+  pack = packing.Pack.of({n: configs[n] for n in names[:3]}, ["grid/a", "grid/b", "grid/c"])
+  assert pack.label == "pack of 3 points: a, ..."
+  assert [pack.who(s) for s in (0, 3)] == [{"seed": 0, "point": 0}, {"seed": 1, "point": 1}]
+  assert [pack.name(s) for s in (0, 5)] == [f"{names[0]}:0", f"{names[2]}:1"]
+  alone = packing.Pack.alone(configs[names[3]], "grid/standard/")
+  assert (alone.points, alone.configs, alone.seeds, alone.point_of) == (
+      ["standard"], [configs[names[3]]], [0, 1], [0, 0])
+  assert alone.hyper == {} and not alone.per_run_data and alone.label == "standard"
+  assert [alone.who(s) for s in (0, 1)] == [{"seed": 0}, {"seed": 1}]
+  assert [alone.name(s) for s in (0, 1)] == [0, 1]
+  assert packing.Pack.alone(configs[names[3]]).label == configs[names[3]].name
+
+
 def test_data_values_stack_data_only_when_they_differ(cfg):
   """Without per-seed data the points still pack; only a pack whose points differ in a data value
   stacks one data set per run."""

@@ -9,8 +9,9 @@ writes). ``faults`` holds what a run survives or reports in one line.
 
 Words, one meaning each: a *run* is one seed of one config, a slot of the run axis; a *point* is
 one config of a grid (its seeds are its runs); a *pack* is several points' runs on one run axis
-(``pack``); a *process* is one ``launch.py``; :func:`run` trains a config's runs (or a pack's), and
-``build.Built`` is what it builds for them.
+(``pack``; a point trained alone is a pack of one, so the engine reads every run axis the same
+way); a *process* is one ``launch.py``; :func:`run` trains a pack's runs, and ``build.Built`` is
+what it builds for them.
 """
 
 from reinit_jax.train.config import base_config

@@ -114,13 +114,15 @@ class Compiled:
 
 class Built:
   """What :func:`reinit_jax.train.run` trains, built: ``config``, ``pack`` (a ``train.pack.Pack``:
-  the runs of several grid points; None for one point), ``inputs`` (:class:`Inputs`), ``geometry`` (:class:`Geometry`), ``parts``
+  the runs of several grid points, or of ``config`` alone when none is given), ``inputs``
+  (:class:`Inputs`), ``geometry`` (:class:`Geometry`), ``parts``
   (:class:`Parts`), ``derived`` (what the built data and devices decide beside the config: the
   compiled functions' key, ``train/compiled.py``) and ``compiled`` (:class:`Compiled`);
   :meth:`init` gives the initial state."""
 
   def __init__(self, checked: validation.Checked, pack=None):
     config = checked.config
+    pack = pack_.Pack.alone(config) if pack is None else pack
     self.config, self.pack = config, pack
     inputs = _inputs(config, pack)
     _check_meta(checked.model, inputs.data.meta)
@@ -143,12 +145,12 @@ class Built:
 
 def _inputs(config, pack) -> Inputs:
   """The seeds, the data sets and the placement (``eval_sets`` empty: :func:`_eval_sets`)."""
-  seeds = [int(s) for s in config.run.seeds] if pack is None else list(pack.seeds)
+  seeds = list(pack.seeds)
   # data.per_seed: every seed its own data set, stacked on the run axis (S, N, ...); in a pack
   # whose points differ in a data value, each run's is its point's (train/pack.py).
-  per_run = bool(config.data.per_seed) or bool(pack is not None and pack.per_run_data)
+  per_run = bool(config.data.per_seed) or pack.per_run_data
   views = [validation.data_view(pc, None if i == 0 or not pc.data.per_seed else s)
-           for pc in ([config] if pack is None else pack.configs)
+           for pc in pack.configs
            for i, s in enumerate(pc.run.seeds)]
   built = {}  # runs that share a view (seeds of a point without per-seed data) share its arrays
 
@@ -193,7 +195,7 @@ def _parts(config, pack, checked: validation.Checked, geometry: Geometry) -> Par
   """The model, method and optimizer that validation built; the schedule; a pack's per-run
   values."""
   optim = config.optim
-  hyper = dict(pack.hyper) if pack is not None else {}
+  hyper = dict(pack.hyper)
   model, method, tx = checked.model, checked.methods[config.reinit.method], checked.tx
   stage_steps = geometry.stage_steps
   lr_fn = schedules.make_schedule(optim.schedule, optim.learning_rate, stage_steps,

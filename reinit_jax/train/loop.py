@@ -50,14 +50,16 @@ def run(config, workdir: str, pack=None) -> dict:
 
   ``pack`` (``train/pack.py``): the runs of several grid points, ``config`` the first point's;
   ``workdir`` is the pack's, and every point's own directory is written when the pack finishes.
+  Without one, ``config``'s seeds train as a pack of one (``Pack.alone``).
   """
   t_start = time.time()
   with faults.StopFlag() as stop:  # from here on Ctrl-C waits for a safe point
+    raw = config.config if isinstance(config, validation.Checked) else config
+    pack = pack_.Pack.alone(raw, workdir) if pack is None else pack
     checked = config  # validated and built by the caller (a study, a grid)
-    if pack is not None or not isinstance(config, validation.Checked):
+    if pack.hyper or not isinstance(config, validation.Checked):
       # A pack's per-run values (train/pack.py) may change the optimizer's chain.
-      raw = config.config if isinstance(config, validation.Checked) else config
-      checked = validation.check(raw, traced=tuple(pack.hyper) if pack is not None else ())
+      checked = validation.check(raw, traced=tuple(pack.hyper))
     c = checked.config
     if c.run.distributed:
       multihost.initialize()  # before anything touches a JAX backend
@@ -76,9 +78,8 @@ def run(config, workdir: str, pack=None) -> dict:
         workdir_.check_resumable(workdir, c)
       multihost.barrier("reinit_jax:prepared")
       cpu_host.tune_cpu_allocator(c.run.tune_cpu_allocator)
-      label = _label(workdir, pack)
       if c.run.progress != "off" and multihost.is_primary():  # no silence before the first update
-        print(f"[{label}] preparing the data, the model and the compiled functions (the first "
+        print(f"[{pack.label}] preparing the data, the model and the compiled functions (the first "
               "call compiles; a later run loads it from the compilation cache)", flush=True)
       with outputs.CompileTimer() as compile_timer:
         try:
@@ -91,15 +92,6 @@ def run(config, workdir: str, pack=None) -> dict:
           raise faults.Preempted(f"{stop.name} before training started; nothing to save",
                                  stop.signum)
         return _Loop(built, workdir, t_start, compile_timer).train(stop)
-
-
-def _label(workdir: str, pack) -> str:
-  """What progress lines call a run: its workdir's name (a grid point's name, a study's method),
-  or the points of a pack."""
-  if pack is not None:
-    names = [os.path.basename(os.path.normpath(d)) for d in pack.workdirs]
-    return f"pack of {len(names)} points: {names[0]}, ..." if len(names) > 1 else names[0]
-  return os.path.basename(os.path.normpath(workdir))
 
 
 class _Outputs(NamedTuple):
@@ -209,7 +201,7 @@ class _Loop:
            else multihost.ReplicaLog(pos.records))
     progress = outputs.Progress(mode if mode != "off" and primary else "none",
                                 built.geometry.total_steps, pos.step,
-                                name=_label(self.workdir, built.pack), examples_per_step=(
+                                name=built.pack.label, examples_per_step=(
                                     built.geometry.batch_sizes[0] * len(built.inputs.seeds)))
     closers += [log.close, progress.close]
     return _Outputs(checkpoints, log, progress, outputs.PhaseTimes(pos.times, self.compile_timer))
@@ -389,18 +381,18 @@ class _Loop:
                if good is not None else "no checkpoint was written yet")
       raise faults.NonFiniteError(
         f"non-finite loss or parameters at step {bad[0][1]} (stage {stage}) for seed(s) "
-        f"{[self._run_name(i) for i, _ in bad]}; {where}; set config.run.nan_policy='skip' to skip "
-        "such steps")
+        f"{[self.built.pack.name(i) for i, _ in bad]}; {where}; set "
+        "config.run.nan_policy='skip' to skip such steps")
     runs = range(len(self.built.inputs.seeds))
     if self.built.config.run.nan_policy == "skip" and not np.all(np.isfinite(m["loss"])):
       log_.warning("skipped non-finite step(s) among steps %d..%d (stage %d) of seed(s) %s",
                    first_step, step, stage,
-                   [self._run_name(s) for s in runs if not np.isfinite(m["loss"][s])])
+                   [self.built.pack.name(s) for s in runs if not np.isfinite(m["loss"][s])])
     self.outputs.log.write([{"step": step, "stage": stage, "epoch": epoch, "split": "train",
                              "loss": float(m["loss"][s]), "accuracy": float(m["accuracy"][s]),
                              "learning_rate": float(m["learning_rate"][s]), "param_norm": None,
                              **self._step_event_counts(m, s),
-                             **self._who(s)} for s in runs])
+                             **self.built.pack.who(s)} for s in runs])
     self.outputs.progress.update(step, stage, epoch, float(np.mean(m["loss"])),
                                  float(np.mean(m["accuracy"])))
 
@@ -435,10 +427,10 @@ class _Loop:
           continue  # a training-set split this run's point does not have (train_set_eval.collect)
         recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": name,
                      "loss": float(loss[s]), "accuracy": float(acc[s]), "learning_rate": None,
-                     "param_norm": float(norms[s]), **self._who(s)})
+                     "param_norm": float(norms[s]), **self.built.pack.who(s)})
     for s in runs if features is not None else ():
       recs.append({"step": pos.step, "stage": stage, "epoch": pos.epoch, "split": "features",
-                   **{k: float(v[s]) for k, v in features.items()}, **self._who(s)})
+                   **{k: float(v[s]) for k, v in features.items()}, **self.built.pack.who(s)})
     self.outputs.log.write(recs)
     best = pos.best
     for s in runs:
@@ -459,11 +451,6 @@ class _Loop:
     probe = current.x[:, :rows] if self.built.inputs.per_run else current.x[:rows]
     return features_fn(state.variables, probe)
 
-  def _who(self, s: int) -> dict:
-    """Run s of the run axis in a record: its seed, and in a pack its point's index."""
-    seeds, pack = self.built.inputs.seeds, self.built.pack
-    return {"seed": seeds[s]} if pack is None else {"seed": seeds[s], "point": pack.point_of[s]}
-
   def _step_event_counts(self, m, s) -> dict:
     """Run ``s``'s step-level events so far and, for a unit-level method, the units they reset."""
     if "step_events" not in m:
@@ -472,11 +459,6 @@ class _Loop:
     if self.built.parts.method.uses_activations:
       counts["units_reset"] = int(m["units_reset"][s])
     return counts
-
-  def _run_name(self, s: int):
-    """Run s for a message: its seed, in a pack '<point name>:<seed>'."""
-    seeds, pack = self.built.inputs.seeds, self.built.pack
-    return seeds[s] if pack is None else f"{pack.points[pack.point_of[s]]}:{seeds[s]}"
 
   def _save(self, state):
     self._flush()  # reads the fault record of the last call: a bad state is never saved
@@ -496,13 +478,8 @@ class _Loop:
     now = time.time()
     steps_per_second = (pos.step - session.step) / max(now - session.start, 1e-9)
     wall = session.wall_time_s + now - session.start
-    if built.pack is not None and not stopped:  # every point's directory, before the pack's summary
-      host_state = multihost.fetch(state)  # one transfer: the points' checkpoints and digests
-      params = host_state.variables["params"]
-      if multihost.is_primary():
-        pack_.write_points(built.pack, pos, host_state, self.summary_of, wall, steps_per_second)
-    else:
-      params = multihost.fetch(state.variables["params"])
+    # Several points: every point's directory, before the pack's summary.
+    params = built.pack.finish(state, pos, self.summary_of, wall, steps_per_second, stopped)
     summary = self.summary_of(pos, built.inputs.seeds, params, stopped, self.workdir, wall,
                               steps_per_second, built.config.reinit.method)
     if multihost.is_primary():

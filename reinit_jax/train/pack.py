@@ -25,7 +25,7 @@ import os
 import jax
 import numpy as np
 
-from reinit_jax.train import outputs, schedules, validation
+from reinit_jax.train import multihost, outputs, schedules, validation
 from reinit_jax.train import workdir as workdir_
 from reinit_jax.train.position import Best, Position
 
@@ -90,10 +90,16 @@ def groups(configs: dict) -> list[list[str]]:
 
 @dataclasses.dataclass
 class Pack:
-  """The runs of a pack: ``points`` (names), ``configs``, per run its point index ``point_of`` and
-  its ``seeds``; ``hyper``: {key: float32 (R,)} for every value field that differs;
+  """The runs on a run axis: ``points`` (names), ``configs``, per run its point index ``point_of``
+  and its ``seeds``; ``hyper``: {key: float32 (R,)} for every value field that differs;
   ``per_run_data``: the points' data sets differ, in a data value or in the seed of data the
-  seeds share (every run gets its point's data set)."""
+  seeds share (every run gets its point's data set).
+
+  Every run trains as a pack: a point alone is a pack of one (:meth:`alone`), written in its own
+  directory, so the engine reads the run axis from here and never asks which kind it holds. What
+  differs between one point and several lives in the methods below: a record's and a message's
+  name for a run, the progress label, and the points' directories written at the end.
+  """
 
   points: list
   configs: list
@@ -127,6 +133,47 @@ class Pack:
     per_run_data = len(views) > 1
     validation.check_pack(cs, per_run_data)
     return cls(names, cs, point_of, seeds, hyper, list(workdirs), per_run_data)
+
+  @classmethod
+  def alone(cls, config, workdir: str | None = None) -> "Pack":
+    """The runs of one point (its seeds) training in its own ``workdir``: nothing differs between
+    them but the seed, so no per-run values, and one data set unless ``data.per_seed``. Without a
+    workdir (a run built, not trained) the point is named by ``config.name``."""
+    seeds = [int(s) for s in config.run.seeds]
+    name = os.path.basename(os.path.normpath(workdir)) if workdir else str(config.name)
+    return cls([name], [config], [0] * len(seeds), seeds, {}, [workdir], False)
+
+  @property
+  def label(self) -> str:
+    """What progress lines call the runs: the point's name (its directory's), or a pack's."""
+    names = [os.path.basename(os.path.normpath(d)) if d else p
+             for d, p in zip(self.workdirs, self.points)]
+    return f"pack of {len(names)} points: {names[0]}, ..." if len(names) > 1 else names[0]
+
+  def who(self, s: int) -> dict:
+    """Run s in a record: its seed, and with several points its point's index (``point``, which
+    :func:`point_position` reads and drops)."""
+    if len(self.points) == 1:
+      return {"seed": self.seeds[s]}
+    return {"seed": self.seeds[s], "point": self.point_of[s]}
+
+  def name(self, s: int):
+    """Run s in a message: its seed, with several points '<point name>:<seed>'."""
+    if len(self.points) == 1:
+      return self.seeds[s]
+    return f"{self.points[self.point_of[s]]}:{self.seeds[s]}"
+
+  def finish(self, state, pos: Position, summarize, wall: float, steps_per_second: float,
+             stopped: bool):
+    """The runs' parameters on the host (the summary's digest), after writing every point's
+    directory (:func:`write_points`) when several points finished; a point alone has written its
+    own directory as it trained."""
+    if len(self.points) == 1 or stopped:
+      return multihost.fetch(state.variables["params"])
+    host_state = multihost.fetch(state)  # one transfer: the points' checkpoints and digests
+    if multihost.is_primary():
+      write_points(self, pos, host_state, summarize, wall, steps_per_second)
+    return host_state.variables["params"]
 
   @property
   def ident(self) -> str:

@@ -359,6 +359,8 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
   ``values(hyper) -> (method, tx)``: a pack's per-run values.
   """
   const = (method, tx)
+  policies = dict(optimizer_policy=optimizer_policy, batch_stats_policy=batch_stats_policy,
+                  idle_norm_policy=idle_norm_policy)
 
   def after_step(state: TrainState, accuracy, x):
     method, tx = const if state.hyper is None else values(state.hyper)
@@ -366,48 +368,51 @@ def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: f
     window = counters["window_accuracy"] + accuracy
     due = state.step % every == 0  # the step counter already counts this step
     fire = due if trigger == "every" else due & (window >= threshold * every)
-
-    def apply(st):
-      index = st.step_events["events"] + 1
-      context = events.advance_context(method, model, st.variables,
-                                       st.context.replace(select_impl=select_impl), x)
-      key = backends.draw_key(stream_key(st.key, STEP_EVENT_STREAM, st.step))
-
-      def reset(st):
-        variables, opt_state = events.apply_event(
-            method, model, st.variables, step_fresh_variables(model, st.seed, st.step),
-            st.opt_state, tx, index, key, context, x, optimizer_policy=optimizer_policy,
-            batch_stats_policy=batch_stats_policy, idle_norm_policy=idle_norm_policy)
-        return st.replace(variables=variables, opt_state=opt_state)
-
-      units = st.step_events["units_reset"]
-      if not method.uses_activations:
-        new = reset(st)
-      else:  # a unit-level method: count the units it resets
-        count = methods.units_in_mask(model.blocks, method.reinit_mask(
-            st.variables["params"], index, key, context))
-        units = units + count
-        # An event that resets no unit changes nothing but the method's carry (unless it re-creates
-        # the optimizer state): skip the fresh draw and the edits, as most of continual backprop's
-        # per-step events and ReDo's on a healthy network do.
-        new = (reset(st) if optimizer_policy == "reset"
-               else jax.lax.cond(_any_run(count > 0), reset, lambda st: st, st))
-      new = new.replace(context=_kept(context),
-                        step_events={**st.step_events, "units_reset": units})
-      if method.uses_activations and not _batched_runs():
-        # Taken only when this run fires, so nothing to select; and a unit-level event mostly
-        # changes only its carry, where the select would copy the whole state (CBP every step:
-        # 0.05 instead of 0.17 ms on the stream MLP, XLA:CPU). An event that always changes the
-        # state keeps the select: XLA:CPU fuses the event's edits into it (2× faster for `full`).
-        return new
-      return jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, st)
-
+    apply = lambda st: _step_event(model, method, tx, select_impl, policies, st, x, fire)
     state = jax.lax.cond(_any_run(fire), apply, lambda st: st, state)
     return state.replace(step_events={
         **state.step_events, "window_accuracy": jnp.where(due, jnp.zeros_like(window), window),
         "events": counters["events"] + fire.astype(jnp.int32)})
 
   return after_step
+
+
+def _step_event(model, method, tx, select_impl, policies: dict, st: TrainState, x, fire):
+  """The step-level event of :func:`make_step_event` on state ``st`` (taken when any run fires;
+  a run keeps the result only where its ``fire`` holds)."""
+  index = st.step_events["events"] + 1
+  context = events.advance_context(method, model, st.variables,
+                                   st.context.replace(select_impl=select_impl), x)
+  key = backends.draw_key(stream_key(st.key, STEP_EVENT_STREAM, st.step))
+  # A unit-level method's mask also counts the units it resets; computed once, for both.
+  mask = (method.reinit_mask(st.variables["params"], index, key, context)
+          if method.uses_activations else None)
+
+  def reset(st):
+    variables, opt_state = events.apply_event(
+        method, model, st.variables, step_fresh_variables(model, st.seed, st.step),
+        st.opt_state, tx, index, key, context, x, mask=mask, **policies)
+    return st.replace(variables=variables, opt_state=opt_state)
+
+  units = st.step_events["units_reset"]
+  if not method.uses_activations:
+    new = reset(st)
+  else:  # a unit-level method: count the units it resets
+    count = methods.units_in_mask(model.blocks, mask)
+    units = units + count
+    # An event that resets no unit changes nothing but the method's carry (unless it re-creates
+    # the optimizer state): skip the fresh draw and the edits, as most of continual backprop's
+    # per-step events and ReDo's on a healthy network do.
+    new = (reset(st) if policies["optimizer_policy"] == "reset"
+           else jax.lax.cond(_any_run(count > 0), reset, lambda st: st, st))
+  new = new.replace(context=_kept(context), step_events={**st.step_events, "units_reset": units})
+  if method.uses_activations and not _batched_runs():
+    # Taken only when this run fires, so nothing to select; and a unit-level event mostly
+    # changes only its carry, where the select would copy the whole state (CBP every step:
+    # 0.05 instead of 0.17 ms on the stream MLP, XLA:CPU). An event that always changes the
+    # state keeps the select: XLA:CPU fuses the event's edits into it (2× faster for `full`).
+    return new
+  return jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, st)
 
 
 def _kept(context):

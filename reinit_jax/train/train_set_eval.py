@@ -115,9 +115,9 @@ class TrainFit:
     self.built, self.mode, self.threshold = built, c.run.eval_train, float(c.run.fit_threshold)
     inputs, pack = built.inputs, built.pack
     # Per run: its point's label noise and the point it belongs to (a packed grid, train/pack.py).
-    configs = [c] * len(inputs.seeds) if pack is None else [pack.configs[p] for p in pack.point_of]
+    configs = [pack.configs[p] for p in pack.point_of]
     self.noisy_run = np.asarray([float(pc.data.label_noise) > 0 for pc in configs])
-    self.point = np.zeros(len(inputs.seeds), int) if pack is None else np.asarray(pack.point_of)
+    self.point = np.asarray(pack.point_of)
     self.present = {}  # split -> runs that report it (bool (S,)), set by collect
     self.batch_size = c.run.eval_batch_size
     self.current: FitStage | None = None  # set by stage()
