@@ -174,7 +174,7 @@ MUTANTS = (
   Mutant("kernel_init_fan_out", "reinit_jax/models/base.py",
          "variance = jnp.array(2.0 / fan_in, dtype=dtype)",
          "variance = jnp.array(2.0 / fan_out, dtype=dtype)", ("tests/test_models.py",),
-         "He-normal kernels drawn with the fan-out (conv kernels at the wrong scale)"),
+         "He kernels drawn with the fan-out (conv kernels at the wrong scale)"),
   # ---------------------------------------------------------------- class tests (issue 23)
   # -- packed grids (run-axis values, points → directories)
   Mutant("pack_values_by_sorted_name", PACK, "flats = [_flat(c) for c in cs]",
@@ -256,6 +256,13 @@ MUTANTS = (
   Mutant("example_shape_ignores_native", "reinit_jax/data/registry.py",
          "native = spec.shape or (0, 0, 3)", "native = (0, 0, 3)", ("tests/test_data_augment.py",),
          "the model's input shape from the config forgets the data set's native image shape"),
+  Mutant("pack_of_one_names_point", "reinit_jax/train/pack.py",
+         "    if len(self.points) == 1:\n      return {\"seed\": self.seeds[s]}",
+         "    if len(self.points) == 0:\n      return {\"seed\": self.seeds[s]}",
+         ("tests/test_pack.py",), "a point alone tags its records with a point index"),
+  Mutant("pack_of_one_writes_points", "reinit_jax/train/pack.py",
+         "if len(self.points) == 1 or stopped:", "if stopped:", ("tests/test_wiring_resume.py",),
+         "a point alone rewrites its own directory as a pack's point when it finishes"),
 )
 
 

@@ -76,14 +76,13 @@ def kernel_init(name: str) -> Callable:
     n = math.prod(shape)
     receptive = n / shape[-2] / shape[-1]  # jax's _compute_fans, float arithmetic kept
     fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
-    if name == "he_normal":
-      # fan-in, normal (not truncated): variance exactly 2/fan_in, the [HR] condition.
-      variance = jnp.array(2.0 / fan_in, dtype=dtype)
-      return jax.random.normal(key, (n,), dtype).reshape(shape) * jnp.sqrt(variance)
-    if name == "he_uniform":  # the same variance without erf⁻¹: half a normal draw's time on CPU
+    if name.startswith("he_"):  # fan-in: variance exactly 2/fan_in, the [HR] condition
       variance = jnp.array(2.0 / fan_in, dtype=dtype)
     else:
       variance = jnp.array(1.0 / ((fan_in + fan_out) / 2), dtype=dtype)
+    if name == "he_normal":  # normal, not truncated
+      return jax.random.normal(key, (n,), dtype).reshape(shape) * jnp.sqrt(variance)
+    # Uniform on ±√(3·variance): no erf⁻¹, half a normal draw's time on XLA:CPU.
     return jax.random.uniform(key, (n,), dtype, -1).reshape(shape) * jnp.sqrt(3 * variance)
 
   return init
