@@ -74,7 +74,7 @@ SETTINGS = {"l2init": {"strength": 1e-2}, "snp": {"shrink": 1 - 1e-4, "noise": 1
 # Dohare et al. 2024's initialization of these streams' networks, which their continual backprop
 # also draws its new units from: uniform, bound gain·√(3/fan_in), gain √2 for the ReLU layers and 1
 # for the output layer (He and LeCun uniform); biases zero. A uniform draw needs no erf⁻¹: a fresh
-# network costs half a normal one's time on XLA:CPU (bench/README.md, "Events").
+# network costs half a normal one's time on XLA:CPU (bench/README.md, "Event time ÷ step time").
 HIDDEN_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 HEAD_INIT = nn.initializers.lecun_uniform()
 
