@@ -275,3 +275,24 @@ def test_model_input_shape_must_agree_with_the_data():
     validation.check(tiny(model__options={"input_shape": (64,)}))
   checked = validation.check(tiny(model__options={"input_shape": (128,)}))
   assert tuple(checked.model.input_shape) == (128,)
+
+
+def test_a_point_alone_trains_its_resolved_config(tmp_path, monkeypatch):
+  """``train.run`` on a config as written: its pack of one holds the resolved config (the [Z]
+  setting preset applied), the one validation checked, from which build reads the runs' seeds and
+  data; never the config as written."""
+  c = tiny_config(optim__weight_decay=0.01, optim__setting="none")
+  seen = []
+
+  class Spy(build.Built):
+    def __init__(self, checked, pack=None):
+      seen.append((checked, pack))
+      raise RuntimeError("built")
+
+  monkeypatch.setattr(loop, "Built", Spy)
+  with pytest.raises(RuntimeError, match="built"):
+    train.run(c, str(tmp_path / "run"))
+  checked, pack = seen[0]
+  assert c.optim.weight_decay == 0.01 and pack.configs[0].optim.weight_decay == 0.0  # Ø: no L2
+  assert pack.configs[0].to_dict() == checked.config.to_dict()
+  assert pack.points == ["run"] and pack.hyper == {}

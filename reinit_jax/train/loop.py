@@ -54,12 +54,11 @@ def run(config, workdir: str, pack=None) -> dict:
   """
   t_start = time.time()
   with faults.StopFlag() as stop:  # from here on Ctrl-C waits for a safe point
-    raw = config.config if isinstance(config, validation.Checked) else config
-    pack = pack_.Pack.alone(raw, workdir) if pack is None else pack
-    checked = config  # validated and built by the caller (a study, a grid)
-    if pack.hyper or not isinstance(config, validation.Checked):
-      # A pack's per-run values (train/pack.py) may change the optimizer's chain.
-      checked = validation.check(raw, traced=tuple(pack.hyper))
+    # Validated and built by the caller (a study, a grid), or here.
+    checked = config if isinstance(config, validation.Checked) else validation.check(config)
+    pack = pack_.Pack.alone(checked.config, workdir) if pack is None else pack
+    if pack.hyper:  # a pack's per-run values (train/pack.py) may change the optimizer's chain
+      checked = validation.check(checked.config, traced=tuple(pack.hyper))
     c = checked.config
     if c.run.distributed:
       multihost.initialize()  # before anything touches a JAX backend
