@@ -22,6 +22,7 @@ implementation (``make_event(select_impl=)``) and compiled on a thread per core.
 
 Usage: ``python bench/bench_events.py --quick`` (< 2 min; ``--smoke``: scnn_tiny b4, magnitude and
 full, 1 round); the last line is JSON.
+  python bench/bench_events.py --quick --model mlp --mlp-init he_normal  # the MLP drawn normal
   python bench/bench_events.py --quick --model scnn --methods magnitude,random_subset,full \
       --select-impls bracket,sort                      # the CPU: both implementations at batch 16
   python bench/bench_events.py --model resnet18 --width 1 --batch 512 --dtype bfloat16 \
@@ -65,20 +66,20 @@ STREAM_MLP = "mlp_stream"
 STEP_VARIANTS = {"redo_every_unit": ("redo", {"tau": 1e9}), "redo_none": ("redo", {"tau": 0.0})}
 
 
-def _setup(name, width, dtype):
+def _setup(name, width, dtype, mlp_init="he_uniform"):
   """(model, optimizer, optimizer_policy) of a benchmarked configuration."""
   if name == STREAM_MLP:
     # He uniform, as the streams draw their hidden layers (continual.HIDDEN_INIT); float32 only.
     model = models.create("mlp", 10, input_shape=(784,), widths=(100, 100),
-                          initializer="he_uniform")
+                          initializer=mlp_init)
     return model, schedules.make_optimizer("adam", 0.0, 0.9), "mask"
   return models.create(name, 10, width=width, dtype=dtype), schedules.make_optimizer(
       "sgd", 0.0, 0.9), "reset"
 
 
 def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="float32",
-                impls=("auto",), step_methods=()):
-  model, tx, policy = _setup(name, width, dtype)
+                impls=("auto",), step_methods=(), mlp_init="he_uniform"):
+  model, tx, policy = _setup(name, width, dtype, mlp_init)
   rng = np.random.default_rng(0)
   n = batch * k
   x = jnp.asarray(rng.standard_normal((n, *model.input_shape), np.float32))
@@ -171,6 +172,7 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
     print(f"{name:9s} step-level {m:13s} event {1e3 * (step_events[m] / k - step_s):8.2f} ms  "
           f"step {1e3 * step_s:8.2f} ms  ratio {r:6.3f}", flush=True)
   out = {"model": name, "width": width, "batch": batch, "norm_batch": norm_batch, "dtype": dtype,
+         "initializer": mlp_init if name == STREAM_MLP else model.options.get("initializer"),
          "select_impls": {i: masks.resolve_select_impl(i) for i in impls},
          "step_ms": round(1e3 * step_s, 3),
          "event_ms": {m: round(1e3 * v, 3) for m, v in med.items()},
@@ -209,6 +211,8 @@ def main():
                  "timed as step-level events after every step ('': none)")
   p.add_argument("--select-impls", default="auto", help="comma list of k-smallest selection "
                  f"implementations {masks.SELECT_IMPLS} for {', '.join(SELECTING)}")
+  p.add_argument("--mlp-init", default="he_uniform", choices=models.INITIALIZERS,
+                 help="the streams' MLP's initializer (he_normal: the cost of a normal draw)")
   a = p.parse_args()
   impls = tuple(a.select_impls.split(","))
   for impl in impls:
@@ -241,7 +245,7 @@ def main():
     step_methods = ([m for m in unit_level if m != "redo"] + list(STEP_VARIANTS)
                     if name == STREAM_MLP else step_methods)
     figs[name] = bench_model(name, width, batch, 4, norm_batch, rounds, todo, a.dtype, impls,
-                             step_methods[:1] if a.smoke else step_methods)
+                             step_methods[:1] if a.smoke else step_methods, a.mlp_init)
   figs["goal_met"] = {i: all(figs[n]["goal_met"][i] for n, _, _ in cfgs) for i in impls}
   common.emit(figs)
 
