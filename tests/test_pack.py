@@ -245,3 +245,25 @@ def test_bad_pack_value_names_the_field(cfg):
   sweep.set_overrides(c, {"run.pack": "always"})
   with pytest.raises(ValueError, match="run.pack"):
     validate(c)
+
+
+def test_a_pack_builds_its_parts_once(cfg, tmp_path, monkeypatch):
+  """A grid validates each point once (one model, one method, one optimizer); its pack builds no
+  model and no method (one more method is read for its default hyperparameters) and one more
+  optimizer, since a traced weight decay keeps the decay stage (``validation.for_pack``)."""
+  from reinit_jax import methods, models
+  from reinit_jax.train import validation
+  calls = {"model": 0, "method": 0, "optimizer": 0}
+
+  def counting(name, build_fn):
+    def wrapped(*args, **kwargs):
+      calls[name] += 1
+      return build_fn(*args, **kwargs)
+    return wrapped
+
+  monkeypatch.setattr(models, "create", counting("model", models.create))
+  monkeypatch.setattr(methods, "get", counting("method", methods.get))
+  monkeypatch.setattr(validation, "_optimizer", counting("optimizer", validation._optimizer))
+  grid.run_grid(cfg, {}, str(tmp_path / "grid"))
+  points = len(sweep.points(cfg))  # 3 S&P points (lr, L2, λ differ: one pack) and a standard one
+  assert calls == {"model": points, "method": points + 1, "optimizer": points + 1}

@@ -66,7 +66,7 @@ def _run_points(checked, where, finished, workdir, stop):
     # outputs removed since): resumed from its last checkpoint, it writes the missing points.
     if os.path.exists(os.path.join(pack_dir(pack), "summary.json")):
       os.remove(os.path.join(pack_dir(pack), "summary.json"))
-    run(checked[names[0]], pack_dir(pack), pack=pack)  # re-checked there if values are traced
+    run(checked[names[0]], pack_dir(pack), pack=pack)  # validation.for_pack: its traced values
     packed.update(names)
   for name, config in configs.items():
     if name in packed or name in finished:

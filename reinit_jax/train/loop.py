@@ -57,8 +57,7 @@ def run(config, workdir: str, pack=None) -> dict:
     # Validated and built by the caller (a study, a grid), or here.
     checked = config if isinstance(config, validation.Checked) else validation.check(config)
     pack = pack_.Pack.alone(checked.config, workdir) if pack is None else pack
-    if pack.hyper:  # a pack's per-run values (train/pack.py) may change the optimizer's chain
-      checked = validation.check(checked.config, traced=tuple(pack.hyper))
+    checked = validation.for_pack(checked, tuple(pack.hyper))  # the values riding on the runs
     c = checked.config
     if c.run.distributed:
       multihost.initialize()  # before anything touches a JAX backend

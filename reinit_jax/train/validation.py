@@ -85,22 +85,29 @@ class Checked(NamedTuple):
   tx: Any
 
 
-def check(config: ml_collections.ConfigDict, traced: tuple = ()) -> Checked:
+def check(config: ml_collections.ConfigDict) -> Checked:
   """Checks every field of ``config`` and the constraints between them; returns it resolved, with
   the model, methods and optimizer that the checks built.
 
   Checked: types and ranges (the schema), method / model / data set names against their
   registries, the method's hyperparameters, stages ≤ epochs and a multiple of layerwise's M,
   online chunks = stages, batch size a multiple of the device count, optimizer options. Imports
-  ``run.modules`` first, so a user's registered method is known. ``traced``: the values a grid's
-  pack gives each run (train/pack.py); with ``weight_decay`` among them the optimizer keeps its
-  weight-decay stage whatever this config's value.
+  ``run.modules`` first, so a user's registered method is known.
   """
   check_fields(config)
   c = resolve(config)
   names = _check_names(c)
   _check_constraints(c, config, names)
-  return _build(c, names, traced)
+  return _build(c, names)
+
+
+def for_pack(checked: Checked, traced: tuple) -> Checked:
+  """``checked`` (a pack's first point) for the pack's runs, whose values ``traced`` ride on the
+  run axis (train/pack.py). Only a traced weight decay changes what was built: the optimizer keeps
+  its weight-decay stage whatever the first point's value, so it alone is built again."""
+  if "weight_decay" not in traced:
+    return checked
+  return checked._replace(tx=_optimizer(checked.config, decay=True))
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -168,13 +175,12 @@ def _check_constraints(c, config, names: list) -> None:
          "set from its seed)")
 
 
-def _build(c, names: list, traced: tuple) -> Checked:
+def _build(c, names: list) -> Checked:
   """Builds the methods, the model and the optimizer with the registries' own checks (one line
   naming the field on a failure), and the checks between them and the config."""
   from reinit_jax import methods as methods_registry
   from reinit_jax import models
   from reinit_jax.data import registry
-  from reinit_jax.train import schedules
   built = {name: _checked("reinit.hparams", c.reinit.hparams,
                           lambda: methods_registry.get(name, **method_hparams(c, name)))
            for name in names}
@@ -199,10 +205,16 @@ def _build(c, names: list, traced: tuple) -> Checked:
   if c.run.feature_diagnostics and len(model.blocks) < 2:
     fail("run.feature_diagnostics", True, "False for a model of one block (no penultimate "
          "features; set model.num_blocks >= 2)")
-  tx = _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
+  return Checked(c, model, built, _optimizer(c))
+
+
+def _optimizer(c, decay: bool | None = None):
+  """The optimizer of ``c`` (its options checked); ``decay=True``: with its weight-decay stage
+  whatever ``c``'s value (a pack's traced weight decay)."""
+  from reinit_jax.train import schedules
+  return _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
     c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict(),
-    decay=True if "weight_decay" in traced else None))
-  return Checked(c, model, built, tx)
+    decay=decay))
 
 
 def _check_methods(c, built: dict) -> None:
