@@ -263,6 +263,9 @@ MUTANTS = (
   Mutant("pack_of_one_writes_points", "reinit_jax/train/pack.py",
          "if len(self.points) == 1 or stopped:", "if stopped:", ("tests/test_wiring_resume.py",),
          "a point alone rewrites its own directory as a pack's point when it finishes"),
+  Mutant("pack_optimizer_not_rebuilt", "reinit_jax/train/validation.py",
+         'if "weight_decay" not in traced:', "if True:", ("tests/test_pack.py",),
+         "a pack whose weight decay rides on the run axis keeps its first point's optimizer"),
 )
 
 
