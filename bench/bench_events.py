@@ -172,7 +172,7 @@ def bench_model(name, width, batch, k, norm_batch, rounds, method_names, dtype="
     print(f"{name:9s} step-level {m:13s} event {1e3 * (step_events[m] / k - step_s):8.2f} ms  "
           f"step {1e3 * step_s:8.2f} ms  ratio {r:6.3f}", flush=True)
   out = {"model": name, "width": width, "batch": batch, "norm_batch": norm_batch, "dtype": dtype,
-         "initializer": mlp_init if name == STREAM_MLP else model.options.get("initializer"),
+         "initializer": model.options.get("initializer"),
          "select_impls": {i: masks.resolve_select_impl(i) for i in impls},
          "step_ms": round(1e3 * step_s, 3),
          "event_ms": {m: round(1e3 * v, 3) for m, v in med.items()},

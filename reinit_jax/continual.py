@@ -1,9 +1,10 @@
 """Plasticity on a continual task stream: seeds trained together, resets decided inside the scan.
 
 The protocol of Kumar et al. 2023 scaled to Fashion-MNIST: an MLP 784-100-100-10 (ReLU; initialized
-as Dohare et al. 2024 draw theirs, :data:`HIDDEN_INIT`), Adam (lr 1e-3), batch 16; task k permutes the pixels of the first 10,000 training images, one pass a
-task (``permuted``), or redraws every label of the first 1,000, ten passes a task
-(``random_labels``; :data:`PASSES`; reinit_jax/data/streams.py). A task's *online accuracy* is the accuracy on each batch before its
+as Dohare et al. 2024 draw theirs, :data:`HIDDEN_INIT`), Adam (lr 1e-3), batch 16; task k permutes
+the pixels of the first 10,000 training images, one pass a task (``permuted``), or redraws every
+label of the first 1,000, ten passes a task (``random_labels``; :data:`PASSES`;
+reinit_jax/data/streams.py). A task's *online accuracy* is the accuracy on each batch before its
 update, averaged over the task. One jitted call trains one task for every seed, so a stream of any
 length compiles once.
 
@@ -28,11 +29,12 @@ replacement (:func:`cbp_select`). On the CPU backend every key's threefry hash i
 (``backends.draw_key``): the same bits as ``jax.random``'s, whose XLA:CPU lowering is a loop 3×
 slower (S&P's noise was most of its step). ``run`` splits the seeds over the local devices
 (XLA:CPU has one per core after ``backends.cpu_host.one_cpu_device_per_core``, as
-results/plasticity_stream.py sets), each running its share in ``shard_map``; ``run_together`` trains several points side by side, one device each,
-which is faster still for this MLP (a batch-16 step does not fill a core). With one device the
-records are bitwise those of the earlier per-seed vmap of the whole task; side by side, too; with
-the seeds split over two, online accuracy, resets and dormant fractions are too, norms and ranks
-agree to float32 rounding (tests/test_continual.py).
+results/plasticity_stream.py sets), each running its share in ``shard_map``; ``run_together``
+trains several points side by side, one device each, which is faster still for this MLP (a
+batch-16 step does not fill a core). With one device the records are bitwise those of the earlier
+per-seed vmap of the whole task; side by side, too; with the seeds split over two, online
+accuracy, resets and dormant fractions are too, norms and ranks agree to float32 rounding
+(tests/test_continual.py).
 """
 
 from __future__ import annotations
@@ -71,10 +73,11 @@ SETTINGS = {"l2init": {"strength": 1e-2}, "snp": {"shrink": 1 - 1e-4, "noise": 1
 # ----------------------------------------------------------------------------- model, study point
 
 
-# Dohare et al. 2024's initialization of these streams' networks, which their continual backprop
-# also draws its new units from: uniform, bound gain·√(3/fan_in), gain √2 for the ReLU layers and 1
-# for the output layer (He and LeCun uniform); biases zero. A uniform draw needs no erf⁻¹: a fresh
-# network costs half a normal one's time on XLA:CPU (bench/README.md, "Event time ÷ step time").
+# Dohare et al. 2024's initialization of these streams' networks, which their continual
+# backprop also draws its new units from: uniform, bound gain·√(3/fan_in), gain √2 for the ReLU
+# layers and 1 for the output layer (He and LeCun uniform); biases zero. A uniform draw needs no
+# erf⁻¹: a fresh network costs half a normal one's time on XLA:CPU
+# (bench/README.md, "Event time ÷ step time").
 HIDDEN_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 HEAD_INIT = nn.initializers.lecun_uniform()
 

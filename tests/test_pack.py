@@ -12,7 +12,7 @@ import pytest
 from reinit_jax.launch import grid, sweep
 from reinit_jax import train
 from reinit_jax.train import compiled, pack as packing, step as step_fns, validate
-from train_helpers import config_json_without_pack, summary_without_timing
+from train_helpers import config_json_without_pack, count_builds, summary_without_timing
 
 GRID = '''
 from reinit_jax import launch
@@ -251,19 +251,8 @@ def test_a_pack_builds_its_parts_once(cfg, tmp_path, monkeypatch):
   """A grid validates each point once (one model, one method, one optimizer); its pack builds no
   model and no method (one more method is read for its default hyperparameters) and one more
   optimizer, since a traced weight decay keeps the decay stage (``validation.for_pack``)."""
-  from reinit_jax import methods, models
   from reinit_jax.train import validation
-  calls = {"model": 0, "method": 0, "optimizer": 0}
-
-  def counting(name, build_fn):
-    def wrapped(*args, **kwargs):
-      calls[name] += 1
-      return build_fn(*args, **kwargs)
-    return wrapped
-
-  monkeypatch.setattr(models, "create", counting("model", models.create))
-  monkeypatch.setattr(methods, "get", counting("method", methods.get))
-  monkeypatch.setattr(validation, "_optimizer", counting("optimizer", validation._optimizer))
+  calls = count_builds(monkeypatch, validation, "_optimizer")
   grid.run_grid(cfg, {}, str(tmp_path / "grid"))
   points = len(sweep.points(cfg))  # 3 S&P points (lr, L2, λ differ: one pack) and a standard one
   assert calls == {"model": points, "method": points + 1, "optimizer": points + 1}

@@ -20,7 +20,7 @@ from reinit_jax import train
 from reinit_jax.train import feed, loop, build, validation
 from reinit_jax.train.loss import distill_kl, objective
 from reinit_jax.train.state import fresh_variables
-from train_helpers import tiny_config
+from train_helpers import count_builds, tiny_config
 
 
 def tiny(**overrides):
@@ -246,20 +246,9 @@ def test_model_method_and_optimizer_are_built_once(tmp_path, monkeypatch, entry,
   """Validation builds them from the config (the input shape from the data registry, before any
   data is read) and the runs use those: one model and one optimizer per run or study, one build
   of each method."""
-  from reinit_jax import methods, models
   from reinit_jax.launch import study
   from reinit_jax.train import schedules
-  calls = {"model": 0, "method": 0, "optimizer": 0}
-
-  def counting(name, build_fn):
-    def wrapped(*args, **kwargs):
-      calls[name] += 1
-      return build_fn(*args, **kwargs)
-    return wrapped
-
-  monkeypatch.setattr(models, "create", counting("model", models.create))
-  monkeypatch.setattr(methods, "get", counting("method", methods.get))
-  monkeypatch.setattr(schedules, "make_optimizer", counting("optimizer", schedules.make_optimizer))
+  calls = count_builds(monkeypatch, schedules, "make_optimizer")
   if entry == "run":
     summaries = [train.run(tiny(**overrides), str(tmp_path))]
   else:

@@ -1,4 +1,5 @@
-"""Shared by the engine tests: a tiny synthetic-task config, metrics rows, a counting R."""
+"""Shared by the engine tests: a tiny synthetic-task config, metrics rows, a counting R, counts of
+what a run builds."""
 
 import json
 import os
@@ -98,3 +99,23 @@ def config_json_without_pack(d):
     c = json.load(f)
   c["run"].pop("pack")
   return c
+
+
+def count_builds(monkeypatch, optimizer_owner, optimizer_attr: str) -> dict:
+  """From now on, counts the models built (``models.create``), the methods (``methods.get``) and
+  the optimizers (``optimizer_owner.<optimizer_attr>``: the builder the caller wants counted);
+  returns the live counts {'model', 'method', 'optimizer'}."""
+  from reinit_jax import models
+  calls = {"model": 0, "method": 0, "optimizer": 0}
+
+  def counting(name, build_fn):
+    def wrapped(*args, **kwargs):
+      calls[name] += 1
+      return build_fn(*args, **kwargs)
+    return wrapped
+
+  monkeypatch.setattr(models, "create", counting("model", models.create))
+  monkeypatch.setattr(methods, "get", counting("method", methods.get))
+  monkeypatch.setattr(optimizer_owner, optimizer_attr,
+                      counting("optimizer", getattr(optimizer_owner, optimizer_attr)))
+  return calls

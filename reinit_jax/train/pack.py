@@ -145,10 +145,11 @@ class Pack:
 
   @property
   def label(self) -> str:
-    """What progress lines call the runs: the point's name (its directory's), or a pack's."""
-    names = [os.path.basename(os.path.normpath(d)) if d else p
-             for d, p in zip(self.workdirs, self.points)]
-    return f"pack of {len(names)} points: {names[0]}, ..." if len(names) > 1 else names[0]
+    """What progress lines call the runs: the point's name, or a pack's first point's directory."""
+    if len(self.points) == 1:
+      return self.points[0]
+    first = os.path.basename(os.path.normpath(self.workdirs[0]))
+    return f"pack of {len(self.points)} points: {first}, ..."
 
   def who(self, s: int) -> dict:
     """Run s in a record: its seed, and with several points its point's index (``point``, which
