@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 
 from reinit_jax import masks, plasticity
+from reinit_jax.models.base import layer_chain
 from reinit_jax.method_registry import (Carry, Context, Declaration, Hparam, Method,  # noqa: F401
                                         get, import_modules, integer, is_unit, names,
                                         positive_int, register, unit_interval)
@@ -252,19 +253,6 @@ def rescale_only(params, fresh, stage, key, context):
   if context.init_norms is None:
     raise ValueError("rescale_only needs context.init_norms (methods.make_context records them)")
   return rescale_to_norms(params, context.init_norms, masks.all_true(params))
-
-
-def layer_chain(blocks, params) -> tuple:
-  """The layers of a model that is a chain of dense layers, one per block, covering every
-  parameter (the ``mlp``), as parameter paths: a unit of block i is an output of its layer and an
-  input of block i + 1's. ``params`` may hold shapes (``jax.eval_shape``)."""
-  names = [b.names[0] for b in blocks if len(b.names) == 1]
-  dense = all(set(params.get(n, {})) <= {"kernel", "bias"} and len(params[n]["kernel"].shape) == 2
-              for n in names if "kernel" in params.get(n, {}))
-  if len(names) < 2 or len(names) != len(blocks) or set(names) != set(params) or not dense:
-    raise ValueError("a unit-level method needs a model that is a chain of dense layers, one per "
-                     "block (model 'mlp', model.num_blocks=None)")
-  return tuple((n,) for n in names)
 
 
 def units_in_mask(blocks, mask) -> jax.Array:

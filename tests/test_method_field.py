@@ -6,7 +6,7 @@ import pytest
 
 from reinit_jax.launch import overrides, sweep
 from reinit_jax.train import base_config, validate
-from reinit_jax.train.config import method_names, with_method
+from reinit_jax.train.validation import method_names, with_method
 from reinit_jax.train.validation import method_hparams
 
 DEFAULT = "configs/default.py"

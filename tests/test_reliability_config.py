@@ -220,6 +220,7 @@ def test_launch_corrupt_data_and_bad_config_one_line_nonzero(tmp_path):
 @pytest.mark.parametrize("field,values", [
   ("reinit.distill_live", {"reinit.distill": True, "reinit.distill_live": False}),
   ("run.eval_train", {"data.label_noise": 0.2, "run.eval_train": "stage"}),
+  ("run.feature_diagnostics", {"run.feature_diagnostics": True}),
 ])
 def test_streamed_data_constraints_fail_before_any_data(field, values):
   """What a streamed data set rules out is known from the config alone: validation names the

@@ -14,7 +14,7 @@ import pytest
 from reinit_jax import events, methods, models, train
 from reinit_jax.train import compiled
 from reinit_jax.train import step as step_fns
-from reinit_jax.train.state import init_state, step_fresh_variables, stream_key, STEP_EVENT_STREAM
+from reinit_jax.train.state import init_state, step_draw, stream_key, STEP_EVENT_STREAM
 from train_helpers import run_keeping, tiny_config
 
 MODEL = models.create("mlp", 3, input_shape=(5,), widths=(8,))
@@ -47,7 +47,7 @@ def test_fired_event_is_the_stage_event_with_a_step_keyed_draw(name, hparams, po
                                                state.opt_state))  # momentum not zero
   after = _after(method, tx, every=3, policy=policy)
   out = after(_at(state, 6), jnp.float32(1.0), X)
-  fresh = step_fresh_variables(MODEL, state.seed, 6)
+  fresh = step_draw(MODEL, state.seed, 6)
   want, want_opt = events.apply_event(method, MODEL, state.variables, fresh, state.opt_state, tx,
                                       1, stream_key(state.key, STEP_EVENT_STREAM, 6),
                                       state.context, X, optimizer_policy=policy,
@@ -59,8 +59,8 @@ def test_fired_event_is_the_stage_event_with_a_step_keyed_draw(name, hparams, po
   assert int(out.step_events["events"]) == 1
   assert float(out.step_events["window_accuracy"]) == 0.0  # a new window starts
   # The draw is keyed by the step: another step draws another θ_init, never a stage's θ_init.
-  assert not np.allclose(step_fresh_variables(MODEL, 0, 6)["params"]["dense2"]["kernel"],
-                         step_fresh_variables(MODEL, 0, 9)["params"]["dense2"]["kernel"])
+  assert not np.allclose(step_draw(MODEL, 0, 6)["params"]["dense2"]["kernel"],
+                         step_draw(MODEL, 0, 9)["params"]["dense2"]["kernel"])
 
 
 @pytest.mark.parametrize("step", [1, 2, 4, 5, 7])
@@ -104,7 +104,7 @@ def test_each_run_decides_for_itself():
   assert "cond[" in str(jax.make_jaxpr(named)(batched, jnp.float32(1.0), X))
   for i, fired in enumerate([True, False, True, False]):
     kernel = out.variables["params"]["dense2"]["kernel"][i]
-    fresh = step_fresh_variables(MODEL, i, int(runs[i].step))["params"]["dense2"]["kernel"]
+    fresh = step_draw(MODEL, i, int(runs[i].step))["params"]["dense2"]["kernel"]
     assert np.allclose(kernel, fresh, rtol=1e-6, atol=1e-6) == fired
 
 
@@ -274,7 +274,7 @@ def test_redo_as_a_step_event_resets_dormant_units_and_their_adam_moments():
                                    threshold=1.0, optimizer_policy="mask",
                                    batch_stats_policy="reset")
   out = after(_at(state, 4), jnp.float32(1.0), X)
-  fresh = step_fresh_variables(model, 0, 4)["params"]
+  fresh = step_draw(model, 0, 4)["params"]
   # Expected, in numpy: dormant = mean|h| ≤ 0.1 × the layer's mean, layer by layer.
   hidden = [np.abs(np.asarray(h)).mean(0) for h in model.block_outputs(state.variables, X)[:-1]]
   want = jax.tree.map(lambda p: np.asarray(p, np.float64).copy(), params)
@@ -335,7 +335,7 @@ def test_continual_backprop_across_step_events_matches_its_definition():
                          jax.tree.leaves((params, opt_state))):
       np.testing.assert_array_equal(leaf, ref)
   out = after(_at(state, 3), jnp.float32(1.0), X)
-  fresh = step_fresh_variables(model, 0, 3)["params"]
+  fresh = step_draw(model, 0, 3)["params"]
   units = out.context.carry["units"]
   want = jax.tree.map(lambda p: np.asarray(p, np.float64).copy(), params)
   changed = jax.tree.map(lambda p: np.zeros(p.shape, bool), params)

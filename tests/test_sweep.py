@@ -85,6 +85,15 @@ def test_list_prints_one_parsable_command_per_point(config_file, tmp_path):
         want.reinit.method, want.optim.weight_decay, 2)
 
 
+def test_list_fails_on_a_value_of_the_wrong_type(config_file, tmp_path):
+  """--sweep=list applies the command's values to every point's config: a value of the wrong type
+  fails there in one line, before a command is printed."""
+  p = _launch([f"--config={config_file}", f"--workdir={tmp_path}/wd", "--sweep=list",
+               "--config.optim.epochs=abc"], timeout=120)
+  assert p.returncode == 1 and p.stdout == "", (p.stdout, p.stderr[-2000:])
+  assert p.stderr.strip().splitlines()[-1].startswith("error: config.optim.epochs='abc'")
+
+
 def test_list_without_grid_fails(tmp_path):
   p = _launch(["--config=configs/default.py", "--sweep=list"], timeout=120)
   assert p.returncode != 0 and "declares no sweep" in p.stderr

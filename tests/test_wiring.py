@@ -19,7 +19,7 @@ import pytest
 from reinit_jax import train
 from reinit_jax.train import feed, loop, build, validation
 from reinit_jax.train.loss import distill_kl, objective
-from reinit_jax.train.state import fresh_variables
+from reinit_jax.train.state import stage_draw
 from train_helpers import count_builds, tiny_config
 
 
@@ -94,7 +94,7 @@ def test_full_events_set_exactly_the_models_own_draw_for_seed_and_stage(tmp_path
   seeds = (0, 1)
   r, s, events, _ = run_recording(tiny(method="full", seeds=seeds), tmp_path, monkeypatch)
   assert s["events"] == 2 and len(events) == 2
-  draw = {(seed, t): fresh_variables(r.parts.model, seed, t)["params"] for seed in seeds
+  draw = {(seed, t): stage_draw(r.parts.model, seed, t)["params"] for seed in seeds
           for t in (0, 1, 2)}
   first = jax.device_get(r.init().variables["params"])
   for i, seed in enumerate(seeds):

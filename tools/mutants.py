@@ -62,11 +62,11 @@ PACK, PACK_TESTS = "reinit_jax/train/pack.py", ("tests/test_pack.py",)
 
 MUTANTS = (
   # ---------------------------------------------------------------- the trainer's wiring (issue 17)
-  Mutant("event_stage_constant", STEP, "fresh = fresh_variables(model, state.seed, t)",
-         "fresh = fresh_variables(model, state.seed, 1)", WIRING,
+  Mutant("event_stage_constant", STEP, "fresh = stage_draw(model, state.seed, t)",
+         "fresh = stage_draw(model, state.seed, 1)", WIRING,
          "every event draws the same 'fresh' θ_init"),
-  Mutant("fresh_scaled", STEP, "fresh = fresh_variables(model, state.seed, t)",
-         "fresh = jax.tree.map(lambda a: 0.4 * a, fresh_variables(model, state.seed, t))", WIRING,
+  Mutant("fresh_scaled", STEP, "fresh = stage_draw(model, state.seed, t)",
+         "fresh = jax.tree.map(lambda a: 0.4 * a, stage_draw(model, state.seed, t))", WIRING,
          "θ_init scaled ×0.4 (re-initialized layers get several times less variance)"),
   Mutant("lwnorm_times_sigma", "reinit_jax/models/base.py", "(z - mu.value) / sigma.value",
          "(z - mu.value) * sigma.value", WIRING, "layer-wise normalization as (z − μ)·σ"),
@@ -93,8 +93,8 @@ MUTANTS = (
   Mutant("summary_final_test", LOOP, "test = best.test if has_val else pos.last_test",
          "test = pos.last_test", RESUME,
          "summary test accuracy is the final one despite a validation split"),
-  Mutant("init_same_for_every_seed", STATE, "variables = fresh_variables(model, seed, 0)",
-         "variables = fresh_variables(model, 0, 0)", WIRING, "every seed starts from one θ_1"),
+  Mutant("init_same_for_every_seed", STATE, "variables = stage_draw(model, seed, 0)",
+         "variables = stage_draw(model, 0, 0)", WIRING, "every seed starts from one θ_1"),
   Mutant("event_key_ignores_seed", EVENTS, "jax.random.fold_in(key, jnp.asarray(seed, jnp.uint32))",
          "jax.random.fold_in(key, 0)", WIRING + ("tests/test_events.py",),
          "every seed draws the same θ_init at an event"),

@@ -56,27 +56,21 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None, command
   plain_status_lines()
   values = command.field_values
   workdir = workdir or os.path.join("runs", config.name)
-  if sweep_flag == "list":
-    sweep.set_overrides(config, values)  # a value of the wrong type fails here, not in each point
-    for line in sweep.commands(path, workdir, command.field_words):
+  if sweep_flag == "list":  # a value of the wrong type fails here, not in each point
+    for line in sweep.commands(path, workdir, command.field_words, values):
       print(line)
     return
-  # One cache for the process: the study's value, or the command line's for every point.
+  # One cache for the process: the command line's value, else the config file's, for every point.
   compilation_cache(values.get("run.compilation_cache", config.run.compilation_cache))
-  if sweep_flag is None:
-    sweep.set_overrides(config, values)
-    summaries = study.run_study(config, workdir)
-  elif sweep_flag == "all":
+  if sweep_flag == "all":
     from reinit_jax.launch import grid
     summaries = grid.run_grid(path, values, workdir)
   else:
-    try:
-      index = int(sweep_flag)
-    except ValueError:
-      raise ValueError(f"--sweep must be 'list', 'all' or an integer index, got {sweep_flag!r}")
-    name, config = sweep.point_config(path, index)
+    if sweep_flag is not None:  # one point of the grid, into its own sub-workdir
+      name, config = sweep.point_config(path, _sweep_index(sweep_flag))
+      workdir = os.path.join(workdir, name)
     sweep.set_overrides(config, values)
-    summaries = study.run_study(config, os.path.join(workdir, name))
+    summaries = study.run_study(config, workdir)
   print("\n" + study.table(summaries))
   print("\noutputs (config.json, metrics.jsonl, summary.json, tensorboard/, checkpoints/):")
   for s in summaries.values():
@@ -84,6 +78,13 @@ def main(config, path: str, workdir: str | None, sweep_flag: str | None, command
   if sweep_flag is None and len(summaries) > 1:  # a study of several methods: their curves
     png = study.curves_png(summaries, os.path.join(os.path.abspath(workdir), "curves.png"))
     print(f"learning curves: {png}")
+
+
+def _sweep_index(sweep_flag: str) -> int:
+  try:
+    return int(sweep_flag)
+  except ValueError:
+    raise ValueError(f"--sweep must be 'list', 'all' or an integer index, got {sweep_flag!r}")
 
 
 def plain_status_lines() -> None:

@@ -132,12 +132,17 @@ def default_workdir(config_path: str) -> str:
   return os.path.join("runs", load_module(path).get_config(arg or None).name)
 
 
-def commands(config_path: str, workdir: str, extra_flags: Iterable[str] = (),
+def commands(config_path: str, workdir: str, extra_flags: Iterable[str] = (), values=None,
              launcher: str = "python launch.py") -> list[str]:
   """One shell command per point, equivalent to ``--sweep=<index>`` (same config, same workdir).
 
-  ``extra_flags`` (e.g. ``--config.progress=off``) are appended to every command unchanged.
+  ``extra_flags`` (e.g. ``--config.progress=off``) are appended to every command unchanged;
+  ``values``: the same flags as parsed ({dotted field: value}), applied to every point's config
+  first, so a value of the wrong type fails here rather than in each point's process.
   """
+  if values:
+    for _, config in point_configs(config_path):
+      set_overrides(config, values)
   path, arg = split_config_path(config_path)
   out = []
   for p in points(config_path):

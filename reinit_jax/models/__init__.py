@@ -11,8 +11,7 @@ from typing import Callable
 from reinit_jax.models import mlp, mobilenet, resnet, scnn, vgg
 from reinit_jax.models.layers import CONV_IMPLS, parse_options
 from reinit_jax.models.base import (Block, INITIALIZERS, LAYERWISE_NORM, NORMALIZATIONS,
-                                    LayerwiseNorm,
-                                    Model, group_blocks)
+                                    LayerwiseNorm, Model, group_blocks, layer_chain)
 
 _BUILDERS: dict[str, Callable[..., Model]] = {}
 
@@ -150,4 +149,4 @@ for _name, _make, _norm, _shape, _tiny_width in _CNNS:
                width=_tiny_width, channels=(1, 3))
 
 __all__ = ["CONV_IMPLS", "register_cnn", "Block", "LayerwiseNorm", "Model", "LAYERWISE_NORM",
-           "create", "names", "register", "group_blocks"]
+           "create", "names", "register", "group_blocks", "layer_chain"]

@@ -122,6 +122,19 @@ def group_blocks(blocks: Sequence[Block], num_blocks: int | None) -> tuple[Block
   return tuple(out)
 
 
+def layer_chain(blocks, params) -> tuple:
+  """The layers of a model (its ``blocks``) that is a chain of dense layers, one per block, covering every
+  parameter (the ``mlp``), as parameter paths: a unit of block i is an output of its layer and an
+  input of block i + 1's (the unit-level methods' chain). ``params`` may hold shapes (``jax.eval_shape``)."""
+  names = [b.names[0] for b in blocks if len(b.names) == 1]
+  dense = all(set(params.get(n, {})) <= {"kernel", "bias"} and len(params[n]["kernel"].shape) == 2
+              for n in names if "kernel" in params.get(n, {}))
+  if len(names) < 2 or len(names) != len(blocks) or set(names) != set(params) or not dense:
+    raise ValueError("a unit-level method needs a model that is a chain of dense layers, one per "
+                     "block (model 'mlp', model.num_blocks=None)")
+  return tuple((n,) for n in names)
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A Flax module with its block declaration.

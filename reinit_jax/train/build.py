@@ -24,11 +24,11 @@ import numpy as np
 
 from reinit_jax import data as data_
 from reinit_jax import backends
-from reinit_jax.train import compiled, faults, feed, multihost, outputs, schedules
+from reinit_jax.train import compiled, faults, feed, multihost, schedules
 from reinit_jax.train import step as step_
 from reinit_jax.train import validation
 from reinit_jax.train import pack as pack_
-from reinit_jax.train.state import base_keys, init_state, prepare_state
+from reinit_jax.train.state import base_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,8 +265,7 @@ def _compile(config, inputs: Inputs, geometry: Geometry, parts: Parts, derived: 
       batch_stats_policy=reinit.batch_stats_policy, capacity=capacity,
       idle_norm_policy=reinit.idle_norm_policy, per_run=per_run, runs_mesh=mesh,
       compiler_options=rare, values=parts.values[1], select_impl=select_impl))
-  norm_fn = cached("norm", lambda: step_.jit_seeds(
-      step_.over_runs(outputs.param_norm, (0,)), mesh, (True,)))
+  norm_fn = cached("norm", lambda: step_.make_norm(mesh))
   init_fn, prepare_fn = _state_functions(config, parts, cached, mesh, rare, select_impl)
   features_fn = (cached("features", lambda: step_.make_feature_diagnostics(
       parts.model, augment, per_run=per_run, runs_mesh=mesh))
@@ -280,16 +279,13 @@ def _state_functions(config, parts: Parts, cached, mesh, rare, select_impl):
   # Locals, not parts or config: a cached function keeps what it closes over for the rest of a grid.
   model, method, tx, distill = parts.model, parts.method, parts.tx, config.reinit.distill
   anchor, step_events = config.optim.l2_init > 0, config.reinit.every_steps > 0
-  # θ_1 and the optimizer do not depend on the method: one compilation for a grid's methods.
-  init_fn = cached("init", lambda: step_.jit_seeds(step_.over_runs(
-      lambda k, s: init_state(model, None, tx, k, s, distill, anchor=anchor,
-                              step_events=step_events), (0, 0)), mesh, (True, True),
+  init_fn = cached("init", lambda: step_.make_init(
+      model, tx, distill=distill, anchor=anchor, step_events=step_events, runs_mesh=mesh,
       compiler_options=rare))
   prepare_fn = None
   if method.prepares:
-    prepare_fn = cached("prepare", lambda: step_.jit_seeds(step_.over_runs(
-        lambda st: prepare_state(method, st, select_impl), (0,)), mesh, (True,), donate_argnums=0,
-        compiler_options=rare))
+    prepare_fn = cached("prepare", lambda: step_.make_prepare(
+        method, select_impl=select_impl, runs_mesh=mesh, compiler_options=rare))
   return init_fn, prepare_fn
 
 

@@ -202,22 +202,6 @@ def short_names() -> dict[str, str]:
   return {leaf: names[0] for leaf, names in count.items() if len(names) == 1}
 
 
-def method_names(c) -> tuple[str, ...]:
-  """The method(s) of ``reinit.method``: one name, or the names of a study."""
-  m = c.reinit.method
-  return (m,) if isinstance(m, str) else tuple(m)
-
-
-def with_method(c, method) -> ml_collections.ConfigDict:
-  """A copy of ``c`` with ``reinit.method`` = ``method`` (a name or a tuple of names): a plain
-  ConfigDict types a field by its first value, so the field is made anew."""
-  out = ml_collections.ConfigDict(c.to_dict())
-  del out.reinit["method"]
-  out.reinit["method"] = ml_collections.FieldReference(
-    method if isinstance(method, str) else tuple(method), field_type=object)
-  return out
-
-
 def get(c, dotted: str):
   """The value of ``section.field`` in ``c``."""
   for part in dotted.split("."):

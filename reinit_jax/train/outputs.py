@@ -11,7 +11,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -30,11 +29,6 @@ def params_digest(params) -> str:
 # The record fields written as TensorBoard scalars (besides every dormant_* fraction).
 _SCALARS = ("loss", "accuracy", "learning_rate", "param_norm", "step_events", "units_reset",
             "effective_rank", "srank")
-
-
-def param_norm(params) -> jax.Array:
-  """Global L2 norm of one seed's parameters ([Z] Fig. 3), in float32; jit- and vmap-able."""
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(params)))
 
 
 class MetricsLog:

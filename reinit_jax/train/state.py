@@ -67,15 +67,16 @@ INIT_ROOT = 0x1417  # root of every model.init key; the seed and the stage are f
 STEP_INIT_ROOT = 0x5E7  # root of the θ_init of step-level events; the seed and the step folded in
 
 
-def fresh_variables(model, seed, stage) -> dict:
-  """``model.init`` keyed by (seed, stage) as ``events.fresh_variables`` ([Z] §3, [AA] §4): stage 0 draws
-  θ_1, stage t ≥ 1 the θ_init of the event after stage t. ``seed``/``stage`` may be traced."""
+def stage_draw(model, seed, stage) -> dict:
+  """The fresh draw of stage ``stage``: ``model.init`` keyed by (seed, stage) as
+  ``events.fresh_variables`` ([Z] §3, [AA] §4). Stage 0 draws θ_1, stage t ≥ 1 the θ_init of the
+  event after stage t. ``seed``/``stage`` may be traced."""
   return dict(events.fresh_variables(model, backends.draw_key(jax.random.PRNGKey(INIT_ROOT)), seed,
                                      stage))
 
 
-def step_fresh_variables(model, seed, step) -> dict:
-  """The θ_init of a step-level event after step ``step`` (traced): ``model.init`` keyed by
+def step_draw(model, seed, step) -> dict:
+  """The fresh draw of a step-level event after step ``step`` (traced): ``model.init`` keyed by
   (seed, step) from a root of its own, so it never repeats a stage event's draw."""
   return dict(events.fresh_variables(model, backends.draw_key(jax.random.PRNGKey(STEP_INIT_ROOT)),
                                      seed, step))
@@ -90,7 +91,7 @@ def init_state(model, method, tx, base_key: jax.Array, seed, distill: bool, *,
   every method of a grid. ``anchor``: keep θ_1's parameters as θ₀ (L2 Init); ``step_events``:
   the counters of step-level events (``step.make_step_event``).
   """
-  variables = fresh_variables(model, seed, 0)
+  variables = stage_draw(model, seed, 0)
   context = methods.make_context(model, variables["params"])
   zero = jnp.zeros((), jnp.int32)
   state = TrainState(variables=variables, opt_state=tx.init(variables["params"]), context=context,

@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec
 from reinit_jax import backends, events, methods, plasticity
 from reinit_jax.train import loss as losses, multihost
 from reinit_jax.train.state import (EVENT_STREAM, STEP_EVENT_STREAM, STEP_STREAM, TrainState,
-                                    fresh_variables, step_fresh_variables, stream_key)
+                                    init_state, prepare_state, stage_draw, step_draw, stream_key)
 
 
 def jit_seeds(fn, runs_mesh, seeded, donate_argnums=(), compiler_options=None):
@@ -342,6 +342,37 @@ def make_teacher_cache(model, augment: Callable, per_run: bool = False, runs_mes
                    (True, per_run, False))
 
 
+def make_init(model, tx, *, distill: bool, anchor: bool, step_events: bool, runs_mesh=None,
+              compiler_options=None):
+  """``init(base_keys (S, 2), seeds (S,)) -> state``: every run's θ_1 and fresh optimizer state
+  (``state.init_state`` without a method: θ_1 and the optimizer do not depend on it, so one
+  compilation serves every method of a grid)."""
+  def one(base_key, seed):
+    return init_state(model, None, tx, base_key, seed, distill, anchor=anchor,
+                      step_events=step_events)
+
+  return jit_seeds(over_runs(one, (0, 0)), runs_mesh, (True, True),
+                   compiler_options=compiler_options)
+
+
+def make_prepare(method, *, select_impl: str | None = None, runs_mesh=None,
+                 compiler_options=None):
+  """``prepare(state) -> state``: the method's once-before-training draw into every run's context
+  (``state.prepare_state``); ``state`` is donated."""
+  return jit_seeds(over_runs(lambda st: prepare_state(method, st, select_impl), (0,)), runs_mesh,
+                   (True,), donate_argnums=0, compiler_options=compiler_options)
+
+
+def param_norm(params) -> jax.Array:
+  """Global L2 norm of one seed's parameters ([Z] Fig. 3), in float32; jit- and vmap-able."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(params)))
+
+
+def make_norm(runs_mesh=None):
+  """``norm(params (S, ...)) -> (S,)``: every run's :func:`param_norm`."""
+  return jit_seeds(over_runs(param_norm, (0,)), runs_mesh, (True,))
+
+
 def make_step_event(model, method, tx, *, every: int, trigger: str, threshold: float,
                     optimizer_policy: str, batch_stats_policy: str, idle_norm_policy: str = "set",
                     values: Callable | None = None, select_impl: str | None = None):
@@ -389,9 +420,9 @@ def _step_event(model, method, tx, select_impl, policies: dict, st: TrainState, 
           if method.uses_activations else None)
 
   def reset(st):
-    variables, opt_state = events.apply_event(
-        method, model, st.variables, step_fresh_variables(model, st.seed, st.step),
-        st.opt_state, tx, index, key, context, x, mask=mask, **policies)
+    fresh = step_draw(model, st.seed, st.step)
+    variables, opt_state = events.apply_event(method, model, st.variables, fresh, st.opt_state, tx,
+                                              index, key, context, x, mask=mask, **policies)
     return st.replace(variables=variables, opt_state=opt_state)
 
   units = st.step_events["units_reset"]
@@ -443,7 +474,7 @@ def make_event(model, method, tx, augment: Callable, *, norm_batch_size: int, di
   def one(state: TrainState, x_all, n_current):
     method, tx = const if state.hyper is None else values(state.hyper)
     t = state.stage
-    fresh = fresh_variables(model, state.seed, t)
+    fresh = stage_draw(model, state.seed, t)
     ek = backends.draw_key(stream_key(state.key, EVENT_STREAM, t))
     nk = jax.random.fold_in(ek, 0x4E)
     ix = jax.random.randint(nk, (norm_batch_size,), 0, n_current)

@@ -8,6 +8,7 @@ data sets) check their own names and options.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ import ml_collections
 import optax
 
 from reinit_jax.schema import fail
-from reinit_jax.train.config import SCHEMA, TOP, fields, method_names, with_method
+from reinit_jax.train.config import SCHEMA, TOP, fields
 
 OPTIMIZERS = tuple(n for n in ("sgd", "adam", "adamw", "nadam", "nadamw", "radam", "rmsprop",
                                "adagrad", "adamax", "adamaxw", "amsgrad", "adabelief", "lamb",
@@ -93,12 +94,22 @@ def check(config: ml_collections.ConfigDict) -> Checked:
   registries, the method's hyperparameters, stages ≤ epochs and a multiple of layerwise's M,
   online chunks = stages, batch size a multiple of the device count, optimizer options. Imports
   ``run.modules`` first, so a user's registered method is known.
+
+  The config's own checks come first; then each module below builds its part once, in order
+  (optimizer, data options, model), and what depends on a built part is checked where it is
+  built, so the config goes down the layers without coming back here.
   """
   check_fields(config)
   c = resolve(config)
   names = _check_names(c)
   _check_constraints(c, config, names)
-  return _build(c, names)
+  built_methods = _build_methods(c, names)
+  view = data_view(c)
+  try:
+    return _build(c, view, built_methods)
+  except _BuildError as e:  # a module below refused the config: one line naming the field
+    section, leaf = e.field.split(".")
+    fail(e.field, c[section][leaf], e.message)
 
 
 def for_pack(checked: Checked, traced: tuple) -> Checked:
@@ -175,46 +186,88 @@ def _check_constraints(c, config, names: list) -> None:
          "set from its seed)")
 
 
-def _build(c, names: list) -> Checked:
-  """Builds the methods, the model and the optimizer with the registries' own checks (one line
-  naming the field on a failure), and the checks between them and the config."""
+class _BuildError(Exception):
+  """A module below refused what ``field`` asked for; :func:`check` names it with its value."""
+
+  def __init__(self, field: str, message: str):
+    super().__init__(message)
+    self.field, self.message = field, message
+
+
+@contextlib.contextmanager
+def _field_errors(field: str):
+  """Any TypeError/ValueError/KeyError raised inside becomes a :class:`_BuildError` naming
+  ``field``; a message that already names its field (``config.…``) goes out as it is."""
+  try:
+    yield
+  except (TypeError, ValueError, KeyError) as e:
+    msg = " ".join(str(e).split())
+    if msg.startswith("config."):
+      raise ValueError(msg) from None
+    raise _BuildError(field, msg or type(e).__name__) from None
+
+
+def _build_methods(c, names) -> dict:
+  """{name: method with its hyperparameters}, built by the methods' registry; the checks between
+  them and the config."""
   from reinit_jax import methods as methods_registry
+  built = {}
+  for name in names:
+    hparams = method_hparams(c, name, names)
+    with _field_errors("reinit.hparams"):
+      built[name] = methods_registry.get(name, **hparams)
+  _check_methods(c, built)
+  return built
+
+
+def _build(c, view, built_methods: dict) -> Checked:
+  """The optimizer, the data set's options and the model, each built by its own module with that
+  module's checks (one line naming the field on a failure), and the checks between them and the
+  config, here in line: what a module below has read is not handed back to a helper."""
   from reinit_jax import models
   from reinit_jax.data import registry
-  built = {name: _checked("reinit.hparams", c.reinit.hparams,
-                          lambda: methods_registry.get(name, **method_hparams(c, name)))
-           for name in names}
-  _check_methods(c, built)
-  # The data package's own checks (augmentation, label_noise, ...) name their field.
-  data_options = _checked("data", c.data.dataset, lambda: registry.options(data_view(c)))
-  if not registry.in_memory(data_options):
-    _check_streamed(c)
+  tx = _optimizer(c)
+  with _field_errors("data.dataset"):  # the data package's own checks name their field
+    data_options = registry.options(view)
+  if not registry.in_memory(data_options):  # what a streamed data set (tf.data) rules out
+    if c.run.feature_diagnostics:
+      fail("run.feature_diagnostics", True, "False for a streamed data set (the probe is the "
+           "stage's training view in memory)")
+    if c.reinit.distill and not c.reinit.distill_live:
+      fail("reinit.distill_live", False, "True for a streamed data set (no teacher cache)")
+    if c.run.eval_train != "off" and c.data.label_noise > 0:
+      fail("run.eval_train", c.run.eval_train, "'off' for a streamed data set with "
+           "data.label_noise > 0 (the noisy/clean splits need the training set in memory)")
   num_classes, input_shape = registry.example_shape(data_options)
   options = c.model.options.to_dict()
   given = options.setdefault("input_shape", input_shape)
   if not isinstance(given, (tuple, list)) or tuple(given) != input_shape:
     fail("model.options", c.model.options, f"input_shape left out or {input_shape} (the data's "
          "examples after the augmentation preset)")
-  model = _checked("model.options", c.model.options, lambda: models.create(
-    c.model.name, num_classes, num_blocks=c.model.num_blocks, **options))
-  unit_level = [name for name, method in built.items() if method.uses_activations]
-  if unit_level:
+  with _field_errors("model.options"):
+    model = models.create(c.model.name, num_classes, num_blocks=c.model.num_blocks, **options)
+  if any(method.uses_activations for method in built_methods.values()):
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))["params"]
-    for name in unit_level:
-      _checked("reinit.method", name, lambda: methods_registry.layer_chain(model.blocks, shapes))
+    with _field_errors("reinit.method"):
+      models.layer_chain(model.blocks, shapes)
   if c.run.feature_diagnostics and len(model.blocks) < 2:
     fail("run.feature_diagnostics", True, "False for a model of one block (no penultimate "
          "features; set model.num_blocks >= 2)")
-  return Checked(c, model, built, _optimizer(c))
+  return Checked(c, model, built_methods, tx)
 
 
 def _optimizer(c, decay: bool | None = None):
   """The optimizer of ``c`` (its options checked); ``decay=True``: with its weight-decay stage
   whatever ``c``'s value (a pack's traced weight decay)."""
   from reinit_jax.train import schedules
-  return _checked("optim.options", c.optim.options, lambda: schedules.make_optimizer(
-    c.optim.optimizer, c.optim.weight_decay, c.optim.momentum, c.optim.options.to_dict(),
-    decay=decay))
+  try:
+    return schedules.make_optimizer(c.optim.optimizer, c.optim.weight_decay, c.optim.momentum,
+                                    c.optim.options.to_dict(), decay=decay)
+  except (TypeError, ValueError, KeyError) as e:
+    msg = " ".join(str(e).split())
+    if msg.startswith("config."):
+      raise ValueError(msg) from None
+    fail("optim.options", c.optim.options, msg or type(e).__name__)
 
 
 def _check_methods(c, built: dict) -> None:
@@ -231,18 +284,6 @@ def _check_methods(c, built: dict) -> None:
     if method.carries_state and not c.reinit.every_steps:
       fail("reinit.every_steps", 0, f">= 1 with method {name!r} (it keeps per-unit state from "
            "step to step; 1: the paper's every step)")
-
-
-def _check_streamed(c) -> None:
-  """What a streamed data set (tf.data, not in memory) rules out."""
-  if c.run.feature_diagnostics:
-    fail("run.feature_diagnostics", True, "False for a streamed data set (the probe is the "
-         "stage's training view in memory)")
-  if c.reinit.distill and not c.reinit.distill_live:
-    fail("reinit.distill_live", False, "True for a streamed data set (no teacher cache)")
-  if c.run.eval_train != "off" and c.data.label_noise > 0:
-    fail("run.eval_train", c.run.eval_train, "'off' for a streamed data set with "
-         "data.label_noise > 0 (the noisy/clean splits need the training set in memory)")
 
 
 def check_pack(configs: list, per_run_data: bool) -> None:
@@ -265,25 +306,31 @@ def check_batch_sizes(c, stage_examples: list, devices: int) -> None:
            f"most the {n} training examples of a stage")
 
 
-def method_hparams(c, name: str) -> dict:
+def method_hparams(c, name: str, names: tuple | None = None) -> dict:
   """The hyperparameters of ``reinit.hparams`` that method ``name`` takes: all of them for a
-  single method (an unknown one fails there), in a study those ``name`` declares."""
+  single method (an unknown one fails there), in a study those ``name`` declares. ``names``: the
+  config's methods (:func:`method_names`), when the caller has them."""
   from reinit_jax import methods
   hparams = c.reinit.hparams.to_dict()
-  if len(method_names(c)) == 1:
+  if len(names or method_names(c)) == 1:
     return hparams
   return {k: v for k, v in hparams.items() if k in methods.get(name).declaration.hparams}
 
 
-def _checked(field, value, build):
-  """``build()``, with any TypeError/ValueError it raises turned into one line naming ``field``."""
-  try:
-    return build()
-  except (TypeError, ValueError, KeyError) as e:
-    msg = " ".join(str(e).split())
-    if msg.startswith("config."):
-      raise ValueError(msg) from None
-    fail(field, value, msg or type(e).__name__)
+def method_names(c) -> tuple[str, ...]:
+  """The method(s) of ``reinit.method``: one name, or the names of a study."""
+  m = c.reinit.method
+  return (m,) if isinstance(m, str) else tuple(m)
+
+
+def with_method(c, method) -> ml_collections.ConfigDict:
+  """A copy of ``c`` with ``reinit.method`` = ``method`` (a name or a tuple of names): a plain
+  ConfigDict types a field by its first value, so the field is made anew."""
+  out = ml_collections.ConfigDict(c.to_dict())
+  del out.reinit["method"]
+  out.reinit["method"] = ml_collections.FieldReference(
+    method if isinstance(method, str) else tuple(method), field_type=object)
+  return out
 
 
 def data_view(c: ml_collections.ConfigDict, seed: int | None = None) -> ml_collections.ConfigDict:
