@@ -104,10 +104,9 @@ def check(config: ml_collections.ConfigDict) -> Checked:
   names = _check_names(c)
   _check_constraints(c, config, names)
   built_methods = _build_methods(c, names)
-  view = data_view(c)
   try:
-    return _build(c, view, built_methods)
-  except _BuildError as e:  # a module below refused the config: one line naming the field
+    return _build(c, built_methods)
+  except _BuildError as e:  # a module below refused the config: one line with the field's value
     section, leaf = e.field.split(".")
     fail(e.field, c[section][leaf], e.message)
 
@@ -186,11 +185,12 @@ def _check_constraints(c, config, names: list) -> None:
          "set from its seed)")
 
 
-class _BuildError(Exception):
-  """A module below refused what ``field`` asked for; :func:`check` names it with its value."""
+class _BuildError(ValueError):
+  """A module below refused what ``field`` asked for (one line naming it); :func:`check` adds the
+  field's value."""
 
   def __init__(self, field: str, message: str):
-    super().__init__(message)
+    super().__init__(f"config.{field}: {message}")
     self.field, self.message = field, message
 
 
@@ -220,12 +220,13 @@ def _build_methods(c, names) -> dict:
   return built
 
 
-def _build(c, view, built_methods: dict) -> Checked:
+def _build(c, built_methods: dict) -> Checked:
   """The optimizer, the data set's options and the model, each built by its own module with that
   module's checks (one line naming the field on a failure), and the checks between them and the
   config, here in line: what a module below has read is not handed back to a helper."""
   from reinit_jax import models
   from reinit_jax.data import registry
+  view = data_view(c)
   tx = _optimizer(c)
   with _field_errors("data.dataset"):  # the data package's own checks name their field
     data_options = registry.options(view)
@@ -260,14 +261,9 @@ def _optimizer(c, decay: bool | None = None):
   """The optimizer of ``c`` (its options checked); ``decay=True``: with its weight-decay stage
   whatever ``c``'s value (a pack's traced weight decay)."""
   from reinit_jax.train import schedules
-  try:
+  with _field_errors("optim.options"):
     return schedules.make_optimizer(c.optim.optimizer, c.optim.weight_decay, c.optim.momentum,
                                     c.optim.options.to_dict(), decay=decay)
-  except (TypeError, ValueError, KeyError) as e:
-    msg = " ".join(str(e).split())
-    if msg.startswith("config."):
-      raise ValueError(msg) from None
-    fail("optim.options", c.optim.options, msg or type(e).__name__)
 
 
 def _check_methods(c, built: dict) -> None:
