@@ -217,6 +217,25 @@ def test_launch_corrupt_data_and_bad_config_one_line_nonzero(tmp_path):
   assert p.stderr.strip().splitlines()[-1].startswith("error: config.optim.learning_rate='abc'")
 
 
+@pytest.mark.parametrize("field,arg,shown", [
+  ("model.options", "model.options={'widht':3}", "{'widht': 3}"),
+  ("optim.options", "optim.options={'nonexistent':1}", "{'nonexistent': 1}"),
+  ("reinit.method", "method=redo,every_steps=1,model.num_blocks=2", "'redo'"),
+  ("reinit.method", "method=redo,every_steps=1,model.name=scnn_tiny,dataset=fashion_mnist",
+   "'redo'"),
+])
+def test_a_part_refused_below_names_its_field_and_value(field, arg, shown):
+  """What the schema allows but the module that builds the part refuses (a model option it does
+  not take, an optimizer option, a unit-level method on a model without a chain of dense layers)
+  fails in validation with one line naming the field and its value."""
+  c = train.base_config()
+  launch.apply(c, arg)
+  with pytest.raises(ValueError) as e:
+    train.validate(c)
+  assert str(e.value).startswith(f"config.{field}={shown} is invalid; allowed: "), str(e.value)
+  assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("field,values", [
   ("reinit.distill_live", {"reinit.distill": True, "reinit.distill_live": False}),
   ("run.eval_train", {"data.label_noise": 0.2, "run.eval_train": "stage"}),

@@ -266,6 +266,15 @@ MUTANTS = (
   Mutant("pack_optimizer_not_rebuilt", "reinit_jax/train/validation.py",
          'if "weight_decay" not in traced:', "if True:", ("tests/test_pack.py",),
          "a pack whose weight decay rides on the run axis keeps its first point's optimizer"),
+  Mutant("build_error_unnamed", "reinit_jax/train/validation.py",
+         "raise _BuildError(field, msg or type(e).__name__) from None",
+         "raise ValueError(msg) from None", ("tests/test_reliability_config.py",),
+         "a model, optimizer or method refusal surfaces without naming its config field"),
+  Mutant("list_skips_value_check", "reinit_jax/launch/sweep.py",
+         "  if values:\n    for _, config in point_configs(config_path):",
+         "  if not values:\n    for _, config in point_configs(config_path):",
+         ("tests/test_sweep.py",), "--sweep=list prints commands whose --config values are of the "
+         "wrong type"),
 )
 
 

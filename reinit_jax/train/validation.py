@@ -108,7 +108,8 @@ def check(config: ml_collections.ConfigDict) -> Checked:
     return _build(c, built_methods)
   except _BuildError as e:  # a module below refused the config: one line with the field's value
     section, leaf = e.field.split(".")
-    fail(e.field, c[section][leaf], e.message)
+    value = c[section][leaf]
+    fail(e.field, value.to_dict() if hasattr(value, "to_dict") else value, e.message)
 
 
 def for_pack(checked: Checked, traced: tuple) -> Checked:
