@@ -71,7 +71,9 @@ def keywords(help_) -> Field:
 
 
 def fail(field: str, value, allowed: str):
-  """Raises the one-line ValueError for ``config.<field>=<value>`` (``field`` dotted)."""
+  """Raises the one-line ValueError for ``config.<field>=<value>`` (``field`` dotted); a config
+  section (a ConfigDict, whose repr is YAML) is shown as the dict it holds."""
+  value = value.to_dict() if hasattr(value, "to_dict") else value
   shown = " ".join(repr(value).split())  # one line even for a nested dict
   shown = shown if len(shown) <= 80 else shown[:77] + "..."
   raise ValueError(f"config.{field}={shown} is invalid; allowed: {allowed}")

@@ -271,8 +271,7 @@ MUTANTS = (
          "raise ValueError(msg) from None", ("tests/test_reliability_config.py",),
          "a model, optimizer or method refusal surfaces without naming its config field"),
   Mutant("list_skips_value_check", "reinit_jax/launch/sweep.py",
-         "  if values:\n    for _, config in point_configs(config_path):",
-         "  if not values:\n    for _, config in point_configs(config_path):",
+         "  if values:\n    for p in grid:", "  if not values:\n    for p in grid:",
          ("tests/test_sweep.py",), "--sweep=list prints commands whose --config values are of the "
          "wrong type"),
 )

@@ -140,12 +140,14 @@ def commands(config_path: str, workdir: str, extra_flags: Iterable[str] = (), va
   ``values``: the same flags as parsed ({dotted field: value}), applied to every point's config
   first, so a value of the wrong type fails here rather than in each point's process.
   """
-  if values:
-    for _, config in point_configs(config_path):
-      set_overrides(config, values)
   path, arg = split_config_path(config_path)
+  module = load_module(path)
+  grid = points(config_path, module)
+  if values:
+    for p in grid:
+      set_overrides(module.get_config(merged_arg(arg, p)), values)
   out = []
-  for p in points(config_path):
+  for p in grid:
     words = [f"--config={path}:{merged_arg(arg, p)}",
              f"--workdir={os.path.join(workdir, point_name(p))}"]
     words += list(extra_flags)

@@ -51,9 +51,10 @@ def create(name: str, num_classes: int, *, num_blocks: int | None = None, **opti
     num_classes: number of classes (≥ 2).
     num_blocks: merge the declared blocks into this many groups for ``layerwise`` (None: finest).
     **options: ``normalization`` ('batch' | 'layer' | 'none'; default per model as in its paper),
-      ``initializer`` ('he_normal' | 'he_uniform' | 'xavier_uniform'), ``dropout`` in [0, 1), ``input_shape``;
-      for the CNNs also ``width`` (channel multiplier), ``dtype`` (compute dtype, e.g. 'bfloat16';
-      params stay float32) and ``conv_impl`` ('auto' | 'xla' | 'im2col'; 'auto' = im2col on CPU).
+      ``initializer`` ('he_normal' | 'he_uniform' | 'xavier_uniform'), ``dropout`` in [0, 1),
+      ``input_shape``; for the CNNs also ``width`` (channel multiplier), ``dtype`` (compute dtype,
+      e.g. 'bfloat16'; params stay float32) and ``conv_impl`` ('auto' | 'xla' | 'im2col'; 'auto' =
+      im2col on CPU).
   Returns:
     A :class:`Model`; ``model.init(key)`` draws its variables.
   """

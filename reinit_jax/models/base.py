@@ -123,9 +123,10 @@ def group_blocks(blocks: Sequence[Block], num_blocks: int | None) -> tuple[Block
 
 
 def layer_chain(blocks, params) -> tuple:
-  """The layers of a model (its ``blocks``) that is a chain of dense layers, one per block, covering every
-  parameter (the ``mlp``), as parameter paths: a unit of block i is an output of its layer and an
-  input of block i + 1's (the unit-level methods' chain). ``params`` may hold shapes (``jax.eval_shape``)."""
+  """The layers of a model (its ``blocks``) that is a chain of dense layers, one per block,
+  covering every parameter (the ``mlp``), as parameter paths: a unit of block i is an output of
+  its layer and an input of block i + 1's (the unit-level methods' chain). ``params`` may hold
+  shapes (``jax.eval_shape``)."""
   names = [b.names[0] for b in blocks if len(b.names) == 1]
   dense = all(set(params.get(n, {})) <= {"kernel", "bias"} and len(params[n]["kernel"].shape) == 2
               for n in names if "kernel" in params.get(n, {}))

@@ -1,5 +1,6 @@
-"""Every jitted function of a run: train steps (scanned), evaluation, teacher cache, the event ([Z] §3,
-§3.1), the initial state and the method's preparation of it, parameter norms, feature diagnostics.
+"""Every jitted function of a run: train steps (scanned), evaluation, teacher cache, the event
+([Z] §3, §3.1), the initial state and the method's preparation of it, parameter norms, feature
+diagnostics.
 
 Every function here is written for one seed and vmapped over the seed axis, then jitted once. The
 training data lives on the device; a call receives an index batch (S, n_steps, B) and gathers and

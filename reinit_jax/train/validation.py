@@ -108,8 +108,7 @@ def check(config: ml_collections.ConfigDict) -> Checked:
     return _build(c, built_methods)
   except _BuildError as e:  # a module below refused the config: one line with the field's value
     section, leaf = e.field.split(".")
-    value = c[section][leaf]
-    fail(e.field, value.to_dict() if hasattr(value, "to_dict") else value, e.message)
+    fail(e.field, c[section][leaf], e.message)
 
 
 def for_pack(checked: Checked, traced: tuple) -> Checked:
@@ -214,7 +213,7 @@ def _build_methods(c, names) -> dict:
   from reinit_jax import methods as methods_registry
   built = {}
   for name in names:
-    hparams = method_hparams(c, name, names)
+    hparams = method_hparams(c, name)
     with _field_errors("reinit.hparams"):
       built[name] = methods_registry.get(name, **hparams)
   _check_methods(c, built)
@@ -272,7 +271,7 @@ def _check_methods(c, built: dict) -> None:
   if len(built) > 1:  # a study: every key of hparams taken by at least one of its methods
     for key in c.reinit.hparams:
       if not any(key in method.declaration.hparams for method in built.values()):
-        fail("reinit.hparams", c.reinit.hparams.to_dict(),
+        fail("reinit.hparams", c.reinit.hparams,
              f"hyperparameters of {', '.join(built)}; none of them declares {key!r}")
   for name, method in built.items():
     m = getattr(method, "events_per_block", None)
@@ -303,13 +302,12 @@ def check_batch_sizes(c, stage_examples: list, devices: int) -> None:
            f"most the {n} training examples of a stage")
 
 
-def method_hparams(c, name: str, names: tuple | None = None) -> dict:
+def method_hparams(c, name: str) -> dict:
   """The hyperparameters of ``reinit.hparams`` that method ``name`` takes: all of them for a
-  single method (an unknown one fails there), in a study those ``name`` declares. ``names``: the
-  config's methods (:func:`method_names`), when the caller has them."""
+  single method (an unknown one fails there), in a study those ``name`` declares."""
   from reinit_jax import methods
   hparams = c.reinit.hparams.to_dict()
-  if len(names or method_names(c)) == 1:
+  if len(method_names(c)) == 1:
     return hparams
   return {k: v for k, v in hparams.items() if k in methods.get(name).declaration.hparams}
 
